@@ -1,0 +1,24 @@
+"""Free TCP ports on loopback."""
+
+import socket
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port_free(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Wait until nothing listens on ``host:port`` any more."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            if s.connect_ex((host, port)) != 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"port {host}:{port} still in use after {timeout}s")
