@@ -1,17 +1,126 @@
-"""synapse_email_gate: registration tokens by email, bound to a username."""
+"""synapse_email_gate: registration tokens by email, bound to a username.
 
+`EmailGate` only reads the config and wires the parts together; see
+docs/internals.md for the shape of the module.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 from typing import Any
 
+from synapse.http.site import SynapseRequest
+from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
+from synapse.module_api.errors import ConfigError
+from synapse.util.async_helpers import ObservableDeferred
+from twisted.internet import reactor
+
+from synapse_email_gate.asyncio_bridge import AsyncioThread
+from synapse_email_gate.config import GateConfig
+from synapse_email_gate.delivery import MailDelivery
+from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.mail import MailComposer
+from synapse_email_gate.netrules import IpRules
+from synapse_email_gate.registration import RegistrationHooks
+from synapse_email_gate.schema import create_schema
+from synapse_email_gate.service import RequestService
+from synapse_email_gate.web.admin import AdminHandlers, Moderators
+from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
+from synapse_email_gate.web.http import respond_json
+from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
+
+__all__ = ["EmailGate", "GateConfig"]
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIR = str(Path(__file__).resolve().parent / "templates")
+SWEEP_INTERVAL_MS = 10_000
 
 
 class EmailGate:
-    """Placeholder while the module is being built."""
-
-    def __init__(self, config: Any, api: ModuleApi) -> None:
-        self._config = config
+    def __init__(self, config: GateConfig, api: ModuleApi) -> None:
         self._api = api
+        self._config = config
+        self._policy = LivePolicy(config.policy, config.policy_file)
+        self._bridge = AsyncioThread(reactor)
+        composer = MailComposer(
+            lambda names: api.read_templates(names, TEMPLATE_DIR),
+            server_name=api.server_name,
+            sender=config.sender or f"{api.server_name} <noreply@{api.server_name}>",
+            page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
+        )
+        self._delivery = MailDelivery(
+            api, config.smtp, composer, self._bridge, config.mail_retry_for_ms
+        )
+        self._service = RequestService(api, config, self._policy, self._delivery)
+        RegistrationHooks(api, self._policy).register()
+
+        self._schema = ObservableDeferred(
+            api.run_as_background_process("email_gate_schema", self._create_schema),
+            consumeErrors=True,
+        )
+        pages = RequestHandlers(
+            api,
+            self._service,
+            api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
+            IpRules.compile(config.trusted_proxies),
+        )
+        admin = AdminHandlers(Moderators(api, config.moderators), self._policy)
+        routes: dict[tuple[str, str], Handler] = {
+            ("GET", ""): self._when_ready(pages.page),
+            ("POST", ""): self._when_ready(pages.form_post),
+            ("POST", "api/request"): self._when_ready(pages.api_request),
+            ("GET", "register"): self._when_ready(pages.register_page),
+            ("GET", "static/*"): pages.static,
+            ("POST", "admin/reload"): admin.reload,
+        }
+        api.register_web_resource(BASE_PATH, GateResource(routes))
+
+        api.looping_background_call(
+            self._policy.reload_if_changed,
+            config.policy_check_interval_ms,
+            run_on_all_instances=True,
+        )
+        api.looping_background_call(self._sweep, SWEEP_INTERVAL_MS)
 
     @staticmethod
-    def parse_config(config: dict[str, Any]) -> Any:
-        return config
+    def parse_config(config: dict[str, Any]) -> GateConfig:
+        try:
+            return GateConfig.parse(config)
+        except ConfigError as e:
+            raise ConfigError(f"email_gate: {e.msg}", e.path) from e
+
+    async def _create_schema(self) -> bool:
+        await self._api.run_db_interaction("email_gate_create_schema", create_schema)
+        return True
+
+    async def _schema_ready(self) -> bool:
+        try:
+            ready: bool | None = await make_deferred_yieldable(self._schema.observe())
+            return bool(ready)
+        except Exception:
+            return False
+
+    def _when_ready(self, handler: Handler) -> Handler:
+        """Requests that touch our tables wait for them to exist."""
+
+        async def wrapped(request: SynapseRequest) -> None:
+            if await self._schema_ready():
+                await handler(request)
+            else:
+                respond_json(
+                    request,
+                    503,
+                    {"errcode": "EMAIL_GATE_UNAVAILABLE", "error": "Not ready; see the server log"},
+                )
+
+        return wrapped
+
+    async def _sweep(self) -> None:
+        if not await self._schema_ready():
+            return
+        await self._service.process_orphans()
+        await self._delivery.sweep()
+

@@ -42,12 +42,17 @@ _EVERYTHING_PROBES = ("", "x", "Zz 9-._=/+")
 
 
 class PatternError(ValueError):
-    """A pattern cannot be used.  The message names the pattern."""
+    """A pattern cannot be used.  The message names the pattern.
 
-    def __init__(self, message: str, *, index: int | None = None, pattern: str | None = None):
-        super().__init__(message)
-        self.index = index
+    ``reason`` alone (without the pattern) lets callers that know the pattern
+    under another name, such as a ``/regex/`` email ban entry, reword it.
+    """
+
+    def __init__(self, reason: str, *, pattern: str | None = None, index: int | None = None):
+        super().__init__(reason if pattern is None else f"pattern {pattern!r}: {reason}")
+        self.reason = reason
         self.pattern = pattern
+        self.index = index
 
 
 class PatternMatchError(RuntimeError):
@@ -78,12 +83,10 @@ def _check_all(patterns: Sequence[str]) -> None:
     """Raise :class:`PatternError` for the first pattern that cannot be used."""
     for index, pattern in enumerate(patterns):
         if not isinstance(pattern, str):
-            raise PatternError(
-                f"pattern {pattern!r}: not a string", index=index, pattern=str(pattern)
-            )
+            raise PatternError("not a string", pattern=str(pattern), index=index)
         reason = _rejection(pattern)
         if reason is not None:
-            raise PatternError(f"pattern {pattern!r}: {reason}", index=index, pattern=pattern)
+            raise PatternError(reason, pattern=pattern, index=index)
 
 
 def _build_set(patterns: Sequence[str]) -> re2.Set:
@@ -100,9 +103,7 @@ def _build_set(patterns: Sequence[str]) -> re2.Set:
             try:
                 regex_set.Add(pattern)
             except re2.error as exc:
-                raise PatternError(
-                    f"pattern {pattern!r}: rejected by RE2 set", index=index, pattern=pattern
-                ) from exc
+                raise PatternError("rejected by RE2 set", pattern=pattern, index=index) from exc
         regex_set.Add("")
         try:
             regex_set.Compile()

@@ -1,0 +1,192 @@
+"""The module's configuration: frozen attrs classes read from homeserver.yaml.
+
+Every value is checked here, at start-up, so that a bad value stops Synapse with
+a ConfigError naming the key (`smtp.port: must be at most 65535, got 70000`).
+See docs/configuration.md for every key and its default.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+import attrs
+
+from synapse_email_gate.configreader import Section, string_list
+from synapse_email_gate.policy_lists import PolicyLists
+
+TlsMode = Literal["none", "starttls", "tls"]
+ApprovalMode = Literal["off", "required"]
+
+_MINUTE_MS = 60_000
+_HOUR_MS = 60 * _MINUTE_MS
+_DAY_MS = 24 * _HOUR_MS
+
+
+@attrs.frozen
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 25
+    tls: TlsMode = "starttls"
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    ca_file: str | None = None
+    verify_certificates: bool = True
+    timeout_seconds: float = 30.0
+
+    @staticmethod
+    def from_section(section: Section) -> SmtpConfig:
+        username = section.optional_string("username")
+        password = section.optional_string("password")
+        password_file = section.optional_string("password_file")
+        if password is not None and password_file is not None:
+            raise section.error("password_file", "give either password or password_file, not both")
+        if password_file is not None:
+            password = _read_secret(section, "password_file", password_file)
+        if username is not None and password is None:
+            raise section.error("username", "needs password or password_file as well")
+        if password is not None and username is None:
+            raise section.error("password", "needs username as well")
+        ca_file = section.optional_string("ca_file")
+        if ca_file is not None:
+            _read_secret(section, "ca_file", ca_file)
+        config = SmtpConfig(
+            host=section.string("host", "localhost"),
+            port=section.integer("port", 25, minimum=1, maximum=65535),
+            tls=cast(TlsMode, section.choice("tls", "starttls", ("none", "starttls", "tls"))),
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            verify_certificates=section.boolean("verify_certificates", True),
+            timeout_seconds=section.number("timeout", 30.0, minimum=1.0),
+        )
+        section.finish()
+        return config
+
+
+@attrs.frozen
+class ChallengeConfig:
+    enabled: bool = False
+    difficulty: int = 18
+    lifetime_ms: int = 10 * _MINUTE_MS
+
+    @staticmethod
+    def from_section(section: Section) -> ChallengeConfig:
+        config = ChallengeConfig(
+            enabled=section.boolean("enabled", False),
+            difficulty=section.integer("difficulty", 18, minimum=1, maximum=32),
+            lifetime_ms=section.duration_ms("lifetime", 10 * _MINUTE_MS, minimum_ms=10_000),
+        )
+        section.finish()
+        return config
+
+
+@attrs.frozen
+class RetentionConfig:
+    """How long request rows are kept: unfinished (no account) and finished ones."""
+
+    unfinished_ms: int = 7 * _DAY_MS
+    finished_ms: int = 90 * _DAY_MS
+
+    @staticmethod
+    def from_section(section: Section) -> RetentionConfig:
+        config = RetentionConfig(
+            unfinished_ms=section.duration_ms("unfinished", 7 * _DAY_MS, minimum_ms=_HOUR_MS),
+            finished_ms=section.duration_ms("finished", 90 * _DAY_MS, minimum_ms=_HOUR_MS),
+        )
+        section.finish()
+        return config
+
+
+@attrs.frozen
+class GateConfig:
+    smtp: SmtpConfig = SmtpConfig()
+    sender: str | None = None
+    token_lifetime_ms: int = 24 * _HOUR_MS
+    email_cooldown_ms: int = _HOUR_MS
+    multiple_users_per_email: bool = False
+    policy: PolicyLists = PolicyLists()
+    trusted_proxies: tuple[str, ...] = ()
+    policy_file: str | None = None
+    policy_check_interval_ms: int = 2_000
+    challenge: ChallengeConfig = ChallengeConfig()
+    moderators: tuple[str, ...] = ()
+    approval: ApprovalMode = "off"
+    retention: RetentionConfig = RetentionConfig()
+    mail_retry_for_ms: int = _DAY_MS
+
+    @staticmethod
+    def parse(raw: Mapping[str, Any] | None) -> GateConfig:
+        section = Section(raw, "")
+        config = GateConfig(
+            smtp=SmtpConfig.from_section(section.section("smtp")),
+            sender=section.convert("sender", None, _sender),
+            token_lifetime_ms=section.duration_ms("token_lifetime", 24 * _HOUR_MS, _MINUTE_MS),
+            email_cooldown_ms=section.duration_ms("email_cooldown", _HOUR_MS),
+            multiple_users_per_email=section.boolean("multiple_users_per_email", False),
+            policy=PolicyLists.from_section(section),
+            trusted_proxies=_trusted_proxies(section),
+            policy_file=section.optional_string("policy_file"),
+            policy_check_interval_ms=section.duration_ms(
+                "policy_check_interval", 2_000, minimum_ms=1_000
+            ),
+            challenge=ChallengeConfig.from_section(section.section("challenge")),
+            moderators=section.convert("moderators", (), _moderators),
+            approval=cast(ApprovalMode, section.choice("approval", "off", ("off", "required"))),
+            retention=RetentionConfig.from_section(section.section("retention")),
+            mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
+        )
+        section.finish()
+        return config
+
+
+def _read_secret(section: Section, key: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise section.error(key, f"cannot read {path!r}: {e.strerror}") from e
+
+
+def _sender(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an address like 'Example <gate@example.org>', got {value!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain line breaks")
+    pairs = email.utils.getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1]:
+        raise ValueError(f"expected one address like 'Example <gate@example.org>', got {value!r}")
+    return value
+
+
+def _trusted_proxies(section: Section) -> tuple[str, ...]:
+    from synapse_email_gate.netrules import IpRules
+
+    entries = section.strings("trusted_proxies")
+    try:
+        IpRules.compile(entries)
+    except ValueError as e:
+        raise section.error("trusted_proxies", str(e)) from e
+    return entries
+
+
+_USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
+
+
+def is_plain_user_id(entry: str) -> bool:
+    """A moderator entry is an exact Matrix ID when it looks like one, else a regex."""
+    return bool(_USER_ID.match(entry))
+
+
+def _moderators(value: object) -> tuple[str, ...]:
+    entries = string_list(value)
+    for entry in entries:
+        if is_plain_user_id(entry):
+            continue
+        try:
+            re.compile(entry)
+        except re.error as e:
+            raise ValueError(f"{entry!r} is neither a Matrix ID nor a valid regex: {e}") from e
+    return entries

@@ -1,0 +1,173 @@
+"""A small typed reader for nested YAML config that names the key in every error."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from synapse.module_api.errors import ConfigError
+
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration_ms(value: object) -> int:
+    """`45s`, `15m`, `24h`, `7d`, `2w`, `500ms`, or an integer of seconds -> milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return value * 1000
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            number, unit = match.groups()
+            return int(number) * _UNIT_MS[unit or "s"]
+    raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
+
+
+def format_duration(ms: int) -> str:
+    """The inverse of parse_duration_ms, for docs and messages: 86400000 -> `24h`."""
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+class Section:
+    """One mapping of the config, with the dotted path leading to it.
+
+    Every getter records the key it read; `finish()` then refuses keys nobody
+    read, suggesting the closest known key.
+    """
+
+    def __init__(self, data: object, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or 'config'}: expected a mapping, got {_kind(data)}")
+        self._data: Mapping[str, Any] = data
+        self._path = path
+        self._known: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.key(name)}: {problem}", path=self.key(name).split("."))
+
+    def has(self, name: str) -> bool:
+        self._known.add(name)
+        return self._data.get(name) is not None
+
+    def raw(self, name: str, default: object = None) -> Any:
+        self._known.add(name)
+        value = self._data.get(name)
+        return default if value is None else value
+
+    def convert(self, name: str, default: T, convert: Callable[[Any], T]) -> T:
+        """Read a value and convert it; ValueError/TypeError become ConfigError naming the key."""
+        if not self.has(name):
+            return default
+        try:
+            return convert(self._data[name])
+        except (ValueError, TypeError) as e:
+            raise self.error(name, str(e)) from e
+
+    def string(self, name: str, default: str) -> str:
+        return self.convert(name, default, _string)
+
+    def optional_string(self, name: str) -> str | None:
+        return self.convert(name, None, _string)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        return self.convert(name, default, _boolean)
+
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        return self.convert(name, default, lambda v: _integer(v, minimum, maximum))
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        return self.convert(name, default, lambda v: _number(v, minimum))
+
+    def duration_ms(self, name: str, default_ms: int, minimum_ms: int = 0) -> int:
+        def convert(value: object) -> int:
+            ms = parse_duration_ms(value)
+            if ms < minimum_ms:
+                raise ValueError(f"must be at least {format_duration(minimum_ms)}, got {value!r}")
+            return ms
+
+        return self.convert(name, default_ms, convert)
+
+    def choice(self, name: str, default: str, choices: Iterable[str]) -> str:
+        options = tuple(choices)
+
+        def convert(value: object) -> str:
+            if value not in options:
+                raise ValueError(f"must be one of {', '.join(options)}; got {value!r}")
+            return str(value)
+
+        return self.convert(name, default, convert)
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        return self.convert(name, (), string_list)
+
+    def section(self, name: str) -> Section:
+        self._known.add(name)
+        return Section(self._data.get(name), self.key(name))
+
+    def finish(self) -> None:
+        for name in self._data:
+            if name in self._known:
+                continue
+            close = difflib.get_close_matches(str(name), sorted(self._known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{self.key(str(name))}: unknown key{hint}")
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _integer(value: object, minimum: int, maximum: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"must be at most {maximum}, got {value}")
+    return value
+
+
+def _number(value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, got {value}")
+    return float(value)
+
+
+def string_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError(f"expected a list of strings, got {_kind(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(f"item {index} should be a string, got {item!r}")
+    return tuple(value)

@@ -1,0 +1,101 @@
+"""The policy in force: homeserver.yaml's lists plus the reloadable `policy_file`.
+
+Every process checks the file's identity (mtime, size, inode) every
+`policy_check_interval` and reloads when it changed; `reload()` does it now.
+A file that does not parse or validate is refused, the error is logged and
+returned, and the previous policy stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import attrs
+import yaml
+
+from synapse_email_gate.configreader import Section
+from synapse_email_gate.policy import Policy
+from synapse_email_gate.policy_lists import PolicyLists
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ReloadResult:
+    ok: bool
+    message: str
+    changed: bool = False
+
+
+def read_policy_file(path: str) -> PolicyLists:
+    """Parse and validate a policy file; raises ValueError with a readable message."""
+    from synapse.module_api.errors import ConfigError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from e
+    try:
+        section = Section(data, "")
+        lists = PolicyLists.from_section(section)
+        section.finish()
+    except ConfigError as e:
+        raise ValueError(f"{path}: {e.msg}") from e
+    return lists
+
+
+class LivePolicy:
+    def __init__(self, base: PolicyLists, policy_file: str | None) -> None:
+        self._base = base
+        self._file = policy_file
+        self._file_identity: tuple[int, int, int] | None = None
+        self.current = Policy.build([base])
+        if policy_file is not None:
+            result = self.reload()
+            if not result.ok:
+                from synapse.module_api.errors import ConfigError
+
+                raise ConfigError(f"policy_file: {result.message}")
+
+    def reload(self) -> ReloadResult:
+        if self._file is None:
+            return ReloadResult(ok=True, message="no policy_file configured")
+        try:
+            identity = _identity(self._file)
+            lists = read_policy_file(self._file)
+            policy = Policy.build([self._base, lists])
+        except ValueError as e:
+            logger.error("policy file refused, previous policy stays in force: %s", e)
+            return ReloadResult(ok=False, message=str(e))
+        self.current = policy
+        self._file_identity = identity
+        logger.info("policy file %s loaded", self._file)
+        return ReloadResult(ok=True, message=f"{self._file} loaded", changed=True)
+
+    def reload_if_changed(self) -> None:
+        if self._file is None:
+            return
+        try:
+            identity = _identity(self._file)
+        except ValueError as e:
+            if self._file_identity is not None:
+                logger.error("policy file unreadable, previous policy stays in force: %s", e)
+                self._file_identity = None
+            return
+        if identity != self._file_identity:
+            result = self.reload()
+            if not result.ok:
+                # Don't retry an unchanged broken file every few seconds.
+                self._file_identity = identity
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror}") from e
+    return st.st_mtime_ns, st.st_size, st.st_ino

@@ -1,0 +1,107 @@
+"""The module's own tables, created at start-up on SQLite and PostgreSQL.
+
+Several processes (main + workers) may start at once. On PostgreSQL concurrent
+`CREATE TABLE IF NOT EXISTS` can fail, so creation runs under a transaction-scoped
+advisory lock; SQLite serialises writers by itself.
+"""
+
+from __future__ import annotations
+
+from synapse.storage.database import LoggingTransaction
+from synapse.storage.engines import PostgresEngine
+
+SCHEMA_VERSION = 1
+
+# An arbitrary constant naming this module's advisory lock ("EGATE" in ASCII).
+_ADVISORY_LOCK_ID = 0x4547415445
+
+_TABLES = [
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_schema_version (
+        version INTEGER NOT NULL
+    )
+    """,
+    # One row per request made on the page or the API.
+    # status: received -> issued | suppressed -> registered (see docs/internals.md)
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_requests (
+        id TEXT PRIMARY KEY,
+        created_ts BIGINT NOT NULL,
+        updated_ts BIGINT NOT NULL,
+        localpart TEXT NOT NULL,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        token TEXT UNIQUE,
+        expires_ts BIGINT,
+        user_id TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS email_gate_requests_created ON email_gate_requests (created_ts)",
+    """CREATE INDEX IF NOT EXISTS email_gate_requests_status
+       ON email_gate_requests (status, created_ts)""",
+    """CREATE INDEX IF NOT EXISTS email_gate_requests_email
+       ON email_gate_requests (email_key, created_ts)""",
+    # What the module knows about an address: when it was last mailed a token
+    # and how many accounts it produced.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_addresses (
+        email_key TEXT PRIMARY KEY,
+        last_sent_ts BIGINT NOT NULL,
+        accounts INTEGER NOT NULL
+    )
+    """,
+    # A username promised to one request until its token expires.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_reservations (
+        localpart TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        email_key TEXT NOT NULL,
+        expires_ts BIGINT NOT NULL
+    )
+    """,
+    # Outgoing mail, written in the same transaction as the request it serves.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_outbox (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_ts BIGINT NOT NULL,
+        lease_until_ts BIGINT NOT NULL,
+        last_error TEXT,
+        sent_ts BIGINT
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_outbox_due
+       ON email_gate_outbox (status, next_attempt_ts)""",
+    # Token buckets shared by every process.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_buckets (
+        bucket TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated_ts BIGINT NOT NULL
+    )
+    """,
+]
+
+
+def create_schema(txn: LoggingTransaction) -> None:
+    if isinstance(txn.database_engine, PostgresEngine):
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (_ADVISORY_LOCK_ID,))
+    for statement in _TABLES:
+        txn.execute(statement)
+    txn.execute("SELECT version FROM email_gate_schema_version")
+    row = txn.fetchone()
+    if row is None:
+        txn.execute("INSERT INTO email_gate_schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif row[0] > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"email_gate tables are at version {row[0]}, newer than this module "
+            f"({SCHEMA_VERSION}); upgrade synapse-email-gate"
+        )

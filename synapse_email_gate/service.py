@@ -1,0 +1,230 @@
+"""The request path: one function shared by the HTML form and the JSON API.
+
+`submit` decides everything that may be said to the requester (IP ban, rate
+limits, username and domain problems), records the request and answers. The
+email-side work — bans on the address, cooldown, already used, per-address
+limit, token, mail — happens in `process`, after the answer, so every
+email-side outcome looks the same from outside, in body and in timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import attrs
+from synapse.api.errors import SynapseError
+from synapse.module_api import ModuleApi
+
+from synapse_email_gate import outcomes, store
+from synapse_email_gate.config import GateConfig
+from synapse_email_gate.delivery import MailDelivery
+from synapse_email_gate.emails import InvalidEmail, parse_email
+from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.outcomes import Outcome, Refusal
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.tokens import new_id, new_token
+
+logger = logging.getLogger(__name__)
+
+MAX_FIELD_LENGTH = 320
+# A request still `received` this long after intake was orphaned by a crash.
+ORPHAN_AFTER_MS = 30_000
+
+
+@attrs.frozen
+class RequestInput:
+    username: str
+    email: str
+    lang: str = "en"
+
+
+class RequestService:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: GateConfig,
+        policy: LivePolicy,
+        delivery: MailDelivery,
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._policy = policy
+        self._delivery = delivery
+        # Per-process memory of buckets known to be empty, so a flood from one
+        # address is refused without touching the database.
+        self._empty_until: dict[str, int] = {}
+
+    async def submit(self, form: RequestInput, ip: str) -> Outcome:
+        policy = self._policy.current
+        if policy.ip_ban(ip) is not None:
+            logger.info("request refused: reason=ip_banned")
+            return outcomes.ip_banned()
+        now = self._api.get_current_time_msec()
+        limits = self._request_limits(ip)
+        wait = self._known_wait(limits, now)
+        if wait:
+            return self._limited(wait)
+
+        localpart_or_refusal = await self._check_username(form.username)
+        if isinstance(localpart_or_refusal, Refusal):
+            return localpart_or_refusal
+        localpart = localpart_or_refusal
+        try:
+            email = parse_email(form.email)
+        except InvalidEmail as e:
+            logger.info("request refused: reason=invalid_email (%s)", e.reason)
+            return Refusal(400, outcomes.INVALID_EMAIL, e.message, "email")
+        domain_problem = policy.domain_refusal(email)
+        if domain_problem is not None:
+            logger.info("request refused: reason=%s", domain_problem)
+            return _domain_refusal(domain_problem)
+
+        holder = await self._api.run_db_interaction(
+            "email_gate_reservation", store.reservation_holder_txn, localpart, now
+        )
+        if holder is not None and holder != email.normalised:
+            logger.info("request refused: reason=username_reserved")
+            return Refusal(
+                400,
+                "M_USER_IN_USE",
+                "This username is reserved by another pending request. Please choose another.",
+                "username",
+            )
+
+        request = store.NewRequest(
+            id=new_id(),
+            now_ms=now,
+            localpart=localpart,
+            email=email.address,
+            email_key=email.normalised,
+            ip=ip,
+            lang=form.lang,
+        )
+        empty = await self._api.run_db_interaction(
+            "email_gate_intake", store.intake_txn, request, limits
+        )
+        if empty is not None:
+            key, wait = empty
+            self._remember_empty(key, now + wait)
+            return self._limited(wait)
+        logger.info("request %s received for %r", request.id, localpart)
+        self._api.run_as_background_process("email_gate_process", self.process, request.id)
+        return outcomes.ACCEPTED
+
+    async def process(self, request_id: str) -> None:
+        """Decide the email side of a recorded request; issue and mail a token if due."""
+        policy = self._policy.current
+        now = self._api.get_current_time_msec()
+        address = await self._api.run_db_interaction(
+            "email_gate_request_email", store.request_email_txn, request_id
+        )
+        if address is None:
+            return
+        reason = policy.email_ban(parse_email(address))
+        try:
+            if reason is not None:
+                raise store.Suppressed("email_banned")
+            params = store.IssueParams(
+                request_id=request_id,
+                now_ms=now,
+                token=new_token(),
+                token_lifetime_ms=self._config.token_lifetime_ms,
+                cooldown_ms=self._config.email_cooldown_ms,
+                multiple_users_per_email=self._config.multiple_users_per_email,
+                per_email=policy.rate_limits.per_email,
+                outbox_id=new_id(),
+            )
+            issued = await self._api.run_db_interaction(
+                "email_gate_issue", store.issue_txn, params
+            )
+        except store.Suppressed as e:
+            await self._api.run_db_interaction(
+                "email_gate_suppress", store.suppress_txn, request_id, e.reason, now
+            )
+            logger.info("request %s: no mail, reason=%s", request_id, e.reason)
+            return
+        if issued is None:
+            return
+        logger.info("request %s: token issued for %r, mail queued", request_id, issued.localpart)
+        self._delivery.kick(issued.outbox_id)
+
+    async def process_orphans(self) -> None:
+        """Finish requests whose process died between the answer and `process`."""
+        cutoff = self._api.get_current_time_msec() - ORPHAN_AFTER_MS
+        ids = await self._api.run_db_interaction(
+            "email_gate_orphans", store.received_request_ids_txn, cutoff, 100
+        )
+        for request_id in ids:
+            await self.process(request_id)
+
+    async def _check_username(self, raw: str) -> str | Refusal:
+        localpart = clean_username(raw, self._api.server_name)
+        if not localpart:
+            return outcomes.missing_param("username")
+        try:
+            await self._api.check_username(localpart)
+        except SynapseError as e:
+            logger.info("request refused: reason=username_%s", e.errcode)
+            return Refusal(400, e.errcode, str(e.msg), "username")
+        if self._policy.current.username_ban(localpart) is not None:
+            logger.info("request refused: reason=username_banned")
+            return Refusal(
+                400,
+                outcomes.USERNAME_BANNED,
+                "This username is not allowed on this server. Please choose another.",
+                "username",
+            )
+        return localpart
+
+    def _request_limits(self, ip: str) -> list[tuple[str, Bucket]]:
+        limits = self._policy.current.rate_limits
+        return [(f"ip:{ip}", limits.per_ip), ("global", limits.global_)]
+
+    def _known_wait(self, limits: list[tuple[str, Bucket]], now: int) -> int:
+        for key, _ in limits:
+            until = self._empty_until.get(key)
+            if until is not None:
+                if until > now:
+                    return until - now
+                del self._empty_until[key]
+        return 0
+
+    def _remember_empty(self, key: str, until: int) -> None:
+        if len(self._empty_until) > 100_000:
+            self._empty_until.clear()
+        self._empty_until[key] = until
+
+    @staticmethod
+    def _limited(wait_ms: int) -> Refusal:
+        logger.info("request refused: reason=rate_limited")
+        return outcomes.rate_limited(math.ceil(wait_ms / 1000))
+
+
+def clean_username(raw: str, server_name: str) -> str:
+    """What people type -> a localpart: trims, lowercases, accepts `@name:server`."""
+    name = raw.strip()
+    if name.startswith("@"):
+        name = name[1:]
+        suffix = f":{server_name}"
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
+def _domain_refusal(reason: str) -> Refusal:
+    if reason == "disposable":
+        return Refusal(
+            400,
+            outcomes.DOMAIN_DISPOSABLE,
+            "Addresses from disposable-mail providers are not accepted. "
+            "Please use a permanent address.",
+            "email",
+        )
+    return Refusal(
+        400,
+        outcomes.DOMAIN_NOT_ALLOWED,
+        "Addresses at this domain are not accepted here. Please use another address.",
+        "email",
+    )
+

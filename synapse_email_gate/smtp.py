@@ -1,0 +1,191 @@
+"""Build the gate's emails and send them over SMTP with aiosmtplib.
+
+:func:`send_batch` is an asyncio coroutine: from Synapse (Twisted) code run it through
+:class:`synapse_email_gate.asyncio_bridge.AsyncioThread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.policy
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.headerregistry import AddressHeader, BaseHeader
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Literal, Protocol
+
+import aiosmtplib
+import attrs
+
+# Headers build_message sets itself; extra headers may not replace them.
+_MANAGED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "sender",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+# Everything str.splitlines() breaks on (CR and LF included).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# RFC 5322 field name: printable ASCII except the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+
+
+class SmtpSettings(Protocol):
+    """The ``smtp:`` part of the module config, as :func:`send_batch` reads it."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def tls(self) -> Literal["none", "starttls", "tls"]: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def verify_certificates(self) -> bool: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+
+
+@attrs.frozen
+class OutgoingMail:
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    sender: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SendResult:
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+
+
+def _no_newlines(what: str, value: str) -> str:
+    if any(char in _LINE_BREAKS for char in value):
+        raise ValueError(f"{what} must not contain line breaks")
+    return value
+
+
+def _set_single_address(msg: EmailMessage, name: str, value: str) -> None:
+    msg[name] = _no_newlines(name, value)
+    header = msg[name]
+    assert isinstance(header, AddressHeader) and isinstance(header, BaseHeader)
+    if header.defects or len(header.addresses) != 1 or not header.addresses[0].domain:
+        raise ValueError(f"{name} must be exactly one valid address: {value!r}")
+
+
+def build_message(mail: OutgoingMail, *, message_id_domain: str) -> EmailMessage:
+    """Build a UTF-8 message: text/plain, or multipart/alternative with text/html.
+
+    Raises ValueError on a line break (CR, LF, ...) in any header, on a bad address,
+    and on an extra header that would replace one set here.
+    """
+    msg = EmailMessage(policy=email.policy.default)
+    _set_single_address(msg, "From", mail.sender)
+    _set_single_address(msg, "To", mail.to)
+    msg["Subject"] = _no_newlines("Subject", mail.subject)
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain=_no_newlines("domain", message_id_domain))
+    msg["Auto-Submitted"] = "auto-generated"
+    for name, value in mail.headers.items():
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
+            raise ValueError(f"header name not allowed: {name!r}")
+        del msg[name]
+        msg[name] = _no_newlines(name, value)
+    # Quoted-printable keeps the message 7-bit: no reliance on the server's 8BITMIME.
+    msg.set_content(mail.text, charset="utf-8", cte="quoted-printable")
+    if mail.html is not None:
+        msg.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=settings.ca_file)
+    if not settings.verify_certificates:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _describe(exc: BaseException, password: str | None) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace(password, "***") if password else text
+
+
+async def send_batch(settings: SmtpSettings, mails: Sequence[EmailMessage]) -> list[SendResult]:
+    """Send ``mails`` over one SMTP connection; one result per mail, in order.
+
+    Never raises for SMTP or network trouble. A 5xx rejection of a recipient or of
+    the data, or an address that cannot be sent, is permanent. Everything else is
+    temporary: 4xx replies, a refused sender, and connection, TLS, login or timeout
+    failures, which also fail every mail not yet sent. A message whose DATA reply was
+    lost (timeout, disconnect) may have been delivered anyway: retrying can duplicate.
+    """
+    if not mails:
+        return []
+    tls = settings.tls
+    client = aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username,
+        password=settings.password,
+        timeout=settings.timeout_seconds,
+        use_tls=tls == "tls",
+        start_tls=tls == "starttls",  # True: fail if STARTTLS is not offered
+        tls_context=_tls_context(settings) if tls != "none" else None,
+    )
+    results: list[SendResult] = []
+    try:
+        await client.connect()
+        for msg in mails:
+            results.append(await _send_one(client, msg, settings.password))
+            if not client.is_connected:
+                break
+    except Exception as exc:
+        error = _describe(exc, settings.password)
+        results.extend(SendResult(ok=False, error=error) for _ in mails[len(results) :])
+    else:
+        error = "connection closed by the server"
+        results.extend(SendResult(ok=False, error=error) for _ in mails[len(results) :])
+    finally:
+        if client.is_connected:
+            with contextlib.suppress(Exception):  # the mails are sent; QUIT is courtesy
+                await client.quit()
+            client.close()
+    return results
+
+
+async def _send_one(client: aiosmtplib.SMTP, msg: EmailMessage, password: str | None) -> SendResult:
+    try:
+        await client.send_message(msg)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        code = exc.recipients[0].code if exc.recipients else 0
+        return SendResult(ok=False, permanent=code >= 500, error=_describe(exc, password))
+    except aiosmtplib.SMTPDataError as exc:
+        return SendResult(ok=False, permanent=exc.code >= 500, error=_describe(exc, password))
+    except (ValueError, aiosmtplib.SMTPNotSupported) as exc:
+        return SendResult(ok=False, permanent=True, error=_describe(exc, password))
+    except aiosmtplib.SMTPResponseException as exc:  # e.g. the sender refused
+        return SendResult(ok=False, error=_describe(exc, password))
+    return SendResult(ok=True)

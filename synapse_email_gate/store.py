@@ -1,0 +1,347 @@
+"""Queries on the module's tables and on Synapse's `registration_tokens`.
+
+Each public function here is a transaction body for `ModuleApi.run_db_interaction`
+(`?` placeholders work on SQLite and PostgreSQL). Claims are made with
+conditional upserts whose row count says who won, so concurrent requests on
+several processes cannot both win: on PostgreSQL a concurrent write makes the
+loser's transaction fail with a serialisation error, which Synapse retries,
+and the retry sees the winner's row.
+"""
+
+from __future__ import annotations
+
+import attrs
+from synapse.storage.database import LoggingTransaction
+
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.ratelimit import take_txn
+
+
+@attrs.frozen
+class NewRequest:
+    id: str
+    now_ms: int
+    localpart: str
+    email: str
+    email_key: str
+    ip: str
+    lang: str
+
+
+@attrs.frozen
+class IssueParams:
+    request_id: str
+    now_ms: int
+    token: str
+    token_lifetime_ms: int
+    cooldown_ms: int
+    multiple_users_per_email: bool
+    per_email: Bucket
+    outbox_id: str
+
+
+@attrs.frozen
+class IssuedToken:
+    request_id: str
+    outbox_id: str
+    token: str
+    localpart: str
+    email: str
+    lang: str
+    expires_ts: int
+
+
+class Suppressed(Exception):
+    """Raised inside the issue transaction to roll it back; `reason` is a reason code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def intake_txn(
+    txn: LoggingTransaction, request: NewRequest, limits: list[tuple[str, Bucket]]
+) -> tuple[str, int] | None:
+    """Take the request-side rate limits and record the request.
+
+    Returns None when recorded, else the first empty bucket and the ms to wait.
+    The work is the same whatever the address is, so the answer's timing says
+    nothing about it.
+    """
+    for key, bucket in limits:
+        wait = take_txn(txn, key, bucket, request.now_ms)
+        if wait:
+            return key, wait
+    txn.execute(
+        """
+        INSERT INTO email_gate_requests
+            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')
+        """,
+        (
+            request.id,
+            request.now_ms,
+            request.now_ms,
+            request.localpart,
+            request.email,
+            request.email_key,
+            request.ip,
+            request.lang,
+        ),
+    )
+    return None
+
+
+def reservation_holder_txn(txn: LoggingTransaction, localpart: str, now_ms: int) -> str | None:
+    """The email key holding an unexpired reservation of `localpart`, if any."""
+    txn.execute(
+        "SELECT email_key FROM email_gate_reservations WHERE localpart = ? AND expires_ts > ?",
+        (localpart, now_ms),
+    )
+    row = txn.fetchone()
+    return None if row is None else str(row[0])
+
+
+def issue_txn(txn: LoggingTransaction, p: IssueParams) -> IssuedToken | None:
+    """Turn a received request into a token + queued mail, or raise Suppressed.
+
+    Returns None when the request is no longer waiting (another process did it).
+    """
+    txn.execute(
+        """
+        SELECT localpart, email, email_key, lang FROM email_gate_requests
+        WHERE id = ? AND status = 'received'
+        """,
+        (p.request_id,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    localpart, email, email_key, lang = row
+    expires_ts = p.now_ms + p.token_lifetime_ms
+
+    if reservation_holder_txn(txn, localpart, p.now_ms) not in (None, email_key):
+        raise Suppressed("username_reserved")
+    _claim_address(txn, email_key, p)
+    if take_txn(txn, f"email:{email_key}", p.per_email, p.now_ms):
+        raise Suppressed("rate_limited_email")
+    previous_request = _claim_reservation(txn, localpart, email_key, p.request_id, expires_ts, p)
+    if previous_request is not None:
+        _retire_request(txn, previous_request, p.now_ms)
+
+    txn.execute(
+        """
+        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
+        VALUES (?, 1, 0, 0, ?)
+        """,
+        (p.token, expires_ts),
+    )
+    txn.execute(
+        """
+        UPDATE email_gate_requests
+        SET status = 'issued', token = ?, expires_ts = ?, updated_ts = ?
+        WHERE id = ?
+        """,
+        (p.token, expires_ts, p.now_ms, p.request_id),
+    )
+    txn.execute(
+        """
+        INSERT INTO email_gate_outbox
+            (id, request_id, kind, status, created_ts, attempts, next_attempt_ts, lease_until_ts)
+        VALUES (?, ?, 'token', 'queued', ?, 0, ?, 0)
+        """,
+        (p.outbox_id, p.request_id, p.now_ms, p.now_ms),
+    )
+    return IssuedToken(
+        request_id=p.request_id,
+        outbox_id=p.outbox_id,
+        token=p.token,
+        localpart=localpart,
+        email=email,
+        lang=lang,
+        expires_ts=expires_ts,
+    )
+
+
+def _claim_address(txn: LoggingTransaction, email_key: str, p: IssueParams) -> None:
+    """Mark the address as mailed now, unless in cooldown or already used."""
+    single_use = "" if p.multiple_users_per_email else "AND email_gate_addresses.accounts = 0"
+    txn.execute(
+        f"""
+        INSERT INTO email_gate_addresses (email_key, last_sent_ts, accounts) VALUES (?, ?, 0)
+        ON CONFLICT (email_key) DO UPDATE SET last_sent_ts = excluded.last_sent_ts
+        WHERE email_gate_addresses.last_sent_ts <= ? {single_use}
+        """,  # noqa: S608 - the only interpolation is a constant clause
+        (email_key, p.now_ms, p.now_ms - p.cooldown_ms),
+    )
+    if txn.rowcount == 1:
+        return
+    txn.execute("SELECT accounts FROM email_gate_addresses WHERE email_key = ?", (email_key,))
+    row = txn.fetchone()
+    if row is not None and row[0] > 0 and not p.multiple_users_per_email:
+        raise Suppressed("already_used")
+    raise Suppressed("cooldown")
+
+
+def _claim_reservation(
+    txn: LoggingTransaction,
+    localpart: str,
+    email_key: str,
+    request_id: str,
+    expires_ts: int,
+    p: IssueParams,
+) -> str | None:
+    """Reserve `localpart` for this request; returns the request it replaces, if any."""
+    txn.execute(
+        "SELECT request_id FROM email_gate_reservations WHERE localpart = ?", (localpart,)
+    )
+    row = txn.fetchone()
+    previous = None if row is None else str(row[0])
+    txn.execute(
+        """
+        INSERT INTO email_gate_reservations (localpart, request_id, email_key, expires_ts)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (localpart) DO UPDATE SET
+            request_id = excluded.request_id,
+            email_key = excluded.email_key,
+            expires_ts = excluded.expires_ts
+        WHERE email_gate_reservations.expires_ts <= ?
+           OR email_gate_reservations.email_key = excluded.email_key
+        """,
+        (localpart, request_id, email_key, expires_ts, p.now_ms),
+    )
+    if txn.rowcount != 1:
+        raise Suppressed("username_reserved")
+    return previous
+
+
+def _retire_request(txn: LoggingTransaction, request_id: str, now_ms: int) -> None:
+    """A newer request took over the reservation: its unused token stops working."""
+    txn.execute(
+        "SELECT token FROM email_gate_requests WHERE id = ? AND status = 'issued'", (request_id,)
+    )
+    row = txn.fetchone()
+    if row is None or row[0] is None:
+        return
+    txn.execute(
+        "DELETE FROM registration_tokens WHERE token = ? AND pending = 0 AND completed = 0",
+        (row[0],),
+    )
+    txn.execute(
+        """
+        UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
+        WHERE id = ? AND status = 'issued'
+        """,
+        (now_ms, request_id),
+    )
+
+
+def suppress_txn(txn: LoggingTransaction, request_id: str, reason: str, now_ms: int) -> None:
+    txn.execute(
+        """
+        UPDATE email_gate_requests SET status = 'suppressed', reason = ?, updated_ts = ?
+        WHERE id = ? AND status = 'received'
+        """,
+        (reason, now_ms, request_id),
+    )
+
+
+def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit: int) -> list[str]:
+    txn.execute(
+        """
+        SELECT id FROM email_gate_requests WHERE status = 'received' AND created_ts < ?
+        ORDER BY created_ts LIMIT ?
+        """,
+        (older_than_ms, limit),
+    )
+    return [str(row[0]) for row in txn.fetchall()]
+
+
+def request_email_txn(txn: LoggingTransaction, request_id: str) -> str | None:
+    txn.execute("SELECT email FROM email_gate_requests WHERE id = ?", (request_id,))
+    row = txn.fetchone()
+    return None if row is None else str(row[0])
+
+
+# --- registration ---------------------------------------------------------
+
+
+def localpart_for_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:
+    """The username a token of ours is bound to; marks the request as registering."""
+    txn.execute(
+        "SELECT id, localpart, status FROM email_gate_requests WHERE token = ?", (token,)
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    request_id, localpart, status = row
+    if status == "issued":
+        txn.execute(
+            """
+            UPDATE email_gate_requests SET status = 'registering', updated_ts = ?
+            WHERE id = ? AND status = 'issued'
+            """,
+            (now_ms, request_id),
+        )
+    return str(localpart)
+
+
+def link_account_txn(
+    txn: LoggingTransaction, localpart: str, user_id: str, now_ms: int
+) -> str | None:
+    """Link a new account to the request that reserved its name and used its token."""
+    txn.execute(
+        """
+        SELECT r.id, r.email_key FROM email_gate_reservations v
+        JOIN email_gate_requests r ON r.id = v.request_id
+        WHERE v.localpart = ? AND r.status = 'registering'
+        """,
+        (localpart,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    request_id, email_key = row
+    txn.execute(
+        """
+        UPDATE email_gate_requests SET status = 'registered', user_id = ?, updated_ts = ?
+        WHERE id = ?
+        """,
+        (user_id, now_ms, request_id),
+    )
+    txn.execute(
+        "UPDATE email_gate_addresses SET accounts = accounts + 1 WHERE email_key = ?",
+        (email_key,),
+    )
+    txn.execute("DELETE FROM email_gate_reservations WHERE localpart = ?", (localpart,))
+    return str(request_id)
+
+
+@attrs.frozen
+class TokenDetails:
+    localpart: str
+    expires_ts: int
+    usable: bool
+
+
+def token_details_txn(txn: LoggingTransaction, token: str, now_ms: int) -> TokenDetails | None:
+    """What the landing page shows for a token of ours; None for anything else."""
+    txn.execute(
+        """
+        SELECT r.localpart, r.status, r.expires_ts, t.uses_allowed, t.completed, t.expiry_time
+        FROM email_gate_requests r LEFT JOIN registration_tokens t ON t.token = r.token
+        WHERE r.token = ?
+        """,
+        (token,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    localpart, status, expires_ts, uses_allowed, completed, expiry_time = row
+    usable = (
+        status in ("issued", "registering")
+        and uses_allowed is not None
+        and completed < uses_allowed
+        and (expiry_time is None or expiry_time > now_ms)
+    )
+    return TokenDetails(localpart=localpart, expires_ts=expires_ts, usable=usable)

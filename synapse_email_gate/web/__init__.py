@@ -1,0 +1,1 @@
+"""HTTP resources of the module, mounted under /_synapse/client/email_gate."""

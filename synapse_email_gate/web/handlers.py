@@ -1,0 +1,217 @@
+"""The request page, its form post, the JSON API, the token landing page and static files."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from pathlib import Path
+
+import jinja2
+from synapse.http.site import SynapseRequest
+from synapse.module_api import ModuleApi
+
+from synapse_email_gate import outcomes, store
+from synapse_email_gate.mail import format_utc, registration_link
+from synapse_email_gate.netrules import IpRules, client_ip
+from synapse_email_gate.outcomes import Outcome, Refusal
+from synapse_email_gate.service import MAX_FIELD_LENGTH, RequestInput, RequestService
+from synapse_email_gate.web.http import (
+    content_type,
+    cookie,
+    form_fields,
+    query_param,
+    read_body,
+    respond,
+    respond_html,
+    respond_json,
+    set_cookie_header,
+)
+from synapse_email_gate.web.resource import BASE_PATH
+
+logger = logging.getLogger(__name__)
+
+CSRF_COOKIE = "email_gate_csrf"
+PAGE_TEMPLATES = [
+    "email_gate_request.html",
+    "email_gate_request_sent.html",
+    "email_gate_refused.html",
+    "email_gate_register.html",
+]
+_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+class RequestHandlers:
+    def __init__(
+        self,
+        api: ModuleApi,
+        service: RequestService,
+        templates: list[jinja2.Template],
+        trusted_proxies: IpRules,
+    ) -> None:
+        self._api = api
+        self._service = service
+        self._form, self._sent, self._refused, self._register = templates
+        self._trusted_proxies = trusted_proxies
+        self._secure_cookies = api.public_baseurl.startswith("https://")
+        self._static = {
+            path.name: path.read_bytes()
+            for path in _STATIC_DIR.iterdir()
+            if path.suffix in _STATIC_TYPES
+        }
+
+    def _page_vars(self) -> dict[str, object]:
+        return {"server_name": self._api.server_name, "base_path": BASE_PATH}
+
+    def client_ip(self, request: SynapseRequest) -> str:
+        peer: str = getattr(request.getClientAddress(), "host", None) or "0.0.0.0"  # noqa: S104
+        forwarded = [
+            value.decode("latin-1")
+            for value in request.requestHeaders.getRawHeaders(b"X-Forwarded-For") or []
+        ]
+        return client_ip(peer, forwarded, self._trusted_proxies)
+
+    # --- the page --------------------------------------------------------
+
+    async def page(self, request: SynapseRequest) -> None:
+        csrf = secrets.token_urlsafe(24)
+        self._render_form(request, 200, csrf, set_cookie=True)
+
+    def _render_form(
+        self,
+        request: SynapseRequest,
+        status: int,
+        csrf: str,
+        *,
+        set_cookie: bool,
+        values: RequestInput | None = None,
+        refusal: Refusal | None = None,
+    ) -> None:
+        html = self._form.render(
+            **self._page_vars(),
+            csrf=csrf,
+            username=values.username if values else "",
+            email=values.email if values else "",
+            error=refusal,
+        )
+        headers = {}
+        if set_cookie:
+            headers["Set-Cookie"] = set_cookie_header(
+                CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies
+            )
+        respond_html(request, status, html, headers)
+
+    async def form_post(self, request: SynapseRequest) -> None:
+        body = read_body(request)
+        if body is None or content_type(request) != "application/x-www-form-urlencoded":
+            self._render_refused(request, outcomes.bad_param("The form could not be read."))
+            return
+        fields = form_fields(body)
+        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        csrf_field = fields.get("csrf", "")
+        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
+            new_csrf = secrets.token_urlsafe(24)
+            expired = Refusal(
+                400,
+                outcomes.CSRF,
+                "Your session expired or cookies are blocked. Please submit the form again.",
+            )
+            self._render_form(request, 400, new_csrf, set_cookie=True, refusal=expired)
+            return
+        form_input, refusal = _read_input(fields.get("username"), fields.get("email"))
+        outcome = refusal or await self._service.submit(form_input, self.client_ip(request))
+        if isinstance(outcome, Refusal) and outcome.field is not None:
+            self._render_form(
+                request, outcome.status, csrf_cookie, set_cookie=False, values=form_input,
+                refusal=outcome,
+            )
+        elif isinstance(outcome, Refusal):
+            self._render_refused(request, outcome)
+        else:
+            html = self._sent.render(**self._page_vars())
+            respond_html(request, outcome.status, html)
+
+    def _render_refused(self, request: SynapseRequest, refusal: Refusal) -> None:
+        headers = {}
+        if refusal.retry_after_s is not None:
+            headers["Retry-After"] = str(refusal.retry_after_s)
+        html = self._refused.render(**self._page_vars(), error=refusal)
+        respond_html(request, refusal.status, html, headers)
+
+    # --- the JSON API ----------------------------------------------------
+
+    async def api_request(self, request: SynapseRequest) -> None:
+        outcome = await self._api_outcome(request)
+        if isinstance(outcome, Refusal):
+            headers = {}
+            if outcome.retry_after_s is not None:
+                headers["Retry-After"] = str(outcome.retry_after_s)
+            respond_json(request, outcome.status, outcome.json(), headers)
+        else:
+            respond_json(request, outcome.status, {"status": "accepted"})
+
+    async def _api_outcome(self, request: SynapseRequest) -> Outcome:
+        body = read_body(request)
+        if body is None:
+            return Refusal(413, "M_TOO_LARGE", "The request body is too large.")
+        if content_type(request) != "application/json":
+            return Refusal(400, "M_NOT_JSON", "Send the request as application/json.")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return Refusal(400, "M_NOT_JSON", "The request body is not valid JSON.")
+        if not isinstance(data, dict):
+            return Refusal(400, "M_BAD_JSON", "The request body must be a JSON object.")
+        form_input, refusal = _read_input(data.get("username"), data.get("email"))
+        return refusal or await self._service.submit(form_input, self.client_ip(request))
+
+    # --- the token landing page -------------------------------------------
+
+    async def register_page(self, request: SynapseRequest) -> None:
+        token = (query_param(request, "token") or "").strip()
+        details = None
+        if token and len(token) <= 64:
+            details = await self._api.run_db_interaction(
+                "email_gate_token_details",
+                store.token_details_txn,
+                token,
+                self._api.get_current_time_msec(),
+            )
+        status = 200 if details is not None else 404
+        html = self._register.render(
+            **self._page_vars(),
+            token=token if details is not None else None,
+            user_id=f"@{details.localpart}:{self._api.server_name}" if details else None,
+            usable=details.usable if details else False,
+            expires_utc=format_utc(details.expires_ts) if details else None,
+            homeserver_url=self._api.public_baseurl,
+            link=registration_link(self._api.public_baseurl, token) if details else None,
+        )
+        respond_html(request, status, html)
+
+    async def static(self, request: SynapseRequest) -> None:
+        name = (request.postpath or [b""])[-1].decode("utf-8", errors="replace")
+        body = self._static.get(name)
+        if body is None:
+            respond_json(request, 404, {"errcode": "M_NOT_FOUND", "error": "No such file"})
+            return
+        content = _STATIC_TYPES[Path(name).suffix]
+        respond(request, 200, content, body, {"Cache-Control": "public, max-age=3600"})
+
+
+def _read_input(username: object, email: object) -> tuple[RequestInput, Refusal | None]:
+    """Type and length checks shared by the form and the API."""
+    form_input = RequestInput(
+        username=username if isinstance(username, str) else "",
+        email=email if isinstance(email, str) else "",
+    )
+    for name, value in (("username", username), ("email", email)):
+        if value is None or value == "":
+            return form_input, outcomes.missing_param(name)
+        if not isinstance(value, str):
+            return form_input, outcomes.bad_param(f"'{name}' must be a string.", name)
+        if len(value) > MAX_FIELD_LENGTH:
+            return form_input, outcomes.bad_param(f"'{name}' is too long.", name)
+    return form_input, None
