@@ -35,7 +35,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("filterwarnings", f"ignore:{AUTH_WITHOUT_TLS_WARNING}:UserWarning")
+    for rule in (
+        f"ignore:{AUTH_WITHOUT_TLS_WARNING}:UserWarning",
+        # noise from importing Synapse and Twisted, not from this project
+        r"ignore::DeprecationWarning:twisted\..*",
+        r"ignore::DeprecationWarning:synapse\..*",
+    ):
+        config.addinivalue_line("filterwarnings", rule)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

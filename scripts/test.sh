@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The project's test command: system packages (if missing), venv, lint, types, tests.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k smtp --synapse-db sqlite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# PostgreSQL (tests run their own private cluster) and Chromium for browser tests.
+missing=()
+for pkg in postgresql chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep the package's own PostgreSQL service from starting: tests start their own.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+fi
+
+# shellcheck source=scripts/_venv.sh
+source scripts/_venv.sh
+
+lint_paths=()
+for p in synapse_email_gate tests benchmarks; do [ -e "$p" ] && lint_paths+=("$p"); done
+echo "==> ruff check ${lint_paths[*]}"
+ruff check "${lint_paths[@]}"
+echo "==> ruff format --check synapse_email_gate tests"
+ruff format --check synapse_email_gate tests
+echo "==> mypy"
+mypy
+echo "==> pytest"
+rm -rf test-artifacts
+exec pytest -n 2 --dist loadscope "$@"
