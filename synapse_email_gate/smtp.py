@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.policy
 import re
@@ -128,9 +129,20 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-def _describe(exc: BaseException, password: str | None) -> str:
+def _secrets(settings: SmtpSettings) -> list[str]:
+    """The password, and the base64 forms AUTH LOGIN / AUTH PLAIN send it in."""
+    password = settings.password
+    if not password:
+        return []
+    plain = f"\0{settings.username or ''}\0{password}"
+    return [password, *(base64.b64encode(s.encode()).decode() for s in (password, plain))]
+
+
+def _describe(exc: BaseException, secrets: Sequence[str]) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    return text.replace(password, "***") if password else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 async def send_batch(settings: SmtpSettings, mails: Sequence[EmailMessage]) -> list[SendResult]:
@@ -144,48 +156,46 @@ async def send_batch(settings: SmtpSettings, mails: Sequence[EmailMessage]) -> l
     """
     if not mails:
         return []
-    tls = settings.tls
-    client = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.port,
-        username=settings.username,
-        password=settings.password,
-        timeout=settings.timeout_seconds,
-        use_tls=tls == "tls",
-        start_tls=tls == "starttls",  # True: fail if STARTTLS is not offered
-        tls_context=_tls_context(settings) if tls != "none" else None,
-    )
+    secrets = _secrets(settings)
     results: list[SendResult] = []
+    client: aiosmtplib.SMTP | None = None
     try:
-        await client.connect()
-        for msg in mails:
-            results.append(await _send_one(client, msg, settings.password))
-            if not client.is_connected:
-                break
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            timeout=settings.timeout_seconds,
+            use_tls=settings.tls == "tls",
+            start_tls=settings.tls == "starttls",  # True: fail if STARTTLS is not offered
+            tls_context=_tls_context(settings) if settings.tls != "none" else None,
+        )
+        await client.connect()  # connects, upgrades to TLS, logs in
+        for msg in mails:  # after a disconnect, the next send raises SMTPServerDisconnected
+            results.append(await _send_one(client, msg, secrets))
     except Exception as exc:
-        error = _describe(exc, settings.password)
-        results.extend(SendResult(ok=False, error=error) for _ in mails[len(results) :])
-    else:
-        error = "connection closed by the server"
-        results.extend(SendResult(ok=False, error=error) for _ in mails[len(results) :])
+        failed = SendResult(ok=False, error=_describe(exc, secrets))
+        results += [failed] * (len(mails) - len(results))
     finally:
-        if client.is_connected:
+        if client is not None and client.is_connected:
             with contextlib.suppress(Exception):  # the mails are sent; QUIT is courtesy
                 await client.quit()
             client.close()
     return results
 
 
-async def _send_one(client: aiosmtplib.SMTP, msg: EmailMessage, password: str | None) -> SendResult:
+async def _send_one(
+    client: aiosmtplib.SMTP, msg: EmailMessage, secrets: Sequence[str]
+) -> SendResult:
     try:
         await client.send_message(msg)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         code = exc.recipients[0].code if exc.recipients else 0
-        return SendResult(ok=False, permanent=code >= 500, error=_describe(exc, password))
+        return SendResult(ok=False, permanent=code >= 500, error=_describe(exc, secrets))
     except aiosmtplib.SMTPDataError as exc:
-        return SendResult(ok=False, permanent=exc.code >= 500, error=_describe(exc, password))
+        return SendResult(ok=False, permanent=exc.code >= 500, error=_describe(exc, secrets))
     except (ValueError, aiosmtplib.SMTPNotSupported) as exc:
-        return SendResult(ok=False, permanent=True, error=_describe(exc, password))
+        return SendResult(ok=False, permanent=True, error=_describe(exc, secrets))
     except aiosmtplib.SMTPResponseException as exc:  # e.g. the sender refused
-        return SendResult(ok=False, error=_describe(exc, password))
+        return SendResult(ok=False, error=_describe(exc, secrets))
     return SendResult(ok=True)
