@@ -25,8 +25,8 @@ from tests.integration.helpers import (
 
 
 @pytest.fixture(scope="module")
-def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+def policy_file(tmp_path_factory: pytest.TempPathFactory, synapse_db: str) -> Path:
+    path = tmp_path_factory.mktemp(f"policy-{synapse_db}") / "policy.yaml"
     path.write_text("banned_usernames: []\n")
     return path
 
