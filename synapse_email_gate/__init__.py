@@ -123,4 +123,3 @@ class EmailGate:
             return
         await self._service.process_orphans()
         await self._delivery.sweep()
-

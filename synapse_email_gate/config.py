@@ -8,6 +8,7 @@ See docs/configuration.md for every key and its default.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, Literal, cast
@@ -52,10 +53,16 @@ class SmtpConfig:
         ca_file = section.optional_string("ca_file")
         if ca_file is not None:
             _read_secret(section, "ca_file", ca_file)
+        host = section.string("host", "localhost")
+        tls = cast(TlsMode, section.choice("tls", "starttls", ("none", "starttls", "tls")))
+        if username is not None and tls == "none" and not _is_loopback(host):
+            raise section.error(
+                "username", "would send the password unencrypted; set tls: starttls or tls"
+            )
         config = SmtpConfig(
-            host=section.string("host", "localhost"),
+            host=host,
             port=section.integer("port", 25, minimum=1, maximum=65535),
-            tls=cast(TlsMode, section.choice("tls", "starttls", ("none", "starttls", "tls"))),
+            tls=tls,
             username=username,
             password=password,
             ca_file=ca_file,
@@ -140,6 +147,15 @@ class GateConfig:
         )
         section.finish()
         return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_secret(section: Section, key: str, path: str) -> str:

@@ -10,6 +10,7 @@ Synapse runs background tasks on, with exponential backoff, until
 from __future__ import annotations
 
 import logging
+from email.message import EmailMessage
 
 from synapse.module_api import ModuleApi
 
@@ -54,16 +55,23 @@ class MailDelivery:
         )
         if not claimed:
             return False
-        messages = [
-            build_message(
-                self._composer.token_mail(mail.facts, now),
-                message_id_domain=self._api.server_name,
+        sendable: list[tuple[outbox.ClaimedMail, EmailMessage]] = []
+        for mail in claimed:
+            try:
+                message = build_message(
+                    self._composer.token_mail(mail.facts, now),
+                    message_id_domain=self._api.server_name,
+                )
+            except ValueError as e:
+                await self._record(mail, SendResult(ok=False, permanent=True, error=str(e)))
+                continue
+            sendable.append((mail, message))
+        if sendable:
+            results = await self._bridge.run(
+                send_batch(self._smtp, [message for _, message in sendable])
             )
-            for mail in claimed
-        ]
-        results = await self._bridge.run(send_batch(self._smtp, messages))
-        for mail, result in zip(claimed, results, strict=True):
-            await self._record(mail, result)
+            for (mail, _), result in zip(sendable, results, strict=True):
+                await self._record(mail, result)
         return outbox_id is None and len(claimed) == SWEEP_BATCH
 
     async def _record(self, mail: outbox.ClaimedMail, result: SendResult) -> None:

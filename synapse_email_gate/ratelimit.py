@@ -33,7 +33,8 @@ def take_txn(txn: LoggingTransaction, key: str, bucket: Bucket, now_ms: int) -> 
     txn.execute(
         """
         INSERT INTO email_gate_buckets (bucket, tokens, updated_ts) VALUES (?, ?, ?)
-        ON CONFLICT (bucket) DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
+        ON CONFLICT (bucket)
+        DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
         """,
         (key, tokens - 1, now_ms),
     )

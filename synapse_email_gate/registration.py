@@ -97,4 +97,3 @@ class RegistrationHooks:
                 logger.info("request %s: account %s created", request_id, user_id)
         except Exception:
             logger.exception("could not link %s to its request", user_id)
-

@@ -135,9 +135,7 @@ class RequestService:
                 per_email=policy.rate_limits.per_email,
                 outbox_id=new_id(),
             )
-            issued = await self._api.run_db_interaction(
-                "email_gate_issue", store.issue_txn, params
-            )
+            issued = await self._api.run_db_interaction("email_gate_issue", store.issue_txn, params)
         except store.Suppressed as e:
             await self._api.run_db_interaction(
                 "email_gate_suppress", store.suppress_txn, request_id, e.reason, now
@@ -227,4 +225,3 @@ def _domain_refusal(reason: str) -> Refusal:
         "Addresses at this domain are not accepted here. Please use another address.",
         "email",
     )
-

@@ -192,9 +192,7 @@ def _claim_reservation(
     p: IssueParams,
 ) -> str | None:
     """Reserve `localpart` for this request; returns the request it replaces, if any."""
-    txn.execute(
-        "SELECT request_id FROM email_gate_reservations WHERE localpart = ?", (localpart,)
-    )
+    txn.execute("SELECT request_id FROM email_gate_reservations WHERE localpart = ?", (localpart,))
     row = txn.fetchone()
     previous = None if row is None else str(row[0])
     txn.execute(
@@ -268,9 +266,7 @@ def request_email_txn(txn: LoggingTransaction, request_id: str) -> str | None:
 
 def localpart_for_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:
     """The username a token of ours is bound to; marks the request as registering."""
-    txn.execute(
-        "SELECT id, localpart, status FROM email_gate_requests WHERE token = ?", (token,)
-    )
+    txn.execute("SELECT id, localpart, status FROM email_gate_requests WHERE token = ?", (token,))
     row = txn.fetchone()
     if row is None:
         return None

@@ -124,7 +124,11 @@ class RequestHandlers:
         outcome = refusal or await self._service.submit(form_input, self.client_ip(request))
         if isinstance(outcome, Refusal) and outcome.field is not None:
             self._render_form(
-                request, outcome.status, csrf_cookie, set_cookie=False, values=form_input,
+                request,
+                outcome.status,
+                csrf_cookie,
+                set_cookie=False,
+                values=form_input,
                 refusal=outcome,
             )
         elif isinstance(outcome, Refusal):

@@ -37,9 +37,7 @@ def token_from(mail: Mail) -> str:
     return match.group(1)
 
 
-def request_token(
-    synapse: SynapseServer, mailbox: SmtpCatcher, username: str, email: str
-) -> str:
+def request_token(synapse: SynapseServer, mailbox: SmtpCatcher, username: str, email: str) -> str:
     answer = ask(synapse, username, email)
     assert answer.status == 202, answer
     mail = mailbox.wait_for(lambda m: m.to == email)

@@ -15,11 +15,11 @@ from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import (
     ask,
+    quiet,
     register,
     register_concurrently,
     registered,
     request_token,
-    quiet,
     token_from,
 )
 
@@ -103,7 +103,9 @@ def test_a_used_token_is_refused(synapse: SynapseServer, mailbox: SmtpCatcher) -
     assert not registered(again)
     assert again.transport_response.status == 401
     validity = http.get(
-        synapse.url(f"/_matrix/client/v1/register/m.login.registration_token/validity?token={token}")
+        synapse.url(
+            f"/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"
+        )
     )
     assert validity.json() == {"valid": False}
 
