@@ -43,7 +43,7 @@ class EmailGate:
     def __init__(self, config: GateConfig, api: ModuleApi) -> None:
         self._api = api
         self._config = config
-        self._policy = LivePolicy(config.policy, config.policy_file)
+        self._policy = LivePolicy(config.policy, config.policy_file, api.get_current_time_msec)
         self._bridge = AsyncioThread(reactor)
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
@@ -79,7 +79,7 @@ class EmailGate:
         api.register_web_resource(BASE_PATH, GateResource(routes))
 
         api.looping_background_call(
-            self._policy.reload_if_changed,
+            self._policy.check,
             config.policy_check_interval_ms,
             run_on_all_instances=True,
         )

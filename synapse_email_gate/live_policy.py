@@ -3,16 +3,19 @@
 Every process checks the file's identity (mtime, size, inode) every
 `policy_check_interval` and reloads when it changed; `reload()` does it now.
 A file that does not parse or validate is refused, the error is logged and
-returned, and the previous policy stays in force.
+returned, and the previous policy stays in force. The compiled policy is also
+rebuilt when a ban entry with an expiry runs out.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import attrs
 import yaml
+from synapse.module_api.errors import ConfigError
 
 from synapse_email_gate.configreader import Section
 from synapse_email_gate.policy import Policy
@@ -25,13 +28,10 @@ logger = logging.getLogger(__name__)
 class ReloadResult:
     ok: bool
     message: str
-    changed: bool = False
 
 
 def read_policy_file(path: str) -> PolicyLists:
     """Parse and validate a policy file; raises ValueError with a readable message."""
-    from synapse.module_api.errors import ConfigError
-
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -49,16 +49,18 @@ def read_policy_file(path: str) -> PolicyLists:
 
 
 class LivePolicy:
-    def __init__(self, base: PolicyLists, policy_file: str | None) -> None:
+    def __init__(
+        self, base: PolicyLists, policy_file: str | None, now_ms: Callable[[], int]
+    ) -> None:
         self._base = base
         self._file = policy_file
+        self._now_ms = now_ms
+        self._file_lists = PolicyLists()
         self._file_identity: tuple[int, int, int] | None = None
-        self.current = Policy.build([base])
+        self.current = Policy.build([base], now_ms())
         if policy_file is not None:
             result = self.reload()
             if not result.ok:
-                from synapse.module_api.errors import ConfigError
-
                 raise ConfigError(f"policy_file: {result.message}")
 
     def reload(self) -> ReloadResult:
@@ -67,16 +69,25 @@ class LivePolicy:
         try:
             identity = _identity(self._file)
             lists = read_policy_file(self._file)
-            policy = Policy.build([self._base, lists])
+            policy = Policy.build([self._base, lists], self._now_ms())
         except ValueError as e:
             logger.error("policy file refused, previous policy stays in force: %s", e)
             return ReloadResult(ok=False, message=str(e))
         self.current = policy
+        self._file_lists = lists
         self._file_identity = identity
         logger.info("policy file %s loaded", self._file)
-        return ReloadResult(ok=True, message=f"{self._file} loaded", changed=True)
+        return ReloadResult(ok=True, message=f"{self._file} loaded")
 
-    def reload_if_changed(self) -> None:
+    def check(self) -> None:
+        """Periodic: reload a changed file, drop expired ban entries."""
+        self._reload_if_changed()
+        expiry = self.current.next_expiry_ts
+        if expiry is not None and expiry <= self._now_ms():
+            self.current = Policy.build([self._base, self._file_lists], self._now_ms())
+            logger.info("expired ban entries no longer apply")
+
+    def _reload_if_changed(self) -> None:
         if self._file is None:
             return
         try:

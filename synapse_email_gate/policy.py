@@ -14,7 +14,7 @@ import attrs
 from synapse_email_gate.emails import DomainAllowList, EmailRules, ParsedEmail, domain_verdict
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.patterns import UsernamePatterns
-from synapse_email_gate.policy_lists import PolicyLists, RateLimits
+from synapse_email_gate.policy_lists import BanEntry, PolicyLists, RateLimits
 
 
 @attrs.frozen
@@ -25,10 +25,12 @@ class Policy:
     allowed_domains: DomainAllowList
     block_disposable: bool
     rate_limits: RateLimits
+    # When the next ban entry runs out; the policy must be rebuilt then.
+    next_expiry_ts: int | None = None
 
     @staticmethod
-    def build(layers: Sequence[PolicyLists]) -> Policy:
-        """Compile the union of the layers; raises ValueError naming a bad entry."""
+    def build(layers: Sequence[PolicyLists], now_ms: int) -> Policy:
+        """Compile the union of the active entries; raises ValueError naming a bad entry."""
         block_disposable = True
         rate_limits = RateLimits()
         for layer in layers:
@@ -36,15 +38,24 @@ class Policy:
                 block_disposable = layer.block_disposable_emails
             if layer.rate_limits is not None:
                 rate_limits = layer.rate_limits
+        bans = [
+            entry
+            for layer in layers
+            for entry in (*layer.banned_usernames, *layer.banned_emails, *layer.banned_ips)
+        ]
+        expiries = [e.expires_ts for e in bans if e.expires_ts is not None and e.active(now_ms)]
         return Policy(
-            usernames=UsernamePatterns.compile(_union(layer.banned_usernames for layer in layers)),
-            emails=EmailRules.compile(_union(layer.banned_emails for layer in layers)),
-            ips=IpRules.compile(_union(layer.banned_ips for layer in layers)),
+            usernames=UsernamePatterns.compile(
+                _active(now_ms, (layer.banned_usernames for layer in layers))
+            ),
+            emails=EmailRules.compile(_active(now_ms, (layer.banned_emails for layer in layers))),
+            ips=IpRules.compile(_active(now_ms, (layer.banned_ips for layer in layers))),
             allowed_domains=DomainAllowList.compile(
-                _union(layer.allowed_email_domains for layer in layers)
+                _unique(d for layer in layers for d in layer.allowed_email_domains)
             ),
             block_disposable=block_disposable,
             rate_limits=rate_limits,
+            next_expiry_ts=min(expiries, default=None),
         )
 
     def username_ban(self, localpart: str) -> str | None:
@@ -64,9 +75,9 @@ class Policy:
         return self.emails.first_match(email)
 
 
-def _union(lists: Iterable[tuple[str, ...]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for entries in lists:
-        for entry in entries:
-            seen.setdefault(entry, None)
-    return list(seen)
+def _active(now_ms: int, lists: Iterable[tuple[BanEntry, ...]]) -> list[str]:
+    return _unique(entry.match for entries in lists for entry in entries if entry.active(now_ms))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -7,7 +7,8 @@ pattern is refused with the key and the entry named.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -57,10 +58,22 @@ class RateLimits:
 
 
 @attrs.frozen
+class BanEntry:
+    """One ban: the entry itself, and what moderators see of it."""
+
+    match: str
+    reason: str | None = None
+    expires_ts: int | None = None
+
+    def active(self, now_ms: int) -> bool:
+        return self.expires_ts is None or self.expires_ts > now_ms
+
+
+@attrs.frozen
 class PolicyLists:
-    banned_usernames: tuple[str, ...] = ()
-    banned_emails: tuple[str, ...] = ()
-    banned_ips: tuple[str, ...] = ()
+    banned_usernames: tuple[BanEntry, ...] = ()
+    banned_emails: tuple[BanEntry, ...] = ()
+    banned_ips: tuple[BanEntry, ...] = ()
     allowed_email_domains: tuple[str, ...] = ()
     block_disposable_emails: bool | None = None
     rate_limits: RateLimits | None = None
@@ -72,13 +85,13 @@ class PolicyLists:
         from synapse_email_gate.netrules import IpRules
         from synapse_email_gate.patterns import UsernamePatterns
 
+        allowed = section.strings("allowed_email_domains")
+        _compiles(section, "allowed_email_domains", allowed, DomainAllowList.compile)
         return PolicyLists(
-            banned_usernames=_checked(section, "banned_usernames", UsernamePatterns.compile),
-            banned_emails=_checked(section, "banned_emails", EmailRules.compile),
-            banned_ips=_checked(section, "banned_ips", IpRules.compile),
-            allowed_email_domains=_checked(
-                section, "allowed_email_domains", DomainAllowList.compile
-            ),
+            banned_usernames=_ban_list(section, "banned_usernames", UsernamePatterns.compile),
+            banned_emails=_ban_list(section, "banned_emails", EmailRules.compile),
+            banned_ips=_ban_list(section, "banned_ips", IpRules.compile),
+            allowed_email_domains=allowed,
             block_disposable_emails=section.convert("block_disposable_emails", None, _bool),
             rate_limits=(
                 RateLimits.from_section(section.section("rate_limits"))
@@ -88,15 +101,74 @@ class PolicyLists:
         )
 
 
-def _checked(
+def _ban_list(
     section: Section, key: str, compile_entries: Callable[[Sequence[str]], object]
-) -> tuple[str, ...]:
-    entries = section.strings(key)
+) -> tuple[BanEntry, ...]:
+    none: tuple[BanEntry, ...] = ()
+    entries = section.convert(key, none, _ban_entries)
+    _compiles(section, key, [entry.match for entry in entries], compile_entries)
+    return entries
+
+
+def _compiles(
+    section: Section,
+    key: str,
+    entries: Sequence[str],
+    compile_entries: Callable[[Sequence[str]], object],
+) -> None:
     try:
         compile_entries(entries)
     except ValueError as e:
         raise section.error(key, str(e)) from e
-    return entries
+
+
+def _ban_entries(value: object) -> tuple[BanEntry, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return tuple(_ban_entry(index, item) for index, item in enumerate(value))
+
+
+def _ban_entry(index: int, item: object) -> BanEntry:
+    """`"entry"` or `{match: "entry", reason: "...", expires: 2026-12-31T00:00:00Z}`."""
+    if isinstance(item, str):
+        return BanEntry(match=item)
+    if not isinstance(item, Mapping):
+        raise TypeError(f"item {index} should be a string or a mapping with 'match', got {item!r}")
+    unknown = set(item) - {"match", "reason", "expires"}
+    if unknown:
+        raise ValueError(f"item {index}: unknown key {sorted(map(str, unknown))[0]!r}")
+    match = item.get("match")
+    if not isinstance(match, str):
+        raise TypeError(f"item {index}: 'match' should be a string, got {match!r}")
+    reason = item.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"item {index}: 'reason' should be a string, got {reason!r}")
+    expires = item.get("expires")
+    try:
+        expires_ts = None if expires is None else parse_timestamp_ms(expires)
+    except ValueError as e:
+        raise ValueError(f"item {index}: 'expires' {e}") from e
+    return BanEntry(match=match, reason=reason, expires_ts=expires_ts)
+
+
+def parse_timestamp_ms(value: object) -> int:
+    """A date or date-time (ISO 8601; UTC unless it names an offset) -> ms since the epoch."""
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, datetime.date):
+        moment = datetime.datetime.combine(value, datetime.time())
+    elif isinstance(value, str):
+        try:
+            moment = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"should be a date like 2026-12-31 or 2026-12-31T18:00:00Z, got {value!r}"
+            ) from None
+    else:
+        raise ValueError(f"should be a date like 2026-12-31, got {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def _bool(value: object) -> bool:
