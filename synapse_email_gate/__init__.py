@@ -7,6 +7,7 @@ docs/internals.md for the shape of the module.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from twisted.internet import reactor
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery
+from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.netrules import IpRules
+from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.registration import RegistrationHooks
 from synapse_email_gate.schema import create_schema
 from synapse_email_gate.service import RequestService
@@ -67,7 +70,8 @@ class EmailGate:
             api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
             IpRules.compile(config.trusted_proxies),
         )
-        admin = AdminHandlers(Moderators(api, config.moderators), self._policy)
+        self._policy_sync = PolicySync(api, self._policy)
+        admin = AdminHandlers(Moderators(api, config.moderators), self._policy_sync)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
@@ -79,11 +83,11 @@ class EmailGate:
         api.register_web_resource(BASE_PATH, GateResource(routes))
 
         api.looping_background_call(
-            self._policy.check,
-            config.policy_check_interval_ms,
-            run_on_all_instances=True,
+            self._check_policy, config.policy_check_interval_ms, run_on_all_instances=True
         )
         api.looping_background_call(self._sweep, SWEEP_INTERVAL_MS)
+        housekeeping = Housekeeping(api, config, self._policy)
+        api.looping_background_call(self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS)
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> GateConfig:
@@ -117,6 +121,18 @@ class EmailGate:
                 )
 
         return wrapped
+
+    def _when_schema(self, task: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def wrapped() -> None:
+            if await self._schema_ready():
+                await task()
+
+        return wrapped
+
+    async def _check_policy(self) -> None:
+        self._policy.check()
+        if await self._schema_ready():
+            await self._policy_sync.follow()
 
     async def _sweep(self) -> None:
         if not await self._schema_ready():

@@ -80,6 +80,13 @@ _TABLES = [
     """,
     """CREATE INDEX IF NOT EXISTS email_gate_outbox_due
        ON email_gate_outbox (status, next_attempt_ts)""",
+    # Small shared counters, e.g. the policy generation every process follows.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_state (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    )
+    """,
     # Token buckets shared by every process.
     """
     CREATE TABLE IF NOT EXISTS email_gate_buckets (

@@ -341,3 +341,63 @@ def token_details_txn(txn: LoggingTransaction, token: str, now_ms: int) -> Token
         and (expiry_time is None or expiry_time > now_ms)
     )
     return TokenDetails(localpart=localpart, expires_ts=expires_ts, usable=usable)
+
+
+# --- shared state and housekeeping ----------------------------------------
+
+
+def get_counter_txn(txn: LoggingTransaction, name: str) -> int:
+    txn.execute("SELECT value FROM email_gate_state WHERE name = ?", (name,))
+    row = txn.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def bump_counter_txn(txn: LoggingTransaction, name: str) -> int:
+    txn.execute(
+        """
+        INSERT INTO email_gate_state (name, value) VALUES (?, 1)
+        ON CONFLICT (name) DO UPDATE SET value = email_gate_state.value + 1
+        """,
+        (name,),
+    )
+    return get_counter_txn(txn, name)
+
+
+def purge_txn(
+    txn: LoggingTransaction,
+    now_ms: int,
+    unfinished_ms: int,
+    finished_ms: int,
+    cooldown_ms: int,
+    bucket_refill_ms: int,
+) -> int:
+    """Delete requests past retention, their mails, and stale reservations and buckets.
+
+    Addresses that produced an account are kept (one account per address);
+    others are forgotten with the unfinished requests.
+    """
+    txn.execute(
+        """
+        DELETE FROM email_gate_requests
+        WHERE (status = 'registered' AND updated_ts < ?)
+           OR (status <> 'registered' AND created_ts < ?
+               AND (expires_ts IS NULL OR expires_ts < ?))
+        """,
+        (now_ms - finished_ms, now_ms - unfinished_ms, now_ms),
+    )
+    deleted = txn.rowcount
+    txn.execute(
+        """
+        DELETE FROM email_gate_outbox WHERE NOT EXISTS (
+            SELECT 1 FROM email_gate_requests r WHERE r.id = email_gate_outbox.request_id
+        )
+        """
+    )
+    txn.execute("DELETE FROM email_gate_reservations WHERE expires_ts < ?", (now_ms,))
+    txn.execute(
+        "DELETE FROM email_gate_addresses WHERE accounts = 0 AND last_sent_ts < ?",
+        (now_ms - max(unfinished_ms, cooldown_ms),),
+    )
+    # A bucket untouched for its whole refill time is full again: forget it.
+    txn.execute("DELETE FROM email_gate_buckets WHERE updated_ts < ?", (now_ms - bucket_refill_ms,))
+    return deleted

@@ -10,7 +10,7 @@ from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.config import is_plain_user_id
-from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.web.http import respond_json
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Moderators:
 
 
 class AdminHandlers:
-    def __init__(self, moderators: Moderators, policy: LivePolicy) -> None:
+    def __init__(self, moderators: Moderators, policy: PolicySync) -> None:
         self._moderators = moderators
         self._policy = policy
 
@@ -55,7 +55,7 @@ class AdminHandlers:
         user_id = await self._moderators.authenticate(request)
         if user_id is None:
             return
-        result = self._policy.reload()
+        result = await self._policy.reload_everywhere()
         logger.info("policy reload requested by %s: %s", user_id, result.message)
         if result.ok:
             respond_json(request, 200, {"status": "reloaded", "message": result.message})
