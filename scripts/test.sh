@@ -37,4 +37,9 @@ echo "==> mypy"
 mypy
 echo "==> pytest"
 rm -rf test-artifacts
-exec pytest -n 2 --dist loadscope "$@"
+# A hung test must not eat CI's whole budget: per-test timeout when pytest-timeout is there.
+timeout_args=()
+python -c 'import pytest_timeout' 2>/dev/null && timeout_args=(--timeout=600)
+# --dist loadscope: a test module (or class) stays on one worker, so its module-scoped
+# Synapse servers start once and its tests run in order.
+exec pytest -n 2 --dist loadscope "${timeout_args[@]}" "$@"

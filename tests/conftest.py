@@ -121,11 +121,11 @@ def _new_server(
     return SynapseServer(module_config, postgres=pg, **kwargs)
 
 
-def _start(server: SynapseServer, request: pytest.FixtureRequest) -> None:
+def _start(server: SynapseServer, label: str) -> None:
     try:
         server.start()
     except Exception:
-        server.save_artifacts(_artifact_dir(request.node.nodeid))
+        server.save_artifacts(_artifact_dir(f"{label}-start-failed"))
         raise
 
 
@@ -142,7 +142,7 @@ def synapse(
         request, synapse_db, module_config_for(smtp, gate_config), extra=synapse_extra
     )
     try:
-        _start(server, request)
+        _start(server, f"{request.node.nodeid}[{synapse_db}]")
         yield server
     finally:
         server.close()
@@ -174,7 +174,7 @@ def make_synapse(
         server = _new_server(request, db, cfg, **kwargs)
         made.append(server)
         if start:
-            _start(server, request)
+            _start(server, request.node.nodeid)
         return server
 
     yield make
