@@ -55,7 +55,12 @@ class EmailGate:
             page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
         )
         self._delivery = MailDelivery(
-            api, config.smtp, composer, self._bridge, config.mail_retry_for_ms
+            api,
+            config.smtp,
+            composer,
+            self._bridge,
+            config.mail_retry_for_ms,
+            forget_addresses=config.privacy.hash_emails,
         )
         self._service = RequestService(api, config, self._policy, self._delivery)
         RegistrationHooks(api, self._policy).register()

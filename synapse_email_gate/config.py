@@ -108,6 +108,30 @@ class RetentionConfig:
 
 
 @attrs.frozen
+class PrivacyConfig:
+    """`hash_emails`: keep only a keyed hash of each address once its mail is out."""
+
+    hash_emails: bool = False
+    hash_secret: str | None = attrs.field(default=None, repr=False)
+
+    @staticmethod
+    def from_section(section: Section) -> PrivacyConfig:
+        hash_emails = section.boolean("hash_emails", False)
+        secret = section.optional_string("hash_secret")
+        secret_file = section.optional_string("hash_secret_file")
+        if secret is not None and secret_file is not None:
+            raise section.error("hash_secret_file", "give either hash_secret or hash_secret_file")
+        if secret_file is not None:
+            secret = _read_secret(section, "hash_secret_file", secret_file)
+        if hash_emails and not secret:
+            raise section.error("hash_secret", "required when hash_emails is true")
+        if secret is not None and len(secret) < 16:
+            raise section.error("hash_secret", "must be at least 16 characters long")
+        section.finish()
+        return PrivacyConfig(hash_emails=hash_emails, hash_secret=secret)
+
+
+@attrs.frozen
 class GateConfig:
     smtp: SmtpConfig = SmtpConfig()
     sender: str | None = None
@@ -123,6 +147,7 @@ class GateConfig:
     approval: ApprovalMode = "off"
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -144,6 +169,7 @@ class GateConfig:
             approval=cast(ApprovalMode, section.choice("approval", "off", ("off", "required"))),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
+            privacy=PrivacyConfig.from_section(section.section("privacy")),
         )
         section.finish()
         return config

@@ -32,12 +32,14 @@ class MailDelivery:
         composer: MailComposer,
         bridge: AsyncioThread,
         retry_for_ms: int,
+        forget_addresses: bool,
     ) -> None:
         self._api = api
         self._smtp = smtp
         self._composer = composer
         self._bridge = bridge
         self._retry_for_ms = retry_for_ms
+        self._forget_addresses = forget_addresses
 
     def kick(self, outbox_id: str) -> None:
         """Try one queued mail now, in the background."""
@@ -79,14 +81,18 @@ class MailDelivery:
         request_id = mail.facts.request_id
         if result.ok:
             await self._api.run_db_interaction(
-                "email_gate_mail_sent", outbox.mark_sent_txn, mail.outbox_id, now
+                "email_gate_mail_sent", outbox.mark_sent_txn, mail, now, self._forget_addresses
             )
             logger.info("request %s: mail sent", request_id)
             return
         error = result.error or "unknown error"
         if result.permanent or now - mail.created_ts >= self._retry_for_ms:
             await self._api.run_db_interaction(
-                "email_gate_mail_failed", outbox.mark_failed_txn, mail.outbox_id, error
+                "email_gate_mail_failed",
+                outbox.mark_failed_txn,
+                mail,
+                error,
+                self._forget_addresses,
             )
             logger.warning("request %s: mail failed for good: %s", request_id, error)
             return

@@ -13,6 +13,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.mail import TokenMailFacts
+from synapse_email_gate.store import forget_address_txn
 
 LEASE_MS = 120_000
 
@@ -89,11 +90,15 @@ def claim_txn(
     return claimed
 
 
-def mark_sent_txn(txn: LoggingTransaction, outbox_id: str, now_ms: int) -> None:
+def mark_sent_txn(
+    txn: LoggingTransaction, mail: ClaimedMail, now_ms: int, forget_address: bool
+) -> None:
     txn.execute(
         "UPDATE email_gate_outbox SET status = 'sent', sent_ts = ?, last_error = NULL WHERE id = ?",
-        (now_ms, outbox_id),
+        (now_ms, mail.outbox_id),
     )
+    if forget_address:
+        forget_address_txn(txn, mail.facts.request_id)
 
 
 def mark_retry_txn(
@@ -108,11 +113,15 @@ def mark_retry_txn(
     )
 
 
-def mark_failed_txn(txn: LoggingTransaction, outbox_id: str, error: str) -> None:
+def mark_failed_txn(
+    txn: LoggingTransaction, mail: ClaimedMail, error: str, forget_address: bool
+) -> None:
     txn.execute(
         "UPDATE email_gate_outbox SET status = 'failed', last_error = ? WHERE id = ?",
-        (error, outbox_id),
+        (error, mail.outbox_id),
     )
+    if forget_address:
+        forget_address_txn(txn, mail.facts.request_id)
 
 
 def next_attempt_delay_ms(attempts: int) -> int:

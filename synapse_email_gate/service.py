@@ -9,6 +9,8 @@ email-side outcome looks the same from outside, in body and in timing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 
@@ -19,7 +21,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import outcomes, store
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery
-from synapse_email_gate.emails import InvalidEmail, parse_email
+from synapse_email_gate.emails import InvalidEmail, ParsedEmail, parse_email
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.outcomes import Outcome, Refusal
 from synapse_email_gate.policy_lists import Bucket
@@ -83,7 +85,8 @@ class RequestService:
         holder = await self._api.run_db_interaction(
             "email_gate_reservation", store.reservation_holder_txn, localpart, now
         )
-        if holder is not None and holder != email.normalised:
+        email_key = self._email_key(email)
+        if holder is not None and holder != email_key:
             logger.info("request refused: reason=username_reserved")
             return Refusal(
                 400,
@@ -97,7 +100,7 @@ class RequestService:
             now_ms=now,
             localpart=localpart,
             email=email.address,
-            email_key=email.normalised,
+            email_key=email_key,
             ip=ip,
             lang=form.lang,
         )
@@ -138,7 +141,12 @@ class RequestService:
             issued = await self._api.run_db_interaction("email_gate_issue", store.issue_txn, params)
         except store.Suppressed as e:
             await self._api.run_db_interaction(
-                "email_gate_suppress", store.suppress_txn, request_id, e.reason, now
+                "email_gate_suppress",
+                store.suppress_txn,
+                request_id,
+                e.reason,
+                now,
+                self._config.privacy.hash_emails,
             )
             logger.info("request %s: no mail, reason=%s", request_id, e.reason)
             return
@@ -155,6 +163,14 @@ class RequestService:
         )
         for request_id in ids:
             await self.process(request_id)
+
+    def _email_key(self, email: ParsedEmail) -> str:
+        """The identity rules use: the normalised address, or its keyed hash."""
+        secret = self._config.privacy.hash_secret
+        if not self._config.privacy.hash_emails or secret is None:
+            return email.normalised
+        digest = hmac.new(secret.encode(), email.normalised.encode(), hashlib.sha256)
+        return "hmac:" + digest.hexdigest()
 
     async def _check_username(self, raw: str) -> str | Refusal:
         localpart = clean_username(raw, self._api.server_name)

@@ -234,7 +234,9 @@ def _retire_request(txn: LoggingTransaction, request_id: str, now_ms: int) -> No
     )
 
 
-def suppress_txn(txn: LoggingTransaction, request_id: str, reason: str, now_ms: int) -> None:
+def suppress_txn(
+    txn: LoggingTransaction, request_id: str, reason: str, now_ms: int, forget_address: bool
+) -> None:
     txn.execute(
         """
         UPDATE email_gate_requests SET status = 'suppressed', reason = ?, updated_ts = ?
@@ -242,6 +244,13 @@ def suppress_txn(txn: LoggingTransaction, request_id: str, reason: str, now_ms: 
         """,
         (reason, now_ms, request_id),
     )
+    if forget_address:
+        forget_address_txn(txn, request_id)
+
+
+def forget_address_txn(txn: LoggingTransaction, request_id: str) -> None:
+    """With hash_emails: once no mail is due, keep only the keyed hash."""
+    txn.execute("UPDATE email_gate_requests SET email = email_key WHERE id = ?", (request_id,))
 
 
 def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit: int) -> list[str]:
@@ -256,7 +265,10 @@ def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit:
 
 
 def request_email_txn(txn: LoggingTransaction, request_id: str) -> str | None:
-    txn.execute("SELECT email FROM email_gate_requests WHERE id = ?", (request_id,))
+    txn.execute(
+        "SELECT email FROM email_gate_requests WHERE id = ? AND status = 'received'",
+        (request_id,),
+    )
     row = txn.fetchone()
     return None if row is None else str(row[0])
 

@@ -1,0 +1,187 @@
+"""The claims and housekeeping of store.py on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from synapse_email_gate import outbox, store
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.ratelimit import take_txn
+from tests.store.conftest import Txn
+
+HOUR = 3_600_000
+NOW = 1_800_000_000_000
+GENEROUS = Bucket(burst=100, per_second=1.0)
+
+
+def receive(txn: Txn, request_id: str, localpart: str, email: str, now: int = NOW) -> None:
+    request = store.NewRequest(
+        id=request_id,
+        now_ms=now,
+        localpart=localpart,
+        email=email,
+        email_key=email,
+        ip="192.0.2.1",
+        lang="en",
+    )
+    assert store.intake_txn(txn, request, []) is None
+    txn.commit()
+
+
+def issue(txn: Txn, request_id: str, now: int = NOW, **overrides: Any) -> store.IssuedToken | None:
+    params = dict(
+        request_id=request_id,
+        now_ms=now,
+        token=f"T{request_id}",
+        token_lifetime_ms=24 * HOUR,
+        cooldown_ms=HOUR,
+        multiple_users_per_email=False,
+        per_email=GENEROUS,
+        outbox_id=f"o{request_id}",
+    )
+    params.update(overrides)
+    try:
+        result = store.issue_txn(txn, store.IssueParams(**params))
+    except store.Suppressed:
+        txn.rollback()
+        raise
+    txn.commit()
+    return result
+
+
+def token_row(txn: Txn, token: str) -> Any:
+    txn.execute(
+        "SELECT uses_allowed, pending, completed, expiry_time FROM registration_tokens"
+        " WHERE token = ?",
+        (token,),
+    )
+    return txn.fetchone()
+
+
+def test_issue_creates_a_single_use_token_bound_to_the_username(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    issued = issue(txn, "r1")
+    assert issued is not None and issued.localpart == "alice"
+    assert token_row(txn, "Tr1") == (1, 0, 0, NOW + 24 * HOUR)
+    assert store.localpart_for_token_txn(txn, "Tr1", NOW) == "alice"
+
+
+def test_a_request_is_issued_once_even_when_processed_twice(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    assert issue(txn, "r1") is not None
+    assert issue(txn, "r1", token="other", outbox_id="o2") is None
+
+
+def test_same_address_within_cooldown_gets_nothing(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    receive(txn, "r2", "alice2", "alice@example.org")
+    issue(txn, "r1")
+    with pytest.raises(store.Suppressed, match="cooldown"):
+        issue(txn, "r2", now=NOW + HOUR - 1)
+
+
+def test_same_address_after_cooldown_replaces_its_earlier_token(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    receive(txn, "r2", "alice", "alice@example.org", now=NOW + HOUR)
+    issue(txn, "r1")
+    issue(txn, "r2", now=NOW + HOUR)
+    assert token_row(txn, "Tr1") is None
+    assert token_row(txn, "Tr2") is not None
+
+
+def test_a_reserved_username_is_not_given_to_another_address(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    receive(txn, "r2", "alice", "mallory@example.org")
+    issue(txn, "r1")
+    with pytest.raises(store.Suppressed, match="username_reserved"):
+        issue(txn, "r2")
+    assert store.reservation_holder_txn(txn, "alice", NOW) == "alice@example.org"
+    assert store.reservation_holder_txn(txn, "alice", NOW + 25 * HOUR) is None
+
+
+def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    issue(txn, "r1")
+    store.localpart_for_token_txn(txn, "Tr1", NOW)
+    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) == "r1"
+    receive(txn, "r2", "bob", "alice@example.org", now=NOW + 2 * HOUR)
+    with pytest.raises(store.Suppressed, match="already_used"):
+        issue(txn, "r2", now=NOW + 2 * HOUR)
+    assert issue(txn, "r2", now=NOW + 2 * HOUR, multiple_users_per_email=True) is not None
+
+
+def test_per_address_bucket_limits_tokens(txn: Txn) -> None:
+    tight = Bucket(burst=1, per_second=0.0)
+    receive(txn, "r1", "alice", "alice@example.org")
+    receive(txn, "r2", "alice", "alice@example.org", now=NOW + 2 * HOUR)
+    issue(txn, "r1", per_email=tight)
+    with pytest.raises(store.Suppressed, match="rate_limited_email"):
+        issue(txn, "r2", now=NOW + 2 * HOUR, per_email=tight)
+
+
+def test_bucket_allows_burst_then_says_how_long_to_wait(txn: Txn) -> None:
+    bucket = Bucket(burst=2, per_second=0.5)
+    assert take_txn(txn, "k", bucket, NOW) == 0
+    assert take_txn(txn, "k", bucket, NOW) == 0
+    assert take_txn(txn, "k", bucket, NOW) == 2000
+    assert take_txn(txn, "k", bucket, NOW + 2000) == 0
+
+
+def test_registration_links_only_a_request_whose_token_was_presented(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    issue(txn, "r1")
+    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) is None
+    store.localpart_for_token_txn(txn, "Tr1", NOW)
+    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) == "r1"
+
+
+def test_outbox_row_is_leased_to_one_sender_at_a_time(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    issue(txn, "r1")
+    first = outbox.claim_txn(txn, NOW, None, 10)
+    second = outbox.claim_txn(txn, NOW, None, 10)
+    assert [m.outbox_id for m in first] == ["or1"]
+    assert second == []
+    after_lease = outbox.claim_txn(txn, NOW + outbox.LEASE_MS, None, 10)
+    assert [m.outbox_id for m in after_lease] == ["or1"]
+
+
+def test_hashing_forgets_the_address_once_mailed(txn: Txn) -> None:
+    request = store.NewRequest(
+        id="r1",
+        now_ms=NOW,
+        localpart="alice",
+        email="alice@example.org",
+        email_key="hmac:abc",
+        ip="192.0.2.1",
+        lang="en",
+    )
+    store.intake_txn(txn, request, [])
+    issue(txn, "r1")
+    (mail,) = outbox.claim_txn(txn, NOW, None, 10)
+    assert mail.facts.to == "alice@example.org"
+    outbox.mark_sent_txn(txn, mail, NOW, True)
+    txn.execute("SELECT email FROM email_gate_requests WHERE id = 'r1'")
+    assert txn.fetchone() == ("hmac:abc",)
+
+
+def test_purge_keeps_what_retention_allows_and_deletes_the_rest(txn: Txn) -> None:
+    day = 24 * HOUR
+    receive(txn, "old-unfinished", "a", "a@example.org", now=NOW - 10 * day)
+    receive(txn, "new-unfinished", "b", "b@example.org", now=NOW - day)
+    receive(txn, "old-finished", "c", "c@example.org", now=NOW - 100 * day)
+    receive(txn, "new-finished", "d", "d@example.org", now=NOW - 10 * day)
+    for rid, now in (("old-finished", NOW - 100 * day), ("new-finished", NOW - 10 * day)):
+        issue(txn, rid, now=now)
+        store.localpart_for_token_txn(txn, f"T{rid}", now)
+        store.link_account_txn(txn, "c" if rid == "old-finished" else "d", "@x:y", now)
+    deleted = store.purge_txn(txn, NOW, 7 * day, 90 * day, HOUR, day)
+    txn.execute("SELECT id FROM email_gate_requests ORDER BY id")
+    assert [row[0] for row in txn.fetchall()] == ["new-finished", "new-unfinished"]
+    assert deleted == 2
+    txn.execute("SELECT request_id FROM email_gate_outbox ORDER BY request_id")
+    assert [row[0] for row in txn.fetchall()] == ["new-finished"]
+    txn.execute("SELECT email_key FROM email_gate_addresses ORDER BY email_key")
+    assert [row[0] for row in txn.fetchall()] == ["c@example.org", "d@example.org"]
