@@ -18,6 +18,7 @@ from synapse_email_gate import EmailGate
 from synapse_email_gate.config import (
     ChallengeConfig,
     GateConfig,
+    PrivacyConfig,
     RetentionConfig,
     SmtpConfig,
 )
@@ -75,6 +76,7 @@ def test_empty_config_takes_the_documented_defaults() -> None:
     assert config.approval == "off"
     assert config.retention == RetentionConfig(unfinished_ms=7 * DAY, finished_ms=90 * DAY)
     assert config.mail_retry_for_ms == DAY
+    assert config.privacy == PrivacyConfig(hash_emails=False, hash_secret=None)
     # Policy lists: empty, and unset scalars (the built policy fills them in).
     assert config.policy.banned_usernames == ()
     assert config.policy.banned_emails == ()
@@ -325,6 +327,16 @@ def test_other_keys() -> None:
     assert config.approval == "required"
 
 
+def test_privacy_hash_secret_inline_or_from_a_file(tmp_path: Path) -> None:
+    inline = parse({"privacy": {"hash_emails": True, "hash_secret": "0123456789abcdef"}})
+    assert inline.privacy == PrivacyConfig(hash_emails=True, hash_secret="0123456789abcdef")
+    secret = tmp_path / "hash_secret"
+    secret.write_text("  a secret of more than sixteen characters\n")
+    from_file = parse({"privacy": {"hash_emails": True, "hash_secret_file": str(secret)}})
+    assert from_file.privacy.hash_secret == "a secret of more than sixteen characters"
+    assert "sixteen" not in repr(from_file)
+
+
 def test_null_values_take_the_defaults() -> None:
     raw = {"smtp": {"port": None}, "token_lifetime": None, "banned_ips": None, "retention": None}
     assert parse(raw) == parse({})
@@ -407,6 +419,16 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"moderators": ["@mod:example.org", "[x"]}, "moderators", "'[x'"),
     ({"approval": "yes"}, "approval", "off, required"),
     ({"retention": "30d"}, "retention", "expected a mapping"),
+    ({"privacy": {"hash_emails": "yes"}}, "privacy.hash_emails", "true or false"),
+    ({"privacy": {"hash_emails": True}}, "privacy.hash_secret", "required"),
+    ({"privacy": {"hash_secret": "short"}}, "privacy.hash_secret", "at least 16"),
+    (
+        {"privacy": {"hash_secret": "0123456789abcdef", "hash_secret_file": MISSING}},
+        "privacy.hash_secret_file",
+        "either",
+    ),
+    ({"privacy": {"hash_secret_file": MISSING}}, "privacy.hash_secret_file", "cannot read"),
+    ({"privacy": {"hash_email": True}}, "privacy.hash_email", "did you mean 'hash_emails'"),
 ]
 
 
