@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,7 @@ class SynapseServer:
         self.new_session = new_session
         self.proc: subprocess.Popen[bytes] | None = None
         self.db_name: str | None = None
+        self.postgres = postgres
         if postgres is not None:
             self.db_name = postgres.create_database(f"synapse_{secrets.token_hex(6)}")
             database = postgres.synapse_database_config(self.db_name)
@@ -281,6 +283,26 @@ class SynapseServer:
         err = self.stderr_file.read_text(errors="replace") if self.stderr_file.exists() else ""
         log = "\n".join(self.log_text().splitlines()[-lines:])
         return f"--- {self.log_file} (last {lines} lines) ---\n{log}\n--- stderr ---\n{err[-4000:]}"
+
+    # --- database ----------------------------------------------------------
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement on the server's database (``?`` placeholders);
+        return all rows. A fresh connection each time, so it sees committed data."""
+        if self.postgres is not None:
+            assert self.db_name is not None
+            conn = self.postgres.connect(self.db_name)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql.replace("?", "%s"), params)
+                    return [tuple(row) for row in cur.fetchall()]
+            finally:
+                conn.close()
+        path = self.config["database"]["args"]["database"]
+        lite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(row) for row in lite.execute(sql, params).fetchall()]
+        finally:
+            lite.close()
 
     # --- HTTP --------------------------------------------------------------
     @property

@@ -24,6 +24,11 @@ def ask(synapse: SynapseServer, username: str, email: str, **headers: str) -> ht
     )
 
 
+def ask_from(synapse: SynapseServer, username: str, email: str, ip: str) -> http.Response:
+    """`ask`, as a client at ``ip`` behind a trusted proxy (X-Forwarded-For)."""
+    return ask(synapse, username, email, **{"X-Forwarded-For": ip})
+
+
 def quiet(mailbox: SmtpCatcher, seconds: float = 1.0) -> list[Mail]:
     """The mails that arrive during `seconds` of waiting (expected: none)."""
     before = len(mailbox.messages)
@@ -37,8 +42,15 @@ def token_from(mail: Mail) -> str:
     return match.group(1)
 
 
-def request_token(synapse: SynapseServer, mailbox: SmtpCatcher, username: str, email: str) -> str:
-    answer = ask(synapse, username, email)
+def request_token(
+    synapse: SynapseServer,
+    mailbox: SmtpCatcher,
+    username: str,
+    email: str,
+    ip: str | None = None,
+) -> str:
+    """Ask for a token (from ``ip`` via X-Forwarded-For, if given) and read it from the mail."""
+    answer = ask_from(synapse, username, email, ip) if ip else ask(synapse, username, email)
     assert answer.status == 202, answer
     mail = mailbox.wait_for(lambda m: m.to == email)
     return token_from(mail)
@@ -69,3 +81,121 @@ def register_concurrently(synapse: SynapseServer, usernames: list[str], token: s
 
 def registered(response: Any) -> bool:
     return isinstance(response, RegisterResponse)
+
+
+# --- what happened after the answer ------------------------------------------
+
+
+def request_outcome(
+    synapse: SynapseServer, localpart: str, timeout: float = 10.0
+) -> tuple[str, str | None]:
+    """(status, reason) of the newest request for ``localpart`` once it has been
+    decided (left `received`): ("issued", None), ("suppressed", "cooldown"), ..."""
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline:
+        rows = synapse.query(
+            "SELECT status, reason FROM email_gate_requests WHERE localpart = ? "
+            "ORDER BY created_ts DESC",
+            (localpart,),
+        )
+        if rows and rows[0][0] != "received":
+            return str(rows[0][0]), rows[0][1]
+        time.sleep(0.05)
+    raise AssertionError(f"request for {localpart!r} not decided within {timeout}s: {rows}")
+
+
+def recorded_requests(synapse: SynapseServer, localpart_like: str) -> list[tuple[Any, ...]]:
+    """(localpart, status, reason, ip) of every recorded request whose localpart is LIKE
+    ``localpart_like``."""
+    return synapse.query(
+        "SELECT localpart, status, reason, ip FROM email_gate_requests WHERE localpart LIKE ?",
+        (localpart_like,),
+    )
+
+
+def token_count(synapse: SynapseServer) -> int:
+    """How many registration tokens Synapse holds."""
+    return int(synapse.query("SELECT COUNT(*) FROM registration_tokens")[0][0])
+
+
+def _exact(address: str) -> str:
+    """An address as mailed: the local part as typed, the domain lowercased."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def mails_to(mailbox: SmtpCatcher, address: str) -> list[Mail]:
+    """The mails whose envelope names exactly ``address`` (local part case-sensitive)."""
+    addr = _exact(address)
+    return [m for m in list(mailbox.messages) if addr in (_exact(r) for r in m.rcpt_tos)]
+
+
+def expect_no_mail(
+    synapse: SynapseServer,
+    mailbox: SmtpCatcher,
+    localpart: str,
+    address: str,
+    reason: str | None = None,
+    settle: float = 0.2,
+    mailed_before: int = 0,
+) -> None:
+    """The request for ``localpart`` was decided without a token (with ``reason``, if
+    given), and no mail for it reached ``address`` (which had ``mailed_before`` mails
+    from earlier requests in this test)."""
+    status, why = request_outcome(synapse, localpart)
+    assert status == "suppressed", f"{localpart}: {status} ({why}), expected suppressed"
+    if reason is not None:
+        assert why == reason, f"{localpart}: suppressed for {why!r}, expected {reason!r}"
+    time.sleep(settle)
+    got = mails_to(mailbox, address)
+    assert len(got) == mailed_before, f"unexpected mail to {address}: {len(got)} mails"
+
+
+# --- the page ----------------------------------------------------------------
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def form_session(synapse: SynapseServer) -> tuple[str, dict[str, str]]:
+    """GET the page: the CSRF field value and the cookies to send back with the form."""
+    page = http.get(synapse.gate_url)
+    assert page.status == 200, page
+    match = CSRF_FIELD.search(page.text)
+    assert match, page.text
+    return match.group(1), page.cookies
+
+
+def post_form(
+    synapse: SynapseServer,
+    username: str,
+    email: str,
+    session: tuple[str, dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> http.Response:
+    """The form post, with the CSRF field and cookie of ``session`` (a fresh one if None)."""
+    csrf, cookies = session or form_session(synapse)
+    return http.post(
+        synapse.gate_url,
+        form={"username": username, "email": email, "csrf": csrf},
+        cookies=cookies,
+        headers=headers,
+    )
+
+
+# Headers that legitimately differ between two answers.
+PER_RESPONSE_HEADERS = frozenset({"date"})
+
+
+def header_set(response: http.Response) -> list[tuple[str, str]]:
+    """The answer's headers, names lowercased, sorted, without per-response ones."""
+    return sorted(
+        (name.lower(), value)
+        for name, value in response.headers.items()
+        if name.lower() not in PER_RESPONSE_HEADERS
+    )
+
+
+def reload_policy(synapse: SynapseServer, token: str | None) -> http.Response:
+    headers = synapse.auth_headers(token) if token else None
+    return http.post(synapse.gate_url + "admin/reload", headers=headers)
