@@ -4,15 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# PostgreSQL (tests run their own private cluster) and Chromium for browser tests.
+# PostgreSQL (tests run their own private cluster), Chromium for browser tests, and
+# redis-server + nginx for the workers deployment (tests start private instances).
 missing=()
-for pkg in postgresql chromium chromium-driver; do
+for pkg in postgresql chromium chromium-driver redis-server nginx; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Keep the package's own PostgreSQL service from starting: tests start their own.
+    # Keep the packages' own services (PostgreSQL, redis, nginx) from starting: tests
+    # start their own.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod +x /usr/sbin/policy-rc.d
