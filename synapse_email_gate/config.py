@@ -147,6 +147,8 @@ class GateConfig:
     approval: ApprovalMode = "off"
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
+    mail_retry_initial_ms: int = 30_000
+    mail_sweep_interval_ms: int = 10_000
     privacy: PrivacyConfig = PrivacyConfig()
 
     @staticmethod
@@ -169,8 +171,12 @@ class GateConfig:
             approval=cast(ApprovalMode, section.choice("approval", "off", ("off", "required"))),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
+            mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
+            mail_sweep_interval_ms=section.duration_ms("mail_sweep_interval", 10_000, 500),
             privacy=PrivacyConfig.from_section(section.section("privacy")),
         )
+        if config.mail_retry_initial_ms > config.mail_retry_for_ms:
+            raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")
         section.finish()
         return config
 
