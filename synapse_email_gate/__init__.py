@@ -18,6 +18,7 @@ from synapse.module_api.errors import ConfigError
 from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
+from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery
@@ -47,6 +48,7 @@ class EmailGate:
         self._api = api
         self._config = config
         self._policy = LivePolicy(config.policy, config.policy_file, api.get_current_time_msec)
+        self._policy_sync = PolicySync(api, self._policy)
         self._bridge = AsyncioThread(reactor)
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
@@ -75,15 +77,18 @@ class EmailGate:
             api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
             IpRules.compile(config.trusted_proxies),
         )
-        self._policy_sync = PolicySync(api, self._policy)
-        admin = AdminHandlers(Moderators(api, config.moderators), self._policy_sync)
+        admin = AdminHandlers(
+            Moderators(api, config.moderators), AdminService(api, self._policy_sync)
+        )
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
             ("GET", "register"): self._when_ready(pages.register_page),
             ("GET", "static/*"): pages.static,
-            ("POST", "admin/reload"): admin.reload,
+            ("GET", "admin/*"): self._when_ready(admin.handle),
+            ("POST", "admin/*"): self._when_ready(admin.handle),
+            ("DELETE", "admin/*"): self._when_ready(admin.handle),
         }
         api.register_web_resource(BASE_PATH, GateResource(routes))
 
@@ -103,6 +108,7 @@ class EmailGate:
 
     async def _create_schema(self) -> bool:
         await self._api.run_db_interaction("email_gate_create_schema", create_schema)
+        await self._policy_sync.follow()
         return True
 
     async def _schema_ready(self) -> bool:

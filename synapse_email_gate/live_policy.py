@@ -56,6 +56,7 @@ class LivePolicy:
         self._file = policy_file
         self._now_ms = now_ms
         self._file_lists = PolicyLists()
+        self._stored_lists = PolicyLists()
         self._file_identity: tuple[int, int, int] | None = None
         self.current = Policy.build([base], now_ms())
         if policy_file is not None:
@@ -69,7 +70,7 @@ class LivePolicy:
         try:
             identity = _identity(self._file)
             lists = read_policy_file(self._file)
-            policy = Policy.build([self._base, lists], self._now_ms())
+            policy = Policy.build([self._base, lists, self._stored_lists], self._now_ms())
         except ValueError as e:
             logger.error("policy file refused, previous policy stays in force: %s", e)
             return ReloadResult(ok=False, message=str(e))
@@ -84,8 +85,18 @@ class LivePolicy:
         self._reload_if_changed()
         expiry = self.current.next_expiry_ts
         if expiry is not None and expiry <= self._now_ms():
-            self.current = Policy.build([self._base, self._file_lists], self._now_ms())
+            self._rebuild()
             logger.info("expired ban entries no longer apply")
+
+    def set_stored(self, lists: PolicyLists) -> None:
+        """The bans moderators added through the admin API (validated when added)."""
+        self._stored_lists = lists
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.current = Policy.build(
+            [self._base, self._file_lists, self._stored_lists], self._now_ms()
+        )
 
     def _reload_if_changed(self) -> None:
         if self._file is None:

@@ -87,6 +87,38 @@ _TABLES = [
         value BIGINT NOT NULL
     )
     """,
+    # Bans added by moderators through the admin API, the CLI or the room.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_bans (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        match TEXT NOT NULL,
+        reason TEXT,
+        expires_ts BIGINT,
+        created_by TEXT NOT NULL,
+        created_ts BIGINT NOT NULL
+    )
+    """,
+    # Moderators added at run time (on top of the `moderators` config key).
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_moderators (
+        entry TEXT PRIMARY KEY,
+        added_by TEXT NOT NULL,
+        added_ts BIGINT NOT NULL
+    )
+    """,
+    # Every moderator action: who, what, when.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_audit (
+        id TEXT PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS email_gate_audit_ts ON email_gate_audit (ts)",
     # Token buckets shared by every process.
     """
     CREATE TABLE IF NOT EXISTS email_gate_buckets (

@@ -1,31 +1,43 @@
-"""Admin endpoints under /_synapse/client/email_gate/admin/ (Bearer token of a moderator)."""
+"""Admin API under /_synapse/client/email_gate/admin/ (Bearer token of a moderator).
+
+Routes are listed in ADMIN_ROUTES and documented in docs/admin-api.md. Every
+handler authenticates, calls AdminService, and answers JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
 
 from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
+from synapse_email_gate import admin_store
+from synapse_email_gate.admin_service import AdminError, AdminService
 from synapse_email_gate.config import is_plain_user_id
-from synapse_email_gate.policy_sync import PolicySync
-from synapse_email_gate.web.http import respond_json
+from synapse_email_gate.web.http import query_param, read_body, respond_json
 
 logger = logging.getLogger(__name__)
 
 
 class Moderators:
-    """Who may use the admin API: server admins and users matched by `moderators`."""
+    """Who may moderate: server admins, and users matched by `moderators` (config or stored)."""
 
     def __init__(self, api: ModuleApi, entries: tuple[str, ...]) -> None:
         self._api = api
-        self._ids = {entry for entry in entries if is_plain_user_id(entry)}
-        self._patterns = [re.compile(entry) for entry in entries if entry not in self._ids]
+        self._config_entries = entries
 
     async def may_moderate(self, user_id: str) -> bool:
-        if user_id in self._ids or any(p.fullmatch(user_id) for p in self._patterns):
+        stored = await self._api.run_db_interaction(
+            "email_gate_moderators", admin_store.list_moderators_txn
+        )
+        entries = [*self._config_entries, *(row["entry"] for row in stored)]
+        if any(_matches(entry, user_id) for entry in entries):
             return True
         return await self._api.is_user_admin(user_id)
 
@@ -46,22 +58,163 @@ class Moderators:
         return user_id
 
 
-class AdminHandlers:
-    def __init__(self, moderators: Moderators, policy: PolicySync) -> None:
-        self._moderators = moderators
-        self._policy = policy
+def _matches(entry: str, user_id: str) -> bool:
+    if is_plain_user_id(entry):
+        return entry == user_id
+    try:
+        return re.fullmatch(entry, user_id) is not None
+    except re.error:
+        return False
 
-    async def reload(self, request: SynapseRequest) -> None:
-        user_id = await self._moderators.authenticate(request)
-        if user_id is None:
+
+Body = dict[str, Any]
+Action = Callable[[str, list[str], Body, SynapseRequest], Awaitable[tuple[int, object]]]
+
+
+class AdminHandlers:
+    def __init__(self, moderators: Moderators, service: AdminService) -> None:
+        self._moderators = moderators
+        self._service = service
+        s = service
+        # (method, path pattern) -> action(actor, path params, body, request)
+        self._routes: list[tuple[str, re.Pattern[str], Action]] = [
+            ("GET", _path("requests"), self._list_requests),
+            ("GET", _path("requests/{}"), self._show_request),
+            ("GET", _path("tokens"), self._list_tokens),
+            ("POST", _path("tokens"), lambda a, p, b, r: _ok(201, s.create_token(a, b))),
+            ("POST", _path("tokens/delete"), self._delete_tokens),
+            ("POST", _path("tokens/delete_all"), self._delete_all_tokens),
+            ("GET", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.show_token(p[0]))),
+            ("DELETE", _path("tokens/{}"), self._delete_token),
+            ("GET", _path("bans"), lambda a, p, b, r: _wrap(200, "bans", s.list_bans())),
+            ("POST", _path("bans"), lambda a, p, b, r: _ok(201, s.add_ban(a, b))),
+            ("DELETE", _path("bans/{}"), self._remove_ban),
+            ("GET", _path("moderators"), self._list_moderators),
+            ("POST", _path("moderators"), self._allow),
+            ("DELETE", _path("moderators/{}"), self._disallow),
+            ("POST", _path("reload"), self._reload),
+            ("GET", _path("audit"), self._audit),
+        ]
+
+    async def handle(self, request: SynapseRequest) -> None:
+        method = request.method.decode("ascii", errors="replace")
+        parts = [unquote(p.decode("utf-8", errors="replace")) for p in request.postpath or []]
+        path = "/".join(parts[1:]).strip("/")  # drop the leading "admin"
+        path_known = False
+        chosen: tuple[Action, list[str]] | None = None
+        for route_method, pattern, action in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            path_known = True
+            if route_method == method:
+                chosen = (action, list(match.groups()))
+                break
+        if chosen is None:
+            status, error = (405, "Method not allowed") if path_known else (404, "Unknown path")
+            respond_json(request, status, {"errcode": "M_UNRECOGNIZED", "error": error})
             return
-        result = await self._policy.reload_everywhere()
-        logger.info("policy reload requested by %s: %s", user_id, result.message)
-        if result.ok:
-            respond_json(request, 200, {"status": "reloaded", "message": result.message})
-        else:
-            respond_json(
-                request,
-                400,
-                {"errcode": "EMAIL_GATE_POLICY_INVALID", "error": result.message},
-            )
+        actor = await self._moderators.authenticate(request)
+        if actor is None:
+            return
+        action, params = chosen
+        try:
+            body = _json_body(request) if method in ("POST", "DELETE") else {}
+            status, answer = await action(actor, params, body, request)
+        except AdminError as e:
+            respond_json(request, e.status, {"errcode": e.errcode, "error": e.message})
+            return
+        respond_json(request, status, answer)
+
+    async def _list_requests(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        page = await self._service.list_requests(
+            query_param(r, "status"),
+            query_param(r, "q"),
+            _int_param(r, "limit", 50),
+            _int_param(r, "from", 0),
+        )
+        return 200, page
+
+    async def _show_request(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, await self._service.show_request(p[0])
+
+    async def _list_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        valid_only = query_param(r, "valid") in ("true", "1", "yes")
+        return 200, {"tokens": await self._service.list_tokens(valid_only)}
+
+    async def _delete_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        deleted = await self._service.delete_tokens(a, [p[0]])
+        if not deleted:
+            raise AdminError(404, "M_NOT_FOUND", "token not found")
+        return 200, {"deleted": deleted}
+
+    async def _delete_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, {"deleted": await self._service.delete_tokens(a, b.get("tokens") or [])}
+
+    async def _delete_all_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, {"deleted_count": await self._service.delete_all_tokens(a, b.get("confirm"))}
+
+    async def _remove_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        await self._service.remove_ban(a, p[0])
+        return 200, {"removed": p[0]}
+
+    async def _list_moderators(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, {"moderators": await self._service.list_moderators()}
+
+    async def _allow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        added = await self._service.allow(a, b.get("entry"))
+        return (201 if added else 200), {"entry": b.get("entry"), "added": added}
+
+    async def _disallow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        await self._service.disallow(a, p[0])
+        return 200, {"removed": p[0]}
+
+    async def _reload(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        result = await self._service.reload(a)
+        logger.info("policy reload requested by %s: %s", a, result.message)
+        if not result.ok:
+            raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
+        return 200, {"status": "reloaded", "message": result.message}
+
+    async def _audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        entries = await self._service.audit_log(
+            _int_param(r, "limit", 50), _int_param(r, "from", 0)
+        )
+        return 200, {"entries": entries}
+
+
+def _path(template: str) -> re.Pattern[str]:
+    return re.compile(re.escape(template).replace(re.escape("{}"), "([^/]+)"))
+
+
+async def _ok(status: int, result: Awaitable[object]) -> tuple[int, object]:
+    return status, await result
+
+
+async def _wrap(status: int, key: str, result: Awaitable[object]) -> tuple[int, object]:
+    return status, {key: await result}
+
+
+def _int_param(request: SynapseRequest, name: str, default: int) -> int:
+    raw = query_param(request, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise AdminError(400, "M_INVALID_PARAM", f"{name} must be an integer") from None
+
+
+def _json_body(request: SynapseRequest) -> Body:
+    raw = read_body(request)
+    if raw is None:
+        raise AdminError(413, "M_TOO_LARGE", "The request body is too large.")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise AdminError(400, "M_NOT_JSON", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise AdminError(400, "M_BAD_JSON", "The request body must be a JSON object.")
+    return body

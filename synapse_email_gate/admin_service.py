@@ -1,0 +1,309 @@
+"""What moderators can do. The admin API, the CLI (through the API) and room
+commands all go through here, so each action has one code path and one audit entry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from synapse.module_api import ModuleApi
+
+from synapse_email_gate import admin_store
+from synapse_email_gate.config import is_plain_user_id
+from synapse_email_gate.configreader import parse_duration_ms
+from synapse_email_gate.emails import EmailRules
+from synapse_email_gate.live_policy import ReloadResult
+from synapse_email_gate.mail import describe_duration, format_utc
+from synapse_email_gate.netrules import IpRules
+from synapse_email_gate.patterns import UsernamePatterns
+from synapse_email_gate.policy_lists import BanEntry, parse_timestamp_ms
+from synapse_email_gate.policy_sync import PolicySync
+from synapse_email_gate.tokens import new_id, new_token
+
+REQUEST_STATUSES = ("received", "issued", "suppressed", "registering", "registered", "superseded")
+BAN_KINDS: dict[str, Callable[[Sequence[str]], object]] = {
+    "username": UsernamePatterns.compile,
+    "email": EmailRules.compile,
+    "ip": IpRules.compile,
+}
+_TOKEN_TEXT = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+DELETE_ALL_CONFIRMATION = "delete all tokens"
+MAX_PAGE = 500
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, errcode: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+
+
+def bad(message: str) -> AdminError:
+    return AdminError(400, "M_INVALID_PARAM", message)
+
+
+def not_found(what: str) -> AdminError:
+    return AdminError(404, "M_NOT_FOUND", f"{what} not found")
+
+
+class AdminService:
+    def __init__(self, api: ModuleApi, policy: PolicySync) -> None:
+        self._api = api
+        self._policy = policy
+
+    def _now(self) -> int:
+        return self._api.get_current_time_msec()
+
+    async def _audit(self, actor: str, action: str, target: str | None, detail: str) -> None:
+        await self._api.run_db_interaction(
+            "email_gate_audit",
+            admin_store.audit_txn,
+            new_id(),
+            self._now(),
+            actor,
+            action,
+            target,
+            detail,
+        )
+
+    # --- requests --------------------------------------------------------
+
+    async def list_requests(
+        self, status: str | None, search: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        if status is not None and status not in REQUEST_STATUSES:
+            raise bad(f"status must be one of {', '.join(REQUEST_STATUSES)}")
+        limit = _page_size(limit)
+        rows = await self._api.run_db_interaction(
+            "email_gate_list_requests",
+            admin_store.list_requests_txn,
+            status,
+            search,
+            limit,
+            max(0, offset),
+        )
+        page: dict[str, Any] = {"requests": rows}
+        if len(rows) == limit:
+            page["next_from"] = offset + limit
+        return page
+
+    async def show_request(self, request_id: str) -> dict[str, Any]:
+        request = await self._api.run_db_interaction(
+            "email_gate_get_request", admin_store.get_request_txn, request_id
+        )
+        if request is None:
+            raise not_found("request")
+        return request
+
+    # --- invite tokens ----------------------------------------------------
+
+    async def list_tokens(self, valid_only: bool) -> list[dict[str, Any]]:
+        rows = await self._api.run_db_interaction(
+            "email_gate_list_tokens", admin_store.list_tokens_txn
+        )
+        now = self._now()
+        tokens = [describe_token(row, now) for row in rows]
+        return [t for t in tokens if t["valid"]] if valid_only else tokens
+
+    async def show_token(self, token: str) -> dict[str, Any]:
+        row = await self._api.run_db_interaction(
+            "email_gate_get_token", admin_store.get_token_txn, token
+        )
+        if row is None:
+            raise not_found("token")
+        return describe_token(row, self._now())
+
+    async def create_token(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+        token = body.get("token")
+        length = body.get("length", 16)
+        if token is not None and (not isinstance(token, str) or not _TOKEN_TEXT.match(token)):
+            raise bad("token must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+        if token is None:
+            if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 64:
+                raise bad("length must be an integer from 1 to 64")
+            token = new_token(length)
+        uses = body.get("uses_allowed", 1)
+        if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or uses < 0):
+            raise bad("uses_allowed must be a non-negative integer or null (unlimited)")
+        expiry_ts = self._expiry(body)
+        created = await self._api.run_db_interaction(
+            "email_gate_create_token", admin_store.create_token_txn, token, uses, expiry_ts
+        )
+        if not created:
+            raise AdminError(400, "M_INVALID_PARAM", "this token exists already")
+        await self._audit(actor, "token.create", token, f"uses_allowed={uses} expiry={expiry_ts}")
+        return await self.show_token(token)
+
+    def _expiry(self, body: dict[str, Any]) -> int | None:
+        """`expiry`: a duration (`7d`), a date/time, null/`never`; default 7 days."""
+        if "expiry_time" in body:
+            value = body["expiry_time"]
+            if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+                return value
+            raise bad("expiry_time must be milliseconds since the epoch, or null")
+        value = body.get("expiry", "7d")
+        if value is None or value == "never":
+            return None
+        try:
+            return self._now() + parse_duration_ms(value)
+        except ValueError:
+            pass
+        try:
+            ts = parse_timestamp_ms(value)
+        except ValueError:
+            raise bad(
+                "expiry must be a duration like 7d, a date like 2026-12-31, or never"
+            ) from None
+        if ts <= self._now():
+            raise bad("expiry is in the past")
+        return ts
+
+    async def delete_tokens(self, actor: str, tokens: list[str]) -> list[str]:
+        if not tokens or not all(isinstance(t, str) for t in tokens):
+            raise bad("tokens must be a non-empty list of strings")
+        deleted = await self._api.run_db_interaction(
+            "email_gate_delete_tokens", admin_store.delete_tokens_txn, tokens
+        )
+        for token in deleted:
+            await self._audit(actor, "token.delete", token, "")
+        return deleted
+
+    async def delete_all_tokens(self, actor: str, confirm: object) -> int:
+        if confirm != DELETE_ALL_CONFIRMATION:
+            raise bad(f'to delete every token, send "confirm": "{DELETE_ALL_CONFIRMATION}"')
+        count = await self._api.run_db_interaction(
+            "email_gate_delete_all_tokens", admin_store.delete_all_tokens_txn
+        )
+        await self._audit(actor, "token.delete_all", None, f"{count} deleted")
+        return count
+
+    # --- bans ---------------------------------------------------------------
+
+    async def list_bans(self) -> list[dict[str, Any]]:
+        bans = await self._api.run_db_interaction("email_gate_bans", admin_store.list_bans_txn)
+        now = self._now()
+        return [
+            {
+                "id": ban.id,
+                "kind": ban.kind,
+                "match": ban.entry.match,
+                "reason": ban.entry.reason,
+                "expires_ts": ban.entry.expires_ts,
+                "active": ban.entry.active(now),
+                "created_by": ban.created_by,
+                "created_ts": ban.created_ts,
+            }
+            for ban in bans
+        ]
+
+    async def add_ban(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+        kind, match, reason = body.get("kind"), body.get("match"), body.get("reason")
+        if kind not in BAN_KINDS:
+            raise bad(f"kind must be one of {', '.join(BAN_KINDS)}")
+        if not isinstance(match, str) or not match:
+            raise bad("match must be a non-empty string")
+        if reason is not None and not isinstance(reason, str):
+            raise bad("reason must be a string")
+        try:
+            BAN_KINDS[kind]([match])
+            expires = body.get("expires")
+            expires_ts = None if expires is None else self._ban_expiry(expires)
+        except ValueError as e:
+            raise bad(str(e)) from e
+        ban = admin_store.StoredBan(
+            id=new_id(),
+            kind=kind,
+            entry=BanEntry(match=match, reason=reason, expires_ts=expires_ts),
+            created_by=actor,
+            created_ts=self._now(),
+        )
+        await self._api.run_db_interaction("email_gate_add_ban", admin_store.add_ban_txn, ban)
+        await self._audit(actor, f"ban.add.{kind}", ban.id, match)
+        await self._policy.changed()
+        return {
+            "id": ban.id,
+            "kind": kind,
+            "match": match,
+            "reason": reason,
+            "expires_ts": expires_ts,
+        }
+
+    def _ban_expiry(self, value: object) -> int:
+        try:
+            return self._now() + parse_duration_ms(value)
+        except ValueError:
+            return parse_timestamp_ms(value)
+
+    async def remove_ban(self, actor: str, ban_id: str) -> None:
+        removed = await self._api.run_db_interaction(
+            "email_gate_remove_ban", admin_store.remove_ban_txn, ban_id
+        )
+        if not removed:
+            raise not_found("ban")
+        await self._audit(actor, "ban.remove", ban_id, "")
+        await self._policy.changed()
+
+    # --- moderators and reload ----------------------------------------------
+
+    async def list_moderators(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._api.run_db_interaction(
+            "email_gate_moderators", admin_store.list_moderators_txn
+        )
+        return rows
+
+    async def allow(self, actor: str, entry: object) -> bool:
+        if not isinstance(entry, str) or not entry:
+            raise bad("entry must be a Matrix ID or a regex")
+        if not is_plain_user_id(entry):
+            try:
+                re.compile(entry)
+            except re.error as e:
+                raise bad(f"{entry!r} is neither a Matrix ID nor a valid regex: {e}") from e
+        added = await self._api.run_db_interaction(
+            "email_gate_allow", admin_store.add_moderator_txn, entry, actor, self._now()
+        )
+        await self._audit(actor, "moderator.allow", entry, "")
+        return bool(added)
+
+    async def disallow(self, actor: str, entry: str) -> None:
+        removed = await self._api.run_db_interaction(
+            "email_gate_disallow", admin_store.remove_moderator_txn, entry
+        )
+        if not removed:
+            raise not_found("moderator entry")
+        await self._audit(actor, "moderator.disallow", entry, "")
+
+    async def reload(self, actor: str) -> ReloadResult:
+        result = await self._policy.reload_everywhere()
+        await self._audit(actor, "policy.reload", None, result.message)
+        return result
+
+    async def audit_log(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._api.run_db_interaction(
+            "email_gate_audit_log", admin_store.list_audit_txn, _page_size(limit), max(0, offset)
+        )
+        return rows
+
+
+def describe_token(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """A token as moderators see it: uses left, validity, expiry in words."""
+    uses, completed, pending = row["uses_allowed"], row["completed"], row["pending"]
+    expiry = row["expiry_time"]
+    uses_left = None if uses is None else max(0, uses - completed - pending)
+    expired = expiry is not None and expiry <= now_ms
+    token = dict(row)
+    token["uses_left"] = uses_left
+    token["valid"] = not expired and (uses is None or completed + pending < uses)
+    if expiry is None:
+        token["expires"] = "never"
+    elif expired:
+        token["expires"] = f"expired {format_utc(expiry)}"
+    else:
+        token["expires"] = f"in {describe_duration(expiry - now_ms)} ({format_utc(expiry)})"
+    return token
+
+
+def _page_size(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))

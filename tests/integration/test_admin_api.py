@@ -1,0 +1,188 @@
+"""The admin API against a real Synapse: auth, invite tokens, bans, moderators, requests, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.harness import http
+from tests.harness.smtp import SmtpCatcher
+from tests.harness.synapse import SynapseServer
+from tests.integration.helpers import ask, quiet, register, registered, request_token
+
+
+@pytest.fixture(scope="module")
+def gate_config() -> dict[str, Any]:
+    return {
+        "moderators": ["@mod:test.local", "@team-.*:test.local"],
+        "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
+    }
+
+
+def admin(synapse: SynapseServer, token: str, method: str, path: str, **kw: Any) -> http.Response:
+    return http.request(
+        method, synapse.gate_url + "admin/" + path, headers=synapse.auth_headers(token), **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def mod_token(synapse: SynapseServer) -> str:
+    return synapse.register_user("mod", "mod-password-1")
+
+
+def test_no_token_is_401_and_a_plain_user_is_403(synapse: SynapseServer) -> None:
+    assert http.get(synapse.gate_url + "admin/tokens").status == 401
+    user = synapse.register_user("plainuser", "plain-password-1")
+    answer = admin(synapse, user, "GET", "tokens")
+    assert answer.status == 403
+    assert answer.json()["errcode"] == "M_FORBIDDEN"
+
+
+def test_server_admins_and_configured_moderators_may_moderate(
+    synapse: SynapseServer, admin_token: str, mod_token: str
+) -> None:
+    team = synapse.register_user("team-blue", "team-password-1")
+    for token in (admin_token, mod_token, team):
+        assert admin(synapse, token, "GET", "tokens").status == 200
+
+
+def test_created_invite_token_registers_an_account_and_a_deleted_one_does_not(
+    synapse: SynapseServer, mod_token: str
+) -> None:
+    created = admin(synapse, mod_token, "POST", "tokens", json={"uses_allowed": 1, "expiry": "7d"})
+    assert created.status == 201, created
+    token = created.json()["token"]
+    assert created.json()["uses_left"] == 1
+    assert created.json()["expires"].startswith("in 7 days")
+    assert registered(register(synapse, "invited1", token))
+    shown = admin(synapse, mod_token, "GET", f"tokens/{token}").json()
+    assert shown["completed"] == 1 and shown["valid"] is False
+
+    doomed = admin(synapse, mod_token, "POST", "tokens", json={"token": "doomed-token"}).json()
+    assert admin(synapse, mod_token, "DELETE", f"tokens/{doomed['token']}").status == 200
+    assert not registered(register(synapse, "invited2", "doomed-token"))
+    assert admin(synapse, mod_token, "GET", "tokens/doomed-token").status == 404
+
+
+def test_tokens_are_listed_with_valid_only_filter(synapse: SynapseServer, mod_token: str) -> None:
+    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-ok", "expiry": "never"})
+    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-used", "uses_allowed": 0})
+    all_tokens = {t["token"] for t in admin(synapse, mod_token, "GET", "tokens").json()["tokens"]}
+    valid = {
+        t["token"] for t in admin(synapse, mod_token, "GET", "tokens?valid=true").json()["tokens"]
+    }
+    assert {"listed-ok", "listed-used"} <= all_tokens
+    assert "listed-ok" in valid and "listed-used" not in valid
+
+
+def test_token_creation_refuses_bad_input_with_a_message(
+    synapse: SynapseServer, mod_token: str
+) -> None:
+    for body, words in (
+        ({"token": "has space"}, "token must be"),
+        ({"uses_allowed": -1}, "uses_allowed"),
+        ({"expiry": "yesterday"}, "expiry must be"),
+        ({"length": 100}, "length"),
+    ):
+        answer = admin(synapse, mod_token, "POST", "tokens", json=body)
+        assert answer.status == 400, (body, answer)
+        assert words in answer.json()["error"]
+
+
+def test_delete_all_needs_the_confirmation_phrase(
+    synapse: SynapseServer, make_synapse: Any
+) -> None:
+    own = make_synapse({})
+    token = own.register_admin("boss", "boss-password-1")
+    admin(own, token, "POST", "tokens", json={"token": "keep-me-1"})
+    refused = admin(own, token, "POST", "tokens/delete_all", json={})
+    assert refused.status == 400 and "delete all tokens" in refused.json()["error"]
+    assert admin(own, token, "GET", "tokens/keep-me-1").status == 200
+    done = admin(own, token, "POST", "tokens/delete_all", json={"confirm": "delete all tokens"})
+    assert done.status == 200 and done.json()["deleted_count"] >= 1
+    assert admin(own, token, "GET", "tokens").json()["tokens"] == []
+
+
+def test_bans_added_and_removed_take_effect_at_once(
+    synapse: SynapseServer, mod_token: str, mailbox: SmtpCatcher
+) -> None:
+    added = admin(
+        synapse,
+        mod_token,
+        "POST",
+        "bans",
+        json={"kind": "username", "match": "^spammer", "reason": "bot wave", "expires": "1d"},
+    )
+    assert added.status == 201, added
+    refused = ask(synapse, "spammer42", "s42@example.org")
+    assert refused.status == 400 and refused.json()["errcode"] == "EMAIL_GATE_USERNAME_BANNED"
+    listed = admin(synapse, mod_token, "GET", "bans").json()["bans"]
+    assert any(b["match"] == "^spammer" and b["reason"] == "bot wave" for b in listed)
+
+    assert admin(synapse, mod_token, "DELETE", f"bans/{added.json()['id']}").status == 200
+    assert ask(synapse, "spammer43", "s43@example.org").status == 202
+
+
+def test_an_email_ban_added_by_a_moderator_is_silent(
+    synapse: SynapseServer, mod_token: str, mailbox: SmtpCatcher
+) -> None:
+    admin(synapse, mod_token, "POST", "bans", json={"kind": "email", "match": "*@blocked.example"})
+    answer = ask(synapse, "blockeduser", "x@mail.blocked.example")
+    assert answer.status == 202
+    assert quiet(mailbox) == []
+
+
+def test_invalid_ban_entries_are_refused_with_the_reason(
+    synapse: SynapseServer, mod_token: str
+) -> None:
+    for body in (
+        {"kind": "username", "match": "(a)\\1"},
+        {"kind": "ip", "match": "not-an-ip"},
+        {"kind": "email", "match": "foo"},
+        {"kind": "planet", "match": "x"},
+    ):
+        answer = admin(synapse, mod_token, "POST", "bans", json=body)
+        assert answer.status == 400, (body, answer)
+        assert answer.json()["error"]
+
+
+def test_moderators_can_be_allowed_and_disallowed(synapse: SynapseServer, admin_token: str) -> None:
+    helper = synapse.register_user("helper", "helper-password-1")
+    assert admin(synapse, helper, "GET", "tokens").status == 403
+    allowed = admin(
+        synapse, admin_token, "POST", "moderators", json={"entry": "@helper:test.local"}
+    )
+    assert allowed.status == 201
+    assert admin(synapse, helper, "GET", "tokens").status == 200
+    entries = admin(synapse, admin_token, "GET", "moderators").json()["moderators"]
+    assert [e["entry"] for e in entries] == ["@helper:test.local"]
+    assert admin(synapse, admin_token, "DELETE", "moderators/@helper:test.local").status == 200
+    assert admin(synapse, helper, "GET", "tokens").status == 403
+
+
+def test_requests_are_listed_newest_first_searchable_and_shown(
+    synapse: SynapseServer, mod_token: str, mailbox: SmtpCatcher
+) -> None:
+    request_token(synapse, mailbox, "listme1", "listme1@example.org")
+    request_token(synapse, mailbox, "listme2", "listme2@example.org")
+    found = admin(synapse, mod_token, "GET", "requests?q=listme").json()["requests"]
+    assert [r["localpart"] for r in found] == ["listme2", "listme1"]
+    assert all(r["status"] == "issued" for r in found)
+    page = admin(synapse, mod_token, "GET", "requests?q=listme&limit=1").json()
+    assert len(page["requests"]) == 1 and page["next_from"] == 1
+    shown = admin(synapse, mod_token, "GET", f"requests/{found[0]['id']}").json()
+    assert shown["mails"][0]["status"] == "sent"
+    assert admin(synapse, mod_token, "GET", "requests?status=bogus").status == 400
+    assert admin(synapse, mod_token, "GET", "requests/nope").status == 404
+
+
+def test_audit_log_records_who_did_what(synapse: SynapseServer, mod_token: str) -> None:
+    admin(synapse, mod_token, "POST", "tokens", json={"token": "audited-token"})
+    entries = admin(synapse, mod_token, "GET", "audit").json()["entries"]
+    assert any(
+        e["actor"] == "@mod:test.local"
+        and e["action"] == "token.create"
+        and e["target"] == "audited-token"
+        for e in entries
+    )
