@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # redis-server + nginx for the workers deployment (tests start private instances).
 missing=()
 for pkg in postgresql chromium chromium-driver redis-server nginx; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] \
+        || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> apt-get install ${missing[*]}"
