@@ -1,0 +1,226 @@
+"""The live policy: `policy_file` re-read when it changes and on admin/reload, bad
+files refused with the previous policy kept, patterns matched in linear time;
+against a real Synapse on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness.smtp import SmtpCatcher
+from tests.harness.synapse import SynapseServer
+from tests.integration.helpers import (
+    ask,
+    ask_from,
+    expect_no_mail,
+    reload_policy,
+    request_token,
+)
+
+NEUTRAL = {"banned_usernames": ["^initialban$"]}
+CHECK_INTERVAL_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory: pytest.TempPathFactory, synapse_db: str) -> Path:
+    path = tmp_path_factory.mktemp(f"reload-{synapse_db}") / "policy.yaml"
+    path.write_text(yaml.safe_dump(NEUTRAL))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gate_config(policy_file: Path) -> dict[str, Any]:
+    return {
+        "policy_file": str(policy_file),
+        "policy_check_interval": f"{int(CHECK_INTERVAL_S)}s",
+        "banned_usernames": ["^configban$"],
+        "trusted_proxies": ["127.0.0.1"],
+        "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
+    }
+
+
+@pytest.fixture(autouse=True)
+def neutral_policy(synapse: SynapseServer, policy_file: Path, admin_token: str) -> Iterator[None]:
+    """Each test starts and ends with the neutral policy in force."""
+    yield
+    write_policy(policy_file, NEUTRAL)
+    assert reload_policy(synapse, admin_token).status == 200
+
+
+def write_policy(path: Path, policy: dict[str, Any] | str) -> None:
+    """Rewrite the file in place, as an editor might."""
+    path.write_text(policy if isinstance(policy, str) else yaml.safe_dump(policy))
+
+
+def username_verdict(synapse: SynapseServer, name: str) -> str:
+    """The errcode for ``name`` with an unusable address: EMAIL_GATE_USERNAME_BANNED
+    if the name is banned, else EMAIL_GATE_INVALID_EMAIL. Sends nothing either way."""
+    answer = ask(synapse, name, "not-an-address")
+    assert answer.status == 400, answer
+    errcode: str = answer.json()["errcode"]
+    assert errcode in ("EMAIL_GATE_USERNAME_BANNED", "EMAIL_GATE_INVALID_EMAIL"), answer
+    return errcode
+
+
+def is_banned(synapse: SynapseServer, name: str) -> bool:
+    return username_verdict(synapse, name) == "EMAIL_GATE_USERNAME_BANNED"
+
+
+def wait_until_banned(synapse: SynapseServer, name: str, timeout: float) -> float:
+    """Seconds until ``name`` is refused as banned; fails after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if is_banned(synapse, name):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{name!r} not banned after {timeout}s")
+
+
+def test_a_changed_file_is_in_force_within_seconds_without_a_reload(
+    synapse: SynapseServer, policy_file: Path
+) -> None:
+    assert is_banned(synapse, "initialban")
+    assert not is_banned(synapse, "ondisk1")
+    write_policy(policy_file, {"banned_usernames": ["^ondisk"]})
+    assert wait_until_banned(synapse, "ondisk1", timeout=CHECK_INTERVAL_S + 4) < 5
+    assert not is_banned(synapse, "initialban")  # the file's lists were replaced
+    assert is_banned(synapse, "configban")  # homeserver.yaml's stay
+
+    # Replaced by a rename (a new inode), as deployment tools do it.
+    fresh = policy_file.with_name("policy.yaml.new")
+    fresh.write_text(yaml.safe_dump({"banned_usernames": ["^renamed"]}))
+    os.replace(fresh, policy_file)
+    assert wait_until_banned(synapse, "renamed1", timeout=CHECK_INTERVAL_S + 4) < 5
+    assert not is_banned(synapse, "ondisk1")
+
+
+def test_the_reload_endpoint_puts_a_good_file_in_force_at_once(
+    synapse: SynapseServer, mailbox: SmtpCatcher, policy_file: Path, admin_token: str
+) -> None:
+    write_policy(
+        policy_file,
+        {
+            "banned_usernames": ["^endpointban$"],
+            "banned_ips": ["203.0.113.77", "2001:db8:77::/48"],
+            "banned_emails": ["reloaded@example.org"],
+        },
+    )
+    answer = reload_policy(synapse, admin_token)
+    assert answer.status == 200, answer
+    assert answer.json()["status"] == "reloaded"
+    assert is_banned(synapse, "endpointban")
+    assert ask_from(synapse, "reloadip", "reloadip@example.org", "203.0.113.77").status == 403
+    assert ask_from(synapse, "reloadip", "reloadip@example.org", "2001:db8:77::1").status == 403
+    answer = ask_from(synapse, "reloadmail", "reloaded@example.org", "198.51.100.70")
+    assert answer.status == 202
+    expect_no_mail(synapse, mailbox, "reloadmail", "reloaded@example.org", reason="email_banned")
+
+
+def test_a_yaml_error_is_refused_naming_the_file_and_the_old_policy_stays(
+    synapse: SynapseServer, policy_file: Path, admin_token: str
+) -> None:
+    write_policy(policy_file, {"banned_usernames": ["^stillbanned$"]})
+    assert reload_policy(synapse, admin_token).status == 200
+
+    write_policy(policy_file, "banned_usernames: [unclosed\nbanned_ips: {: :\n")
+    answer = reload_policy(synapse, admin_token)
+    assert answer.status == 400, answer
+    body = answer.json()
+    assert body["errcode"] == "EMAIL_GATE_POLICY_INVALID"
+    assert str(policy_file) in body["error"], body
+    assert is_banned(synapse, "stillbanned")
+    # The periodic check sees the broken file too, and keeps the old policy as well.
+    time.sleep(CHECK_INTERVAL_S * 1.5)
+    assert is_banned(synapse, "stillbanned")
+    assert str(policy_file) in synapse.log_text()
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ({"banned_usernames": ["^fine$", "(unclosed"]}, "(unclosed"),
+        ({"banned_usernames": ["(a)\\1"]}, "(a)\\1"),  # a backreference: not linear-time
+        ({"banned_usernames": ["(?<=x)y"]}, "(?<=x)y"),  # lookbehind, likewise
+        ({"banned_emails": ["/[z-a]/"]}, "[z-a]"),
+        ({"banned_ips": ["203.0.113.300"]}, "203.0.113.300"),
+        ({"banned_usernames": "^notalist$"}, "banned_usernames"),
+        ({"banned_usernamez": ["^typo$"]}, "banned_usernamez"),
+    ],
+)
+def test_a_bad_entry_is_refused_naming_it_and_the_old_policy_stays(
+    synapse: SynapseServer,
+    policy_file: Path,
+    admin_token: str,
+    policy: dict[str, Any],
+    named: str,
+) -> None:
+    write_policy(policy_file, {"banned_usernames": ["^keptban$"]})
+    assert reload_policy(synapse, admin_token).status == 200
+
+    write_policy(policy_file, policy)
+    answer = reload_policy(synapse, admin_token)
+    assert answer.status == 400, answer
+    body = answer.json()
+    assert body["errcode"] == "EMAIL_GATE_POLICY_INVALID"
+    assert named in body["error"] or repr(named)[1:-1] in body["error"], body
+    assert is_banned(synapse, "keptban")
+    assert not is_banned(synapse, "fine")
+
+
+def test_reload_is_for_server_admins_only(synapse: SynapseServer) -> None:
+    assert reload_policy(synapse, None).status == 401
+    unknown = reload_policy(synapse, "not-a-real-token")
+    assert unknown.status == 401, unknown
+    user_token = synapse.register_user("plainuser", "plain user password")
+    forbidden = reload_policy(synapse, user_token)
+    assert forbidden.status == 403, forbidden
+    assert forbidden.json()["errcode"] == "M_FORBIDDEN"
+
+
+def test_a_catastrophic_backtracking_pattern_does_not_slow_a_request(
+    synapse: SynapseServer, policy_file: Path, admin_token: str
+) -> None:
+    # Each takes exponential time in a backtracking engine on "aaaa...a-".
+    write_policy(policy_file, {"banned_usernames": ["(a+)+$", "^(a|aa)+$", "(a*)*b"]})
+    assert reload_policy(synapse, admin_token).status == 200
+    assert is_banned(synapse, "aaaa")  # the patterns are in force
+
+    for name in ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", "a" * 34 + "-", "a" * 200 + "-"]:
+        start = time.monotonic()
+        answer = ask(synapse, name, "not-an-address")
+        elapsed = time.monotonic() - start
+        assert answer.status == 400, answer
+        assert answer.json()["errcode"] != "EMAIL_GATE_USERNAME_BANNED", name
+        assert elapsed < 0.5, f"{name!r}: {elapsed:.2f}s"
+
+
+def test_a_limit_raised_by_reload_applies_at_once(
+    synapse: SynapseServer, mailbox: SmtpCatcher, policy_file: Path, admin_token: str
+) -> None:
+    """Moderators raise a limit during a rush of sign-ups: a client that was told to
+    wait must be let in at once, not after the wait computed under the old limit."""
+    tight = {"per_ip": {"burst": 1, "per_second": 0.0001}}
+    write_policy(policy_file, {"rate_limits": tight})
+    assert reload_policy(synapse, admin_token).status == 200
+    request_token(synapse, mailbox, "raise1", "raise1@example.org", ip="198.51.100.80")
+    limited = ask_from(synapse, "raise2", "raise2@example.org", "198.51.100.80")
+    assert limited.status == 429, limited
+    assert int(limited.header("Retry-After") or 0) > 3600  # 1 / 0.0001 s
+
+    loose = {"per_ip": {"burst": 1000, "per_second": 100}}
+    write_policy(policy_file, {"rate_limits": loose})
+    assert reload_policy(synapse, admin_token).status == 200
+    time.sleep(0.05)  # 5 tokens' worth of refill at the new rate
+    again = ask_from(synapse, "raise3", "raise3@example.org", "198.51.100.80")
+    assert again.status == 202, (
+        "the raised per-IP limit is not in force: the process still remembers the "
+        f"bucket as empty under the old limit (RequestService._empty_until): {again}"
+    )
+    mailbox.wait_for_rcpt("raise3@example.org")
