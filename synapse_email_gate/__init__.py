@@ -21,7 +21,7 @@ from twisted.internet import reactor
 from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.config import GateConfig
-from synapse_email_gate.delivery import MailDelivery
+from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
@@ -40,14 +40,15 @@ __all__ = ["EmailGate", "GateConfig"]
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = str(Path(__file__).resolve().parent / "templates")
-SWEEP_INTERVAL_MS = 10_000
 
 
 class EmailGate:
     def __init__(self, config: GateConfig, api: ModuleApi) -> None:
         self._api = api
         self._config = config
-        self._policy = LivePolicy(config.policy, config.policy_file, api.get_current_time_msec)
+        self._policy = LivePolicy(
+            config.policy, config.policy_file, api.get_current_time_msec, api.server_name
+        )
         self._policy_sync = PolicySync(api, self._policy)
         self._bridge = AsyncioThread(reactor)
         composer = MailComposer(
@@ -61,7 +62,7 @@ class EmailGate:
             config.smtp,
             composer,
             self._bridge,
-            config.mail_retry_for_ms,
+            RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
             forget_addresses=config.privacy.hash_emails,
         )
         self._service = RequestService(api, config, self._policy, self._delivery)
@@ -95,7 +96,7 @@ class EmailGate:
         api.looping_background_call(
             self._check_policy, config.policy_check_interval_ms, run_on_all_instances=True
         )
-        api.looping_background_call(self._sweep, SWEEP_INTERVAL_MS)
+        api.looping_background_call(self._sweep, config.mail_sweep_interval_ms)
         housekeeping = Housekeeping(api, config, self._policy)
         api.looping_background_call(self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS)
 

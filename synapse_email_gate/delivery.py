@@ -2,19 +2,27 @@
 
 aiosmtplib runs on a private asyncio loop in its own thread (see
 asyncio_bridge.py); results come back to the reactor. A mail is tried at once by
-the process that queued it, and again by the background sweep on the process
-Synapse runs background tasks on, with exponential backoff, until
-`mail_retry_for` has passed; then it is marked failed and logged.
+the process that queued it (`kick`), and again by the background sweep on the
+process Synapse runs background tasks on, with exponential backoff
+(`mail_retry_initial`, doubling, at most 30 min apart), until `mail_retry_for`
+has passed; then it is marked failed, logged and counted. docs/mail.md tells
+the whole story, crashes included.
+
+Mails go out in batches over one SMTP connection: the sweep takes up to
+`SWEEP_BATCH` due mails at a time, and kicks that arrive while this process is
+already sending are collected and sent together.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from email.message import EmailMessage
 
+import attrs
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import outbox
+from synapse_email_gate import metrics, outbox
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.smtp import SendResult, SmtpSettings, build_message, send_batch
@@ -22,6 +30,26 @@ from synapse_email_gate.smtp import SendResult, SmtpSettings, build_message, sen
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 50
+# After this long on one batch, the sender stops and leaves the rest for later.
+MIN_BATCH_TIME_S = 60.0
+# Lease = batch time limit + this margin for the database write that ends it.
+LEASE_MARGIN_MS = 60_000
+
+
+@attrs.frozen
+class RetryPolicy:
+    retry_for_ms: int
+    initial_ms: int = 30_000
+
+
+def batch_time_limit_s(smtp: SmtpSettings) -> float:
+    """Connect + TLS + login + a few commands may each take `smtp.timeout`."""
+    return max(MIN_BATCH_TIME_S, 4 * smtp.timeout_seconds)
+
+
+def lease_ms(smtp: SmtpSettings) -> int:
+    """How long a claimed mail stays ours: longer than any batch can take."""
+    return int(batch_time_limit_s(smtp) * 1000) + LEASE_MARGIN_MS
 
 
 class MailDelivery:
@@ -31,32 +59,77 @@ class MailDelivery:
         smtp: SmtpSettings,
         composer: MailComposer,
         bridge: AsyncioThread,
-        retry_for_ms: int,
+        retry: RetryPolicy | int,
         forget_addresses: bool,
     ) -> None:
         self._api = api
         self._smtp = smtp
         self._composer = composer
         self._bridge = bridge
-        self._retry_for_ms = retry_for_ms
+        self._retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy(retry)
         self._forget_addresses = forget_addresses
+        self._server = api.server_name
+        self._time_limit_s = batch_time_limit_s(smtp)
+        self._lease_ms = lease_ms(smtp)
+        self._kicked: set[str] = set()
+        self._draining = False
+        self._sweeping = False
 
     def kick(self, outbox_id: str) -> None:
-        """Try one queued mail now, in the background."""
-        self._api.run_as_background_process("email_gate_send", self._deliver, outbox_id)
+        """Try one queued mail now, in the background (batched with other kicks)."""
+        metrics.mail_queued(self._server)
+        self._kicked.add(outbox_id)
+        if not self._draining:
+            self._draining = True
+            self._api.run_as_background_process("email_gate_send", self._drain_kicked)
+
+    async def _drain_kicked(self) -> None:
+        try:
+            while self._kicked:
+                batch = list(self._kicked)[:SWEEP_BATCH]
+                self._kicked.difference_update(batch)
+                try:
+                    await self._deliver(batch)
+                except Exception:
+                    # The rows stay queued: the sweep retries them.
+                    logger.exception("mail delivery failed; the sweep will retry")
+        finally:
+            self._draining = False
 
     async def sweep(self) -> None:
         """Deliver every due mail (retries, and mails queued by crashed processes)."""
-        while await self._deliver(None):
-            pass
+        if self._sweeping:
+            return
+        self._sweeping = True
+        try:
+            while await self._deliver(None):
+                pass
+            await self.update_queue_metrics()
+        finally:
+            self._sweeping = False
 
-    async def _deliver(self, outbox_id: str | None) -> bool:
+    async def update_queue_metrics(self) -> None:
+        length, oldest = await self._api.run_db_interaction(
+            "email_gate_queue_state", outbox.queue_state_txn
+        )
+        now = self._api.get_current_time_msec()
+        age_s = 0.0 if oldest is None else max(0, now - oldest) / 1000
+        metrics.queue_state(self._server, length, age_s)
+
+    async def _deliver(self, outbox_ids: Sequence[str] | None) -> bool:
+        """Claim and send one batch; True when a sweep should take another."""
         now = self._api.get_current_time_msec()
         claimed = await self._api.run_db_interaction(
-            "email_gate_claim_mail", outbox.claim_txn, now, outbox_id, SWEEP_BATCH
+            "email_gate_claim_mail",
+            outbox.claim_txn,
+            now,
+            outbox_ids,
+            SWEEP_BATCH,
+            self._lease_ms,
         )
         if not claimed:
             return False
+        results: dict[str, SendResult] = {}
         sendable: list[tuple[outbox.ClaimedMail, EmailMessage]] = []
         for mail in claimed:
             try:
@@ -65,44 +138,62 @@ class MailDelivery:
                     message_id_domain=self._api.server_name,
                 )
             except ValueError as e:
-                await self._record(mail, SendResult(ok=False, permanent=True, error=str(e)))
+                results[mail.outbox_id] = SendResult(
+                    ok=False, permanent=True, error=str(e), reason="unbuildable"
+                )
                 continue
             sendable.append((mail, message))
         if sendable:
-            results = await self._bridge.run(
-                send_batch(self._smtp, [message for _, message in sendable])
+            sent = await self._bridge.run(
+                send_batch(self._smtp, [message for _, message in sendable], self._time_limit_s)
             )
-            for (mail, _), result in zip(sendable, results, strict=True):
-                await self._record(mail, result)
-        return outbox_id is None and len(claimed) == SWEEP_BATCH
+            for (mail, _), result in zip(sendable, sent, strict=True):
+                results[mail.outbox_id] = result
+        await self._record([(mail, results[mail.outbox_id]) for mail in claimed])
+        return outbox_ids is None and len(claimed) == SWEEP_BATCH
 
-    async def _record(self, mail: outbox.ClaimedMail, result: SendResult) -> None:
+    async def _record(self, attempts: list[tuple[outbox.ClaimedMail, SendResult]]) -> None:
         now = self._api.get_current_time_msec()
-        request_id = mail.facts.request_id
-        if result.ok:
-            await self._api.run_db_interaction(
-                "email_gate_mail_sent", outbox.mark_sent_txn, mail, now, self._forget_addresses
-            )
-            logger.info("request %s: mail sent", request_id)
-            return
-        error = result.error or "unknown error"
-        if result.permanent or now - mail.created_ts >= self._retry_for_ms:
-            await self._api.run_db_interaction(
-                "email_gate_mail_failed",
-                outbox.mark_failed_txn,
-                mail,
-                error,
-                self._forget_addresses,
-            )
-            logger.warning("request %s: mail failed for good: %s", request_id, error)
-            return
-        next_attempt = now + outbox.next_attempt_delay_ms(mail.attempts)
+        outcomes = [self._disposition(mail, result, now) for mail, result in attempts]
         await self._api.run_db_interaction(
-            "email_gate_mail_retry", outbox.mark_retry_txn, mail.outbox_id, error, next_attempt
+            "email_gate_mail_record", outbox.record_txn, outcomes, now, self._forget_addresses
         )
-        logger.warning(
-            "request %s: mail not sent (attempt %d), will retry: %s",
-            request_id,
-            mail.attempts,
-            error,
-        )
+        for outcome in outcomes:
+            mail = outcome.mail
+            request_id = mail.facts.request_id
+            if outcome.state == "sent":
+                metrics.mail_sent(self._server)
+                logger.info("request %s: mail sent (attempt %d)", request_id, mail.attempts)
+            elif outcome.state == "failed":
+                metrics.mail_failed(self._server, outcome.reason)
+                logger.warning(
+                    "request %s: mail failed for good, reason=%s (attempt %d): %s",
+                    request_id,
+                    outcome.reason,
+                    mail.attempts,
+                    outcome.error,
+                )
+            else:
+                metrics.mail_retried(self._server)
+                logger.warning(
+                    "request %s: mail not sent (attempt %d), retry in %ds: %s",
+                    request_id,
+                    mail.attempts,
+                    max(0, outcome.next_attempt_ts - now) // 1000,
+                    outcome.error,
+                )
+
+    def _disposition(
+        self, mail: outbox.ClaimedMail, result: SendResult, now: int
+    ) -> outbox.Disposition:
+        if result.ok:
+            return outbox.Disposition(mail, "sent")
+        error = result.error or "unknown error"
+        give_up_ts = mail.created_ts + self._retry.retry_for_ms
+        if result.permanent:
+            return outbox.Disposition(mail, "failed", error, reason=result.reason or "permanent")
+        if now >= give_up_ts:
+            return outbox.Disposition(mail, "failed", error, reason="expired")
+        delay = outbox.next_attempt_delay_ms(mail.attempts, self._retry.initial_ms)
+        # The last try falls on the deadline itself, not after it.
+        return outbox.Disposition(mail, "retry", error, min(now + delay, give_up_ts))

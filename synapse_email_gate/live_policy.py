@@ -17,6 +17,7 @@ import attrs
 import yaml
 from synapse.module_api.errors import ConfigError
 
+from synapse_email_gate import metrics
 from synapse_email_gate.configreader import Section
 from synapse_email_gate.policy import Policy
 from synapse_email_gate.policy_lists import PolicyLists
@@ -50,8 +51,13 @@ def read_policy_file(path: str) -> PolicyLists:
 
 class LivePolicy:
     def __init__(
-        self, base: PolicyLists, policy_file: str | None, now_ms: Callable[[], int]
+        self,
+        base: PolicyLists,
+        policy_file: str | None,
+        now_ms: Callable[[], int],
+        server_name: str = "",
     ) -> None:
+        self._server_name = server_name  # for the metrics' label
         self._base = base
         self._file = policy_file
         self._now_ms = now_ms
@@ -73,11 +79,13 @@ class LivePolicy:
             policy = Policy.build([self._base, lists, self._stored_lists], self._now_ms())
         except ValueError as e:
             logger.error("policy file refused, previous policy stays in force: %s", e)
+            metrics.policy_reloaded(self._server_name, ok=False)
             return ReloadResult(ok=False, message=str(e))
         self.current = policy
         self._file_lists = lists
         self._file_identity = identity
         logger.info("policy file %s loaded", self._file)
+        metrics.policy_reloaded(self._server_name, ok=True)
         return ReloadResult(ok=True, message=f"{self._file} loaded")
 
     def check(self) -> None:

@@ -4,10 +4,13 @@ A row is claimed by setting a lease; only the holder of an unexpired lease
 sends it, so the process that answered a request and the background sweeper
 never send the same mail twice. A crash after the SMTP server accepted a mail
 but before the row is marked sent makes the row due again when its lease runs
-out: that mail may then arrive twice (see docs/internals.md); nothing is lost.
+out: that mail may then arrive twice (see docs/mail.md); nothing is lost.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
 
 import attrs
 from synapse.storage.database import LoggingTransaction
@@ -15,7 +18,10 @@ from synapse.storage.database import LoggingTransaction
 from synapse_email_gate.mail import TokenMailFacts
 from synapse_email_gate.store import forget_address_txn
 
-LEASE_MS = 120_000
+# The longest pause between two attempts at one mail.
+MAX_RETRY_DELAY_MS = 1_800_000
+# Default lease; MailDelivery derives its own from the SMTP timeout (delivery.py).
+LEASE_MS = 180_000
 
 
 @attrs.frozen
@@ -27,17 +33,36 @@ class ClaimedMail:
     facts: TokenMailFacts
 
 
+@attrs.frozen
+class Disposition:
+    """What to write for one attempted mail."""
+
+    mail: ClaimedMail
+    state: Literal["sent", "retry", "failed"]
+    error: str | None = None
+    next_attempt_ts: int = 0
+    reason: str = ""  # why a mail failed: permanent, expired, unbuildable
+
+
 def claim_txn(
-    txn: LoggingTransaction, now_ms: int, outbox_id: str | None, limit: int
+    txn: LoggingTransaction,
+    now_ms: int,
+    outbox_ids: Sequence[str] | None,
+    limit: int,
+    lease_ms: int = LEASE_MS,
 ) -> list[ClaimedMail]:
-    """Lease due rows (one given row, or up to `limit` due ones) and load what they need."""
-    if outbox_id is not None:
+    """Lease the given queued rows (whether due or not), or up to `limit` due ones,
+    and load what their mails need. Rows leased by someone else are skipped."""
+    if outbox_ids is not None:
+        if not outbox_ids:
+            return []
+        marks = ", ".join("?" for _ in outbox_ids)
         txn.execute(
-            """
+            f"""
             SELECT id FROM email_gate_outbox
-            WHERE id = ? AND status = 'queued' AND lease_until_ts <= ?
-            """,
-            (outbox_id, now_ms),
+            WHERE id IN ({marks}) AND status = 'queued' AND lease_until_ts <= ?
+            """,  # noqa: S608 - only placeholders are interpolated
+            (*outbox_ids, now_ms),
         )
     else:
         txn.execute(
@@ -55,7 +80,7 @@ def claim_txn(
             UPDATE email_gate_outbox SET lease_until_ts = ?, attempts = attempts + 1
             WHERE id = ? AND status = 'queued' AND lease_until_ts <= ?
             """,
-            (now_ms + LEASE_MS, row_id, now_ms),
+            (now_ms + lease_ms, row_id, now_ms),
         )
         if txn.rowcount != 1:
             continue
@@ -90,11 +115,30 @@ def claim_txn(
     return claimed
 
 
+def record_txn(
+    txn: LoggingTransaction, outcomes: Sequence[Disposition], now_ms: int, forget_address: bool
+) -> None:
+    """Write the outcome of a batch of attempts, all in one transaction."""
+    for outcome in outcomes:
+        if outcome.state == "sent":
+            mark_sent_txn(txn, outcome.mail, now_ms, forget_address)
+        elif outcome.state == "failed":
+            mark_failed_txn(txn, outcome.mail, outcome.error or "", forget_address)
+        else:
+            mark_retry_txn(
+                txn, outcome.mail.outbox_id, outcome.error or "", outcome.next_attempt_ts
+            )
+
+
 def mark_sent_txn(
     txn: LoggingTransaction, mail: ClaimedMail, now_ms: int, forget_address: bool
 ) -> None:
     txn.execute(
-        "UPDATE email_gate_outbox SET status = 'sent', sent_ts = ?, last_error = NULL WHERE id = ?",
+        """
+        UPDATE email_gate_outbox SET status = 'sent', sent_ts = ?, last_error = NULL,
+            lease_until_ts = 0
+        WHERE id = ?
+        """,
         (now_ms, mail.outbox_id),
     )
     if forget_address:
@@ -117,13 +161,28 @@ def mark_failed_txn(
     txn: LoggingTransaction, mail: ClaimedMail, error: str, forget_address: bool
 ) -> None:
     txn.execute(
-        "UPDATE email_gate_outbox SET status = 'failed', last_error = ? WHERE id = ?",
+        """
+        UPDATE email_gate_outbox SET status = 'failed', last_error = ?, lease_until_ts = 0
+        WHERE id = ?
+        """,
         (error, mail.outbox_id),
     )
     if forget_address:
         forget_address_txn(txn, mail.facts.request_id)
 
 
-def next_attempt_delay_ms(attempts: int) -> int:
-    """Exponential backoff: 30 s, 1 min, 2 min, ... capped at 30 min."""
-    return int(min(30_000 * 2 ** max(0, attempts - 1), 1_800_000))
+def queue_state_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
+    """(mails waiting, created_ts of the oldest one or None)."""
+    txn.execute("SELECT COUNT(*), MIN(created_ts) FROM email_gate_outbox WHERE status = 'queued'")
+    row = txn.fetchone()
+    if row is None:
+        return 0, None
+    count, oldest = row
+    return int(count), None if oldest is None else int(oldest)
+
+
+def next_attempt_delay_ms(attempts: int, initial_ms: int = 30_000) -> int:
+    """Exponential backoff after the `attempts`-th failure: initial, 2x, 4x, ... capped
+    at 30 min (with the default 30 s: 30 s, 1 min, 2 min, 4 min, ...)."""
+    exponent = min(max(0, attempts - 1), 30)
+    return int(min(initial_ms * 2**exponent, max(MAX_RETRY_DELAY_MS, initial_ms)))

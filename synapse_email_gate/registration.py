@@ -18,7 +18,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.spam_checker_api import RegistrationBehaviour
 
-from synapse_email_gate import store
+from synapse_email_gate import metrics, store
 from synapse_email_gate.live_policy import LivePolicy
 
 logger = logging.getLogger(__name__)
@@ -95,5 +95,6 @@ class RegistrationHooks:
             )
             if request_id is not None:
                 logger.info("request %s: account %s created", request_id, user_id)
+                metrics.token_used(self._api.server_name)
         except Exception:
             logger.exception("could not link %s to its request", user_id)

@@ -18,7 +18,7 @@ import attrs
 from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import outcomes, store
+from synapse_email_gate import metrics, outcomes, store
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import InvalidEmail, ParsedEmail, parse_email
@@ -61,6 +61,7 @@ class RequestService:
         policy = self._policy.current
         if policy.ip_ban(ip) is not None:
             logger.info("request refused: reason=ip_banned")
+            metrics.request_answered(self._api.server_name, "refused", "ip_banned")
             return outcomes.ip_banned()
         now = self._api.get_current_time_msec()
         limits = self._request_limits(ip)
@@ -76,10 +77,12 @@ class RequestService:
             email = parse_email(form.email)
         except InvalidEmail as e:
             logger.info("request refused: reason=invalid_email (%s)", e.reason)
+            metrics.request_answered(self._api.server_name, "refused", "invalid_email")
             return Refusal(400, outcomes.INVALID_EMAIL, e.message, "email")
         domain_problem = policy.domain_refusal(email)
         if domain_problem is not None:
             logger.info("request refused: reason=%s", domain_problem)
+            metrics.request_answered(self._api.server_name, "refused", domain_problem)
             return _domain_refusal(domain_problem)
 
         holder = await self._api.run_db_interaction(
@@ -88,6 +91,7 @@ class RequestService:
         email_key = self._email_key(email)
         if holder is not None and holder != email_key:
             logger.info("request refused: reason=username_reserved")
+            metrics.request_answered(self._api.server_name, "refused", "username_reserved")
             return Refusal(
                 400,
                 "M_USER_IN_USE",
@@ -111,7 +115,8 @@ class RequestService:
             key, wait = empty
             self._remember_empty(key, now + wait)
             return self._limited(wait)
-        logger.info("request %s received for %r", request.id, localpart)
+        logger.info("request %s received for %r: reason=accepted", request.id, localpart)
+        metrics.request_answered(self._api.server_name, "accepted", "accepted")
         self._api.run_as_background_process("email_gate_process", self.process, request.id)
         return outcomes.ACCEPTED
 
@@ -149,10 +154,13 @@ class RequestService:
                 self._config.privacy.hash_emails,
             )
             logger.info("request %s: no mail, reason=%s", request_id, e.reason)
+            metrics.request_processed(self._api.server_name, "suppressed", e.reason)
             return
         if issued is None:
             return
         logger.info("request %s: token issued for %r, mail queued", request_id, issued.localpart)
+        metrics.request_processed(self._api.server_name, "issued", "issued")
+        metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
 
     async def process_orphans(self) -> None:
@@ -175,14 +183,18 @@ class RequestService:
     async def _check_username(self, raw: str) -> str | Refusal:
         localpart = clean_username(raw, self._api.server_name)
         if not localpart:
+            logger.info("request refused: reason=username_missing")
+            metrics.request_answered(self._api.server_name, "refused", "username_missing")
             return outcomes.missing_param("username")
         try:
             await self._api.check_username(localpart)
         except SynapseError as e:
             logger.info("request refused: reason=username_%s", e.errcode)
+            metrics.request_answered(self._api.server_name, "refused", f"username_{e.errcode}")
             return Refusal(400, e.errcode, str(e.msg), "username")
         if self._policy.current.username_ban(localpart) is not None:
             logger.info("request refused: reason=username_banned")
+            metrics.request_answered(self._api.server_name, "refused", "username_banned")
             return Refusal(
                 400,
                 outcomes.USERNAME_BANNED,
@@ -209,9 +221,9 @@ class RequestService:
             self._empty_until.clear()
         self._empty_until[key] = until
 
-    @staticmethod
-    def _limited(wait_ms: int) -> Refusal:
+    def _limited(self, wait_ms: int) -> Refusal:
         logger.info("request refused: reason=rate_limited")
+        metrics.request_answered(self._api.server_name, "refused", "rate_limited")
         return outcomes.rate_limited(math.ceil(wait_ms / 1000))
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import email.policy
@@ -42,6 +43,8 @@ _MANAGED_HEADERS = frozenset(
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 # RFC 5322 field name: printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
+# Something that looks like an address inside an error text (SMTP replies echo them).
+_ADDRESS = re.compile(r"([^\s@<>'\"(),;:\[\]]+)@([A-Za-z0-9.\-\[\]:]+)")
 
 
 class SmtpSettings(Protocol):
@@ -80,6 +83,7 @@ class SendResult:
     ok: bool
     permanent: bool = False
     error: str | None = None
+    reason: str | None = None  # a reason code for a permanent failure, if not "permanent"
 
 
 def _no_newlines(what: str, value: str) -> str:
@@ -138,14 +142,30 @@ def _secrets(settings: SmtpSettings) -> list[str]:
     return [password, *(base64.b64encode(s.encode()).decode() for s in (password, plain))]
 
 
+def mask_address(address: str) -> str:
+    """`alice@example.org` -> `a***@example.org`: enough to tell mails apart in a log."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_addresses(text: str) -> str:
+    """Every address-like word of ``text`` masked as by :func:`mask_address`."""
+    return _ADDRESS.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
+
+
 def _describe(exc: BaseException, secrets: Sequence[str]) -> str:
+    """An error for logs and the outbox: no password, no full address."""
     text = f"{type(exc).__name__}: {exc}"
     for secret in secrets:
         text = text.replace(secret, "***")
-    return text
+    return mask_addresses(text)
 
 
-async def send_batch(settings: SmtpSettings, mails: Sequence[EmailMessage]) -> list[SendResult]:
+async def send_batch(
+    settings: SmtpSettings, mails: Sequence[EmailMessage], time_limit_s: float | None = None
+) -> list[SendResult]:
     """Send ``mails`` over one SMTP connection; one result per mail, in order.
 
     Never raises for SMTP or network trouble. A 5xx rejection of a recipient or of
@@ -153,33 +173,44 @@ async def send_batch(settings: SmtpSettings, mails: Sequence[EmailMessage]) -> l
     temporary: 4xx replies, a refused sender, and connection, TLS, login or timeout
     failures, which also fail every mail not yet sent. A message whose DATA reply was
     lost (timeout, disconnect) may have been delivered anyway: retrying can duplicate.
+
+    ``time_limit_s`` bounds the whole batch (each step is bounded by the settings'
+    timeout): when it runs out, the mail in flight and the rest fail (temporarily).
+    The caller's lease on the mails must outlast it.
     """
     if not mails:
         return []
     secrets = _secrets(settings)
     results: list[SendResult] = []
     client: aiosmtplib.SMTP | None = None
+    clean = False
     try:
-        client = aiosmtplib.SMTP(
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            timeout=settings.timeout_seconds,
-            use_tls=settings.tls == "tls",
-            start_tls=settings.tls == "starttls",  # True: fail if STARTTLS is not offered
-            tls_context=_tls_context(settings) if settings.tls != "none" else None,
-        )
-        await client.connect()  # connects, upgrades to TLS, logs in
-        for msg in mails:  # after a disconnect, the next send raises SMTPServerDisconnected
-            results.append(await _send_one(client, msg, secrets))
+        async with asyncio.timeout(time_limit_s):
+            client = aiosmtplib.SMTP(
+                hostname=settings.host,
+                port=settings.port,
+                username=settings.username,
+                password=settings.password,
+                timeout=settings.timeout_seconds,
+                use_tls=settings.tls == "tls",
+                start_tls=settings.tls == "starttls",  # True: fail if STARTTLS is not offered
+                tls_context=_tls_context(settings) if settings.tls != "none" else None,
+            )
+            await client.connect()  # connects, upgrades to TLS, logs in
+            for msg in mails:  # after a disconnect, the next send raises SMTPServerDisconnected
+                results.append(await _send_one(client, msg, secrets))
+            clean = True
     except Exception as exc:
-        failed = SendResult(ok=False, error=_describe(exc, secrets))
-        results += [failed] * (len(mails) - len(results))
+        error = _describe(exc, secrets)
+        if isinstance(exc, TimeoutError) and not str(exc):  # from asyncio.timeout above
+            error = f"TimeoutError: the batch took longer than {time_limit_s}s"
+        results += [SendResult(ok=False, error=error)] * (len(mails) - len(results))
     finally:
         if client is not None and client.is_connected:
-            with contextlib.suppress(Exception):  # the mails are sent; QUIT is courtesy
-                await client.quit()
+            if clean:
+                with contextlib.suppress(Exception):  # the mails are sent; QUIT is courtesy
+                    async with asyncio.timeout(settings.timeout_seconds):
+                        await client.quit()
             client.close()
     return results
 

@@ -1,0 +1,128 @@
+"""Prometheus metrics, registered in prometheus_client's default REGISTRY.
+
+Synapse's `metrics` listener (with `enable_metrics: true`) serves that registry,
+so these appear next to Synapse's own. Like Synapse's homeserver-scoped metrics
+(synapse/metrics/__init__.py, SERVER_NAME_LABEL), every series carries a
+`server_name` label. Each process counts what it did itself; add the series of
+all processes (`sum by (...)`) for the whole deployment. docs/metrics.md lists
+every metric.
+
+The collectors are made once per process. Making one whose name is already in
+the registry (this file imported again, e.g. by importlib.reload) reuses the
+registered one instead of failing, so constructing the module twice, or
+re-importing it, never breaks start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TypeVar
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.metrics import MetricWrapperBase
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "synapse_email_gate_"
+SERVER_NAME_LABEL = "server_name"  # the same label name as Synapse's own metrics
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+def _make(kind: type[M], name: str, doc: str, labels: Sequence[str] = ()) -> M:
+    labelnames = [*labels, SERVER_NAME_LABEL]
+    try:
+        return kind(PREFIX + name, doc, labelnames=labelnames)
+    except ValueError:  # "Duplicated timeseries in CollectorRegistry"
+        pass
+    suffix = "_total" if kind is Counter else ""
+    existing = getattr(REGISTRY, "_names_to_collectors", {}).get(PREFIX + name + suffix)
+    if isinstance(existing, kind):
+        return existing
+    # Something else holds the name: count into an unregistered collector rather than fail.
+    logger.warning("metric %s%s is registered by something else; not exported", PREFIX, name)
+    return kind(PREFIX + name, doc, labelnames=labelnames, registry=None)
+
+
+REQUESTS = _make(
+    Counter,
+    "requests",
+    "Token requests answered, by outcome (accepted, refused) and reason code.",
+    ("outcome", "reason"),
+)
+PROCESSED = _make(
+    Counter,
+    "requests_processed",
+    "Accepted requests decided after the answer: issued, or suppressed with a reason code.",
+    ("outcome", "reason"),
+)
+TOKENS_ISSUED = _make(
+    Counter, "tokens_issued", "Registration tokens issued, by source.", ("source",)
+)
+TOKENS_USED = _make(
+    Counter, "tokens_used", "Accounts registered with a token of this module (linked to a request)."
+)
+MAILS_QUEUED = _make(Counter, "mails_queued", "Mails written to the outbox.")
+MAILS_SENT = _make(Counter, "mails_sent", "Mails the SMTP server accepted (250).")
+MAILS_RETRIED = _make(
+    Counter, "mails_retried", "Failed delivery attempts that will be retried later."
+)
+MAILS_FAILED = _make(
+    Counter,
+    "mails_failed",
+    "Mails given up: permanent (5xx), expired (mail_retry_for passed), unbuildable.",
+    ("reason",),
+)
+QUEUE_LENGTH = _make(
+    Gauge, "mail_queue_length", "Mails waiting in the outbox (set by the background sweep)."
+)
+QUEUE_OLDEST_AGE = _make(
+    Gauge,
+    "mail_queue_oldest_age_seconds",
+    "Age of the oldest mail waiting in the outbox; 0 when empty (set by the sweep).",
+)
+POLICY_RELOADS = _make(
+    Counter, "policy_reloads", "Policy reloads, by result (ok, failed).", ("result",)
+)
+
+
+def request_answered(server_name: str, outcome: str, reason: str) -> None:
+    REQUESTS.labels(outcome=outcome, reason=reason, server_name=server_name).inc()
+
+
+def request_processed(server_name: str, outcome: str, reason: str) -> None:
+    PROCESSED.labels(outcome=outcome, reason=reason, server_name=server_name).inc()
+
+
+def token_issued(server_name: str, source: str = "email") -> None:
+    TOKENS_ISSUED.labels(source=source, server_name=server_name).inc()
+
+
+def token_used(server_name: str) -> None:
+    TOKENS_USED.labels(server_name=server_name).inc()
+
+
+def mail_queued(server_name: str) -> None:
+    MAILS_QUEUED.labels(server_name=server_name).inc()
+
+
+def mail_sent(server_name: str) -> None:
+    MAILS_SENT.labels(server_name=server_name).inc()
+
+
+def mail_retried(server_name: str) -> None:
+    MAILS_RETRIED.labels(server_name=server_name).inc()
+
+
+def mail_failed(server_name: str, reason: str) -> None:
+    MAILS_FAILED.labels(reason=reason, server_name=server_name).inc()
+
+
+def queue_state(server_name: str, length: int, oldest_age_s: float) -> None:
+    QUEUE_LENGTH.labels(server_name=server_name).set(length)
+    QUEUE_OLDEST_AGE.labels(server_name=server_name).set(oldest_age_s)
+
+
+def policy_reloaded(server_name: str, ok: bool) -> None:
+    POLICY_RELOADS.labels(result="ok" if ok else "failed", server_name=server_name).inc()
