@@ -79,13 +79,16 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
         )
         admin = AdminHandlers(
-            Moderators(api, config.moderators), AdminService(api, self._policy_sync)
+            Moderators(api, config.moderators),
+            AdminService(api, self._policy_sync, self._delivery, config.token_lifetime_ms),
         )
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
             ("GET", "register"): self._when_ready(pages.register_page),
+            ("GET", "verify"): self._when_ready(pages.verify_page),
+            ("POST", "verify"): self._when_ready(pages.verify_post),
             ("GET", "static/*"): pages.static,
             ("GET", "admin/*"): self._when_ready(admin.handle),
             ("POST", "admin/*"): self._when_ready(admin.handle),

@@ -9,9 +9,10 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import admin_store
+from synapse_email_gate import admin_store, store
 from synapse_email_gate.config import is_plain_user_id
 from synapse_email_gate.configreader import parse_duration_ms
+from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import EmailRules
 from synapse_email_gate.live_policy import ReloadResult
 from synapse_email_gate.mail import describe_duration, format_utc
@@ -21,7 +22,17 @@ from synapse_email_gate.policy_lists import BanEntry, parse_timestamp_ms
 from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.tokens import new_id, new_token
 
-REQUEST_STATUSES = ("received", "issued", "suppressed", "registering", "registered", "superseded")
+REQUEST_STATUSES = (
+    "received",
+    "issued",
+    "suppressed",
+    "registering",
+    "registered",
+    "superseded",
+    "verifying",
+    "pending",
+    "denied",
+)
 BAN_KINDS: dict[str, Callable[[Sequence[str]], object]] = {
     "username": UsernamePatterns.compile,
     "email": EmailRules.compile,
@@ -49,9 +60,13 @@ def not_found(what: str) -> AdminError:
 
 
 class AdminService:
-    def __init__(self, api: ModuleApi, policy: PolicySync) -> None:
+    def __init__(
+        self, api: ModuleApi, policy: PolicySync, delivery: MailDelivery, token_lifetime_ms: int
+    ) -> None:
         self._api = api
         self._policy = policy
+        self._delivery = delivery
+        self._token_lifetime_ms = token_lifetime_ms
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
@@ -96,6 +111,40 @@ class AdminService:
         if request is None:
             raise not_found("request")
         return request
+
+    async def decide(
+        self, actor: str, request_id: str, approve: bool, message: object
+    ) -> dict[str, Any]:
+        """Approval mode: approve (token mail) or deny (polite mail, with `message`)."""
+        if message is not None and (not isinstance(message, str) or len(message) > 2000):
+            raise bad("message must be a string of at most 2000 characters")
+        decision = store.Decision(
+            request_id=request_id,
+            approve=approve,
+            actor=actor,
+            message=message or None,
+            now_ms=self._now(),
+            token=new_token(),
+            token_lifetime_ms=self._token_lifetime_ms,
+            outbox_id=new_id(),
+        )
+        problem = await self._api.run_db_interaction(
+            "email_gate_decide", store.decide_txn, decision
+        )
+        if problem == "not_found":
+            raise not_found("request")
+        if problem == "not_pending":
+            raise AdminError(
+                409, "EMAIL_GATE_NOT_PENDING", "this request is not waiting for a decision"
+            )
+        if problem == "username_taken":
+            raise AdminError(
+                409, "M_USER_IN_USE", "the username was given to another request meanwhile"
+            )
+        action = "request.approve" if approve else "request.deny"
+        await self._audit(actor, action, request_id, message or "")
+        self._delivery.kick(decision.outbox_id)
+        return await self.show_request(request_id)
 
     # --- invite tokens ----------------------------------------------------
 

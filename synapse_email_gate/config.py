@@ -75,17 +75,43 @@ class SmtpConfig:
 
 @attrs.frozen
 class ChallengeConfig:
+    """Proof-of-work on the request page and API (docs/challenge.md)."""
+
     enabled: bool = False
     difficulty: int = 18
     lifetime_ms: int = 10 * _MINUTE_MS
+    # The MAC secret shared by every process; None: one is made and kept in the database.
+    secret: str | None = attrs.field(default=None, repr=False)
+    # Adaptive difficulty: up to `max_increase` bits more while more than
+    # `busy_threshold` challenges are solved per `busy_window_ms`.
+    max_increase: int = 4
+    busy_threshold: int = 20
+    busy_window_ms: int = _MINUTE_MS
 
     @staticmethod
     def from_section(section: Section) -> ChallengeConfig:
+        difficulty = section.integer("difficulty", 18, minimum=1, maximum=32)
+        secret = section.optional_string("secret")
+        secret_file = section.optional_string("secret_file")
+        if secret is not None and secret_file is not None:
+            raise section.error("secret_file", "give either secret or secret_file, not both")
+        if secret_file is not None:
+            secret = _read_secret(section, "secret_file", secret_file)
+        if secret is not None and len(secret) < 16:
+            raise section.error("secret", "must be at least 16 characters long")
+        adaptive = section.section("adaptive")
         config = ChallengeConfig(
             enabled=section.boolean("enabled", False),
-            difficulty=section.integer("difficulty", 18, minimum=1, maximum=32),
+            difficulty=difficulty,
             lifetime_ms=section.duration_ms("lifetime", 10 * _MINUTE_MS, minimum_ms=10_000),
+            secret=secret,
+            max_increase=adaptive.integer(
+                "max_increase", min(4, 32 - difficulty), minimum=0, maximum=32 - difficulty
+            ),
+            busy_threshold=adaptive.integer("threshold", 20, minimum=1),
+            busy_window_ms=adaptive.duration_ms("window", _MINUTE_MS, minimum_ms=10_000),
         )
+        adaptive.finish()
         section.finish()
         return config
 
@@ -145,6 +171,8 @@ class GateConfig:
     challenge: ChallengeConfig = ChallengeConfig()
     moderators: tuple[str, ...] = ()
     approval: ApprovalMode = "off"
+    approval_reason_min_length: int = 30
+    approval_notify_emails: tuple[str, ...] = ()
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
     mail_retry_initial_ms: int = 30_000
@@ -169,6 +197,10 @@ class GateConfig:
             challenge=ChallengeConfig.from_section(section.section("challenge")),
             moderators=section.convert("moderators", (), _moderators),
             approval=cast(ApprovalMode, section.choice("approval", "off", ("off", "required"))),
+            approval_reason_min_length=section.integer(
+                "approval_reason_min_length", 30, minimum=0, maximum=2000
+            ),
+            approval_notify_emails=section.convert("approval_notify_emails", (), _addresses),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
             mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
@@ -207,6 +239,18 @@ def _sender(value: object) -> str:
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ValueError(f"expected one address like 'Example <gate@example.org>', got {value!r}")
     return value
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    from synapse_email_gate.emails import InvalidEmail, parse_email
+
+    entries = string_list(value)
+    for entry in entries:
+        try:
+            parse_email(entry)
+        except InvalidEmail as e:
+            raise ValueError(f"{entry!r} is not a usable address: {e.message}") from e
+    return entries
 
 
 def _trusted_proxies(section: Section) -> tuple[str, ...]:

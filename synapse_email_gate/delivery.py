@@ -134,7 +134,7 @@ class MailDelivery:
         for mail in claimed:
             try:
                 message = build_message(
-                    self._composer.token_mail(mail.facts, now),
+                    self._composer.compose(mail.facts, now),
                     message_id_domain=self._api.server_name,
                 )
             except ValueError as e:

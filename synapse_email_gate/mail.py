@@ -13,20 +13,34 @@ from synapse_email_gate.smtp import OutgoingMail
 
 TemplateLoader = Callable[[list[str]], list[jinja2.Template]]
 
-TOKEN_TEMPLATES = [
-    "email_gate_token_subject.txt",
-    "email_gate_token.txt",
-    "email_gate_token.html",
-]
+# Each kind of mail has a subject, a text and an HTML template:
+# email_gate_<kind>_subject.txt, email_gate_<kind>.txt, email_gate_<kind>.html
+#   token   the registration token (after approval, when approval is on)
+#   verify  approval mode: prove the address
+#   notice  approval mode: to moderators, a request waits
+#   denied  approval mode: the request was declined
+MAIL_KINDS = ("token", "verify", "notice", "denied")
+
+
+def template_names(kind: str) -> list[str]:
+    return [f"email_gate_{kind}_subject.txt", f"email_gate_{kind}.txt", f"email_gate_{kind}.html"]
 
 
 @attrs.frozen
-class TokenMailFacts:
+class MailFacts:
+    """What a queued mail is about; `to` is the recipient, `requester` the person."""
+
     to: str
     localpart: str
-    token: str
-    expires_ts: int
+    token: str | None
+    expires_ts: int | None
     request_id: str
+    kind: str = "token"
+    verify_code: str | None = None
+    statement: str | None = None
+    message: str | None = None
+    requester: str | None = None
+    ip: str | None = None
 
 
 def describe_duration(ms: int) -> str:
@@ -48,6 +62,10 @@ def registration_link(base_url: str, token: str) -> str:
     return f"{base_url}register?{urlencode({'token': token})}"
 
 
+def verify_link(base_url: str, code: str) -> str:
+    return f"{base_url}verify?{urlencode({'code': code})}"
+
+
 class MailComposer:
     def __init__(
         self,
@@ -57,27 +75,34 @@ class MailComposer:
         sender: str,
         page_base_url: str,
     ) -> None:
-        self._subject, self._text, self._html = load_templates(TOKEN_TEMPLATES)
+        self._templates = {kind: load_templates(template_names(kind)) for kind in MAIL_KINDS}
         self._server_name = server_name
         self._sender = sender
         self._page_base_url = page_base_url
 
-    def token_mail(self, facts: TokenMailFacts, now_ms: int) -> OutgoingMail:
+    def compose(self, facts: MailFacts, now_ms: int) -> OutgoingMail:
+        subject_t, text_t, html_t = self._templates[facts.kind]
+        expires_ts = facts.expires_ts or now_ms
         variables = {
             "server_name": self._server_name,
             "user_id": f"@{facts.localpart}:{self._server_name}",
             "localpart": facts.localpart,
             "token": facts.token,
-            "link": registration_link(self._page_base_url, facts.token),
-            "expires_utc": format_utc(facts.expires_ts),
-            "expires_in": describe_duration(facts.expires_ts - now_ms),
+            "link": registration_link(self._page_base_url, facts.token or ""),
+            "verify_link": verify_link(self._page_base_url, facts.verify_code or ""),
+            "expires_utc": format_utc(expires_ts),
+            "expires_in": describe_duration(expires_ts - now_ms),
+            "statement": facts.statement or "",
+            "message": facts.message or "",
+            "requester": facts.requester or facts.to,
+            "request_id": facts.request_id,
         }
-        subject = " ".join(self._subject.render(**variables).split())
+        subject = " ".join(subject_t.render(**variables).split())
         return OutgoingMail(
             to=facts.to,
             subject=subject,
-            text=self._text.render(**variables),
-            html=self._html.render(**variables),
+            text=text_t.render(**variables),
+            html=html_t.render(**variables),
             sender=self._sender,
             headers={"X-Email-Gate-Request": facts.request_id},
         )

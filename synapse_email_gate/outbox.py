@@ -15,13 +15,15 @@ from typing import Literal
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.mail import TokenMailFacts
-from synapse_email_gate.store import forget_address_txn
+from synapse_email_gate.mail import MailFacts
+from synapse_email_gate.store import forget_address_txn, mail_facts_txn
 
 # The longest pause between two attempts at one mail.
 MAX_RETRY_DELAY_MS = 1_800_000
 # Default lease; MailDelivery derives its own from the SMTP timeout (delivery.py).
 LEASE_MS = 180_000
+# After these, no more mail goes to the requester: with hash_emails the address goes.
+FINAL_KINDS = ("token", "denied")
 
 
 @attrs.frozen
@@ -30,7 +32,7 @@ class ClaimedMail:
     kind: str
     attempts: int
     created_ts: int
-    facts: TokenMailFacts
+    facts: MailFacts
 
 
 @attrs.frozen
@@ -84,31 +86,29 @@ def claim_txn(
         )
         if txn.rowcount != 1:
             continue
-        txn.execute(
-            """
-            SELECT o.kind, o.attempts, o.created_ts, r.id, r.email, r.localpart, r.token,
-                   r.expires_ts
-            FROM email_gate_outbox o JOIN email_gate_requests r ON r.id = o.request_id
-            WHERE o.id = ?
-            """,
-            (row_id,),
-        )
-        row = txn.fetchone()
+        row = mail_facts_txn(txn, row_id)
         if row is None:
             continue
-        kind, attempts, created_ts, request_id, email, localpart, token, expires_ts = row
+        (kind, attempts, created_ts, recipient, request_id, email, localpart, token,
+         expires_ts, verify_code, statement, decision_message, ip) = row  # fmt: skip
         claimed.append(
             ClaimedMail(
                 outbox_id=str(row_id),
                 kind=kind,
                 attempts=attempts,
                 created_ts=created_ts,
-                facts=TokenMailFacts(
-                    to=email,
+                facts=MailFacts(
+                    kind=kind,
+                    to=recipient or email,
                     localpart=localpart,
                     token=token,
                     expires_ts=expires_ts,
                     request_id=request_id,
+                    verify_code=verify_code,
+                    statement=statement,
+                    message=decision_message,
+                    requester=email,
+                    ip=ip,
                 ),
             )
         )
@@ -141,7 +141,7 @@ def mark_sent_txn(
         """,
         (now_ms, mail.outbox_id),
     )
-    if forget_address:
+    if forget_address and mail.kind in FINAL_KINDS:
         forget_address_txn(txn, mail.facts.request_id)
 
 
@@ -167,7 +167,7 @@ def mark_failed_txn(
         """,
         (error, mail.outbox_id),
     )
-    if forget_address:
+    if forget_address and mail.kind in FINAL_KINDS:
         forget_address_txn(txn, mail.facts.request_id)
 
 

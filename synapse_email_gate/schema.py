@@ -22,7 +22,8 @@ _TABLES = [
     )
     """,
     # One row per request made on the page or the API.
-    # status: received -> issued | suppressed -> registered (see docs/internals.md)
+    # status: received -> issued | suppressed -> registering -> registered; with
+    # approval: received -> verifying -> pending -> issued | denied (docs/internals.md)
     """
     CREATE TABLE IF NOT EXISTS email_gate_requests (
         id TEXT PRIMARY KEY,
@@ -37,7 +38,11 @@ _TABLES = [
         reason TEXT,
         token TEXT UNIQUE,
         expires_ts BIGINT,
-        user_id TEXT
+        user_id TEXT,
+        statement TEXT,
+        verify_code TEXT UNIQUE,
+        decided_by TEXT,
+        decision_message TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS email_gate_requests_created ON email_gate_requests (created_ts)",
@@ -69,6 +74,7 @@ _TABLES = [
         id TEXT PRIMARY KEY,
         request_id TEXT NOT NULL,
         kind TEXT NOT NULL,
+        recipient TEXT,
         status TEXT NOT NULL,
         created_ts BIGINT NOT NULL,
         attempts INTEGER NOT NULL,
@@ -125,6 +131,25 @@ _TABLES = [
         bucket TEXT PRIMARY KEY,
         tokens DOUBLE PRECISION NOT NULL,
         updated_ts BIGINT NOT NULL
+    )
+    """,
+    # Proof-of-work challenges already solved once (challenge.py): kept until they expire.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_used_challenges (
+        id TEXT PRIMARY KEY,
+        used_ts BIGINT NOT NULL,
+        expires_ts BIGINT NOT NULL
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_used_challenges_expires
+       ON email_gate_used_challenges (expires_ts)""",
+    """CREATE INDEX IF NOT EXISTS email_gate_used_challenges_used
+       ON email_gate_used_challenges (used_ts)""",
+    # Secrets made on first use and shared by every process (the challenge MAC key).
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     )
     """,
 ]

@@ -30,6 +30,7 @@ from synapse_email_gate.tokens import new_id, new_token
 logger = logging.getLogger(__name__)
 
 MAX_FIELD_LENGTH = 320
+MAX_REASON_LENGTH = 2000
 # A request still `received` this long after intake was orphaned by a crash.
 ORPHAN_AFTER_MS = 30_000
 
@@ -39,6 +40,7 @@ class RequestInput:
     username: str
     email: str
     lang: str = "en"
+    reason: str = ""
 
 
 class RequestService:
@@ -57,6 +59,14 @@ class RequestService:
         # address is refused without touching the database.
         self._empty_until: dict[str, int] = {}
 
+    @property
+    def approval_required(self) -> bool:
+        return self._config.approval == "required"
+
+    @property
+    def reason_min_length(self) -> int:
+        return self._config.approval_reason_min_length
+
     async def submit(self, form: RequestInput, ip: str) -> Outcome:
         policy = self._policy.current
         if policy.ip_ban(ip) is not None:
@@ -69,6 +79,16 @@ class RequestService:
         if wait:
             return self._limited(wait)
 
+        if self._config.approval == "required":
+            minimum = self._config.approval_reason_min_length
+            if len(form.reason.strip()) < minimum:
+                return Refusal(
+                    400,
+                    outcomes.REASON_TOO_SHORT,
+                    f"Please tell the moderators in at least {minimum} characters why you "
+                    "would like an account.",
+                    "reason",
+                )
         localpart_or_refusal = await self._check_username(form.username)
         if isinstance(localpart_or_refusal, Refusal):
             return localpart_or_refusal
@@ -107,6 +127,7 @@ class RequestService:
             email_key=email_key,
             ip=ip,
             lang=form.lang,
+            statement=form.reason.strip() if self._config.approval == "required" else None,
         )
         empty = await self._api.run_db_interaction(
             "email_gate_intake", store.intake_txn, request, limits
@@ -142,6 +163,7 @@ class RequestService:
                 multiple_users_per_email=self._config.multiple_users_per_email,
                 per_email=policy.rate_limits.per_email,
                 outbox_id=new_id(),
+                approval=self._config.approval == "required",
             )
             issued = await self._api.run_db_interaction("email_gate_issue", store.issue_txn, params)
         except store.Suppressed as e:
@@ -158,10 +180,33 @@ class RequestService:
             return
         if issued is None:
             return
-        logger.info("request %s: token issued for %r, mail queued", request_id, issued.localpart)
-        metrics.request_processed(self._api.server_name, "issued", "issued")
-        metrics.token_issued(self._api.server_name)
+        if self._config.approval == "required":
+            logger.info("request %s: address check queued for %r", request_id, issued.localpart)
+            metrics.request_processed(self._api.server_name, "verifying", "verifying")
+        else:
+            logger.info(
+                "request %s: token issued for %r, mail queued", request_id, issued.localpart
+            )
+            metrics.request_processed(self._api.server_name, "issued", "issued")
+            metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
+
+    async def verify_address(self, code: str) -> bool:
+        """Approval mode: the link in the mail was followed; moderators are told."""
+        notices = [(new_id(), address) for address in self._config.approval_notify_emails]
+        request_id = await self._api.run_db_interaction(
+            "email_gate_verify",
+            store.verify_address_txn,
+            code,
+            self._api.get_current_time_msec(),
+            notices,
+        )
+        if request_id is None:
+            return False
+        logger.info("request %s: address confirmed, waiting for a moderator", request_id)
+        for outbox_id, _ in notices:
+            self._delivery.kick(outbox_id)
+        return True
 
     async def process_orphans(self) -> None:
         """Finish requests whose process died between the answer and `process`."""

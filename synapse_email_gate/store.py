@@ -10,6 +10,8 @@ and the retry sees the winner's row.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from synapse.storage.database import LoggingTransaction
 
@@ -26,6 +28,7 @@ class NewRequest:
     email_key: str
     ip: str
     lang: str
+    statement: str | None = None
 
 
 @attrs.frozen
@@ -38,6 +41,9 @@ class IssueParams:
     multiple_users_per_email: bool
     per_email: Bucket
     outbox_id: str
+    # With `approval: required` the address is verified first: `token` becomes the
+    # verification code and no registration token exists yet.
+    approval: bool = False
 
 
 @attrs.frozen
@@ -75,8 +81,8 @@ def intake_txn(
     txn.execute(
         """
         INSERT INTO email_gate_requests
-            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')
+            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status, statement)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)
         """,
         (
             request.id,
@@ -87,6 +93,7 @@ def intake_txn(
             request.email_key,
             request.ip,
             request.lang,
+            request.statement,
         ),
     )
     return None
@@ -129,29 +136,19 @@ def issue_txn(txn: LoggingTransaction, p: IssueParams) -> IssuedToken | None:
     if previous_request is not None:
         _retire_request(txn, previous_request, p.now_ms)
 
-    txn.execute(
-        """
-        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
-        VALUES (?, 1, 0, 0, ?)
-        """,
-        (p.token, expires_ts),
-    )
-    txn.execute(
-        """
-        UPDATE email_gate_requests
-        SET status = 'issued', token = ?, expires_ts = ?, updated_ts = ?
-        WHERE id = ?
-        """,
-        (p.token, expires_ts, p.now_ms, p.request_id),
-    )
-    txn.execute(
-        """
-        INSERT INTO email_gate_outbox
-            (id, request_id, kind, status, created_ts, attempts, next_attempt_ts, lease_until_ts)
-        VALUES (?, ?, 'token', 'queued', ?, 0, ?, 0)
-        """,
-        (p.outbox_id, p.request_id, p.now_ms, p.now_ms),
-    )
+    if p.approval:
+        txn.execute(
+            """
+            UPDATE email_gate_requests
+            SET status = 'verifying', verify_code = ?, expires_ts = ?, updated_ts = ?
+            WHERE id = ?
+            """,
+            (p.token, expires_ts, p.now_ms, p.request_id),
+        )
+        queue_mail_txn(txn, p.outbox_id, p.request_id, "verify", None, p.now_ms)
+    else:
+        _grant_token_txn(txn, p.request_id, p.token, expires_ts, p.now_ms)
+        queue_mail_txn(txn, p.outbox_id, p.request_id, "token", None, p.now_ms)
     return IssuedToken(
         request_id=p.request_id,
         outbox_id=p.outbox_id,
@@ -160,6 +157,45 @@ def issue_txn(txn: LoggingTransaction, p: IssueParams) -> IssuedToken | None:
         email=email,
         lang=lang,
         expires_ts=expires_ts,
+    )
+
+
+def _grant_token_txn(
+    txn: LoggingTransaction, request_id: str, token: str, expires_ts: int, now_ms: int
+) -> None:
+    txn.execute(
+        """
+        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
+        VALUES (?, 1, 0, 0, ?)
+        """,
+        (token, expires_ts),
+    )
+    txn.execute(
+        """
+        UPDATE email_gate_requests
+        SET status = 'issued', token = ?, expires_ts = ?, updated_ts = ?
+        WHERE id = ?
+        """,
+        (token, expires_ts, now_ms, request_id),
+    )
+
+
+def queue_mail_txn(
+    txn: LoggingTransaction,
+    outbox_id: str,
+    request_id: str,
+    kind: str,
+    recipient: str | None,
+    now_ms: int,
+) -> None:
+    """Queue a mail about a request; `recipient` None means the requester."""
+    txn.execute(
+        """
+        INSERT INTO email_gate_outbox (id, request_id, kind, recipient, status, created_ts,
+            attempts, next_attempt_ts, lease_until_ts)
+        VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, 0)
+        """,
+        (outbox_id, request_id, kind, recipient, now_ms, now_ms),
     )
 
 
@@ -216,19 +252,24 @@ def _claim_reservation(
 def _retire_request(txn: LoggingTransaction, request_id: str, now_ms: int) -> None:
     """A newer request took over the reservation: its unused token stops working."""
     txn.execute(
-        "SELECT token FROM email_gate_requests WHERE id = ? AND status = 'issued'", (request_id,)
+        """
+        SELECT token FROM email_gate_requests
+        WHERE id = ? AND status IN ('issued', 'verifying', 'pending')
+        """,
+        (request_id,),
     )
     row = txn.fetchone()
-    if row is None or row[0] is None:
+    if row is None:
         return
-    txn.execute(
-        "DELETE FROM registration_tokens WHERE token = ? AND pending = 0 AND completed = 0",
-        (row[0],),
-    )
+    if row[0] is not None:
+        txn.execute(
+            "DELETE FROM registration_tokens WHERE token = ? AND pending = 0 AND completed = 0",
+            (row[0],),
+        )
     txn.execute(
         """
         UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
-        WHERE id = ? AND status = 'issued'
+        WHERE id = ? AND status IN ('issued', 'verifying', 'pending')
         """,
         (now_ms, request_id),
     )
@@ -412,4 +453,160 @@ def purge_txn(
     )
     # A bucket untouched for its whole refill time is full again: forget it.
     txn.execute("DELETE FROM email_gate_buckets WHERE updated_ts < ?", (now_ms - bucket_refill_ms,))
+    # An expired challenge is refused anyway: its id need not be remembered.
+    txn.execute("DELETE FROM email_gate_used_challenges WHERE expires_ts < ?", (now_ms,))
     return deleted
+
+
+# --- approval -----------------------------------------------------------------
+
+
+def verify_address_txn(
+    txn: LoggingTransaction, code: str, now_ms: int, notices: list[tuple[str, str]]
+) -> str | None:
+    """The requester proved the address: the request waits for a moderator.
+
+    `notices` are (outbox id, moderator address) pairs to queue. Returns the
+    request id, or None for an unknown, used or expired code.
+    """
+    txn.execute(
+        """
+        SELECT id FROM email_gate_requests
+        WHERE verify_code = ? AND status = 'verifying' AND expires_ts > ?
+        """,
+        (code, now_ms),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    request_id = str(row[0])
+    txn.execute(
+        """
+        UPDATE email_gate_requests SET status = 'pending', updated_ts = ?
+        WHERE id = ? AND status = 'verifying'
+        """,
+        (now_ms, request_id),
+    )
+    if txn.rowcount != 1:
+        return None
+    for outbox_id, address in notices:
+        queue_mail_txn(txn, outbox_id, request_id, "notice", address, now_ms)
+    return request_id
+
+
+@attrs.frozen
+class Decision:
+    request_id: str
+    approve: bool
+    actor: str
+    message: str | None
+    now_ms: int
+    token: str
+    token_lifetime_ms: int
+    outbox_id: str
+
+
+def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
+    """Approve (token + mail) or deny (polite mail) a pending request.
+
+    Returns None when done, else why not: `not_found`, `not_pending`, `username_taken`.
+    """
+    txn.execute(
+        "SELECT status, localpart, email_key FROM email_gate_requests WHERE id = ?",
+        (d.request_id,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return "not_found"
+    status, localpart, email_key = row
+    if status != "pending":
+        return "not_pending"
+    if not d.approve:
+        txn.execute(
+            """
+            UPDATE email_gate_requests SET status = 'denied', decided_by = ?,
+                decision_message = ?, updated_ts = ?
+            WHERE id = ?
+            """,
+            (d.actor, d.message, d.now_ms, d.request_id),
+        )
+        txn.execute(
+            "DELETE FROM email_gate_reservations WHERE localpart = ? AND request_id = ?",
+            (localpart, d.request_id),
+        )
+        queue_mail_txn(txn, d.outbox_id, d.request_id, "denied", None, d.now_ms)
+        return None
+    expires_ts = d.now_ms + d.token_lifetime_ms
+    txn.execute(
+        """
+        INSERT INTO email_gate_reservations (localpart, request_id, email_key, expires_ts)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (localpart) DO UPDATE SET
+            request_id = excluded.request_id, expires_ts = excluded.expires_ts
+        WHERE email_gate_reservations.request_id = excluded.request_id
+           OR email_gate_reservations.expires_ts <= ?
+        """,
+        (localpart, d.request_id, email_key, expires_ts, d.now_ms),
+    )
+    if txn.rowcount != 1:
+        return "username_taken"
+    _grant_token_txn(txn, d.request_id, d.token, expires_ts, d.now_ms)
+    txn.execute(
+        """
+        UPDATE email_gate_requests SET decided_by = ?, decision_message = ? WHERE id = ?
+        """,
+        (d.actor, d.message, d.request_id),
+    )
+    queue_mail_txn(txn, d.outbox_id, d.request_id, "token", None, d.now_ms)
+    return None
+
+
+def mail_facts_txn(txn: LoggingTransaction, outbox_id: str) -> tuple[Any, ...] | None:
+    """Everything a queued mail needs, from its outbox row and its request."""
+    txn.execute(
+        """
+        SELECT o.kind, o.attempts, o.created_ts, o.recipient, r.id, r.email, r.localpart,
+               r.token, r.expires_ts, r.verify_code, r.statement, r.decision_message, r.ip
+        FROM email_gate_outbox o JOIN email_gate_requests r ON r.id = o.request_id
+        WHERE o.id = ?
+        """,
+        (outbox_id,),
+    )
+    row = txn.fetchone()
+    return None if row is None else tuple(row)
+
+
+# --- proof-of-work challenges (challenge_gate.py) ---------------------------
+
+
+def stored_secret_txn(txn: LoggingTransaction, name: str, candidate: str) -> str:
+    """The secret stored under `name`; `candidate` becomes it if there is none yet."""
+    txn.execute(
+        "INSERT INTO email_gate_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, candidate),
+    )
+    txn.execute("SELECT value FROM email_gate_secrets WHERE name = ?", (name,))
+    row = txn.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def use_challenge_txn(
+    txn: LoggingTransaction, challenge_id: str, now_ms: int, expires_ms: int
+) -> bool:
+    """Mark a solved challenge used; False when it already was (a replay)."""
+    txn.execute(
+        """
+        INSERT INTO email_gate_used_challenges (id, used_ts, expires_ts) VALUES (?, ?, ?)
+        ON CONFLICT (id) DO NOTHING
+        """,
+        (challenge_id, now_ms, expires_ms),
+    )
+    return txn.rowcount == 1
+
+
+def solved_challenges_since_txn(txn: LoggingTransaction, since_ms: int) -> int:
+    """How many challenges were solved (by every process) since `since_ms`."""
+    txn.execute("SELECT COUNT(*) FROM email_gate_used_challenges WHERE used_ts >= ?", (since_ms,))
+    row = txn.fetchone()
+    return 0 if row is None else int(row[0])

@@ -80,6 +80,8 @@ class AdminHandlers:
         self._routes: list[tuple[str, re.Pattern[str], Action]] = [
             ("GET", _path("requests"), self._list_requests),
             ("GET", _path("requests/{}"), self._show_request),
+            ("POST", _path("requests/{}/approve"), self._approve),
+            ("POST", _path("requests/{}/deny"), self._deny),
             ("GET", _path("tokens"), self._list_tokens),
             ("POST", _path("tokens"), lambda a, p, b, r: _ok(201, s.create_token(a, b))),
             ("POST", _path("tokens/delete"), self._delete_tokens),
@@ -137,6 +139,12 @@ class AdminHandlers:
 
     async def _show_request(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         return 200, await self._service.show_request(p[0])
+
+    async def _approve(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, await self._service.decide(a, p[0], True, b.get("message"))
+
+    async def _deny(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, await self._service.decide(a, p[0], False, b.get("message"))
 
     async def _list_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         valid_only = query_param(r, "valid") in ("true", "1", "yes")

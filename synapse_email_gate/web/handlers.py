@@ -16,7 +16,12 @@ from synapse_email_gate import outcomes, store
 from synapse_email_gate.mail import format_utc, registration_link
 from synapse_email_gate.netrules import IpRules, client_ip
 from synapse_email_gate.outcomes import Outcome, Refusal
-from synapse_email_gate.service import MAX_FIELD_LENGTH, RequestInput, RequestService
+from synapse_email_gate.service import (
+    MAX_FIELD_LENGTH,
+    MAX_REASON_LENGTH,
+    RequestInput,
+    RequestService,
+)
 from synapse_email_gate.web.http import (
     content_type,
     cookie,
@@ -38,6 +43,7 @@ PAGE_TEMPLATES = [
     "email_gate_request_sent.html",
     "email_gate_refused.html",
     "email_gate_register.html",
+    "email_gate_verify_page.html",
 ]
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -53,7 +59,7 @@ class RequestHandlers:
     ) -> None:
         self._api = api
         self._service = service
-        self._form, self._sent, self._refused, self._register = templates
+        self._form, self._sent, self._refused, self._register, self._verify = templates
         self._trusted_proxies = trusted_proxies
         self._secure_cookies = api.public_baseurl.startswith("https://")
         self._static = {
@@ -63,7 +69,12 @@ class RequestHandlers:
         }
 
     def _page_vars(self) -> dict[str, object]:
-        return {"server_name": self._api.server_name, "base_path": BASE_PATH}
+        return {
+            "server_name": self._api.server_name,
+            "base_path": BASE_PATH,
+            "approval": self._service.approval_required,
+            "reason_min": self._service.reason_min_length,
+        }
 
     def client_ip(self, request: SynapseRequest) -> str:
         peer: str = getattr(request.getClientAddress(), "host", None) or "0.0.0.0"  # noqa: S104
@@ -94,6 +105,7 @@ class RequestHandlers:
             csrf=csrf,
             username=values.username if values else "",
             email=values.email if values else "",
+            reason=values.reason if values else "",
             error=refusal,
         )
         headers = {}
@@ -120,7 +132,9 @@ class RequestHandlers:
             )
             self._render_form(request, 400, new_csrf, set_cookie=True, refusal=expired)
             return
-        form_input, refusal = _read_input(fields.get("username"), fields.get("email"))
+        form_input, refusal = _read_input(
+            fields.get("username"), fields.get("email"), fields.get("reason")
+        )
         outcome = refusal or await self._service.submit(form_input, self.client_ip(request))
         if isinstance(outcome, Refusal) and outcome.field is not None:
             self._render_form(
@@ -168,8 +182,33 @@ class RequestHandlers:
             return Refusal(400, "M_NOT_JSON", "The request body is not valid JSON.")
         if not isinstance(data, dict):
             return Refusal(400, "M_BAD_JSON", "The request body must be a JSON object.")
-        form_input, refusal = _read_input(data.get("username"), data.get("email"))
+        form_input, refusal = _read_input(
+            data.get("username"), data.get("email"), data.get("reason")
+        )
         return refusal or await self._service.submit(form_input, self.client_ip(request))
+
+    # --- approval mode: the address check ------------------------------------
+
+    async def verify_page(self, request: SynapseRequest) -> None:
+        """The link in the mail shows a button: mail scanners that open links confirm nothing."""
+        code = (query_param(request, "code") or "").strip()[:64]
+        csrf = secrets.token_urlsafe(24)
+        html = self._verify.render(**self._page_vars(), code=code, csrf=csrf, state="confirm")
+        cookie_header = set_cookie_header(CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies)
+        respond_html(request, 200, html, {"Set-Cookie": cookie_header})
+
+    async def verify_post(self, request: SynapseRequest) -> None:
+        body = read_body(request) or b""
+        fields = form_fields(body)
+        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
+            html = self._verify.render(**self._page_vars(), state="expired", code="", csrf="")
+            respond_html(request, 400, html)
+            return
+        confirmed = await self._service.verify_address(fields.get("code", "")[:64])
+        state = "confirmed" if confirmed else "invalid"
+        html = self._verify.render(**self._page_vars(), state=state, code="", csrf="")
+        respond_html(request, 200 if confirmed else 404, html)
 
     # --- the token landing page -------------------------------------------
 
@@ -205,11 +244,14 @@ class RequestHandlers:
         respond(request, 200, content, body, {"Cache-Control": "public, max-age=3600"})
 
 
-def _read_input(username: object, email: object) -> tuple[RequestInput, Refusal | None]:
+def _read_input(
+    username: object, email: object, reason: object = None
+) -> tuple[RequestInput, Refusal | None]:
     """Type and length checks shared by the form and the API."""
     form_input = RequestInput(
         username=username if isinstance(username, str) else "",
         email=email if isinstance(email, str) else "",
+        reason=reason if isinstance(reason, str) else "",
     )
     for name, value in (("username", username), ("email", email)):
         if value is None or value == "":
@@ -218,4 +260,8 @@ def _read_input(username: object, email: object) -> tuple[RequestInput, Refusal 
             return form_input, outcomes.bad_param(f"'{name}' must be a string.", name)
         if len(value) > MAX_FIELD_LENGTH:
             return form_input, outcomes.bad_param(f"'{name}' is too long.", name)
+    if reason is not None and not isinstance(reason, str):
+        return form_input, outcomes.bad_param("'reason' must be a string.", "reason")
+    if len(form_input.reason) > MAX_REASON_LENGTH:
+        return form_input, outcomes.bad_param("'reason' is too long.", "reason")
     return form_input, None

@@ -39,6 +39,7 @@ class Mail:
     message: EmailMessage
     raw: bytes
     login: str | None = None
+    connection: int = 0  # which SMTP connection (1, 2, ...) of this catcher brought it
 
     @property
     def subject(self) -> str:
@@ -84,9 +85,23 @@ class _Handler:
         msg = email.message_from_bytes(raw, _class=EmailMessage, policy=email.policy.default)
         auth = session.auth_data
         login = auth.decode() if isinstance(auth, bytes) else None
-        mail = Mail(envelope.mail_from or "", list(envelope.rcpt_tos), msg, raw, login)
+        connection = getattr(server, "catcher_connection", 0)
+        mail = Mail(envelope.mail_from or "", list(envelope.rcpt_tos), msg, raw, login, connection)
         self.catcher._add(mail)
         return "250 Message accepted for delivery"
+
+
+class _Controller(Controller):
+    """Numbers each connection (one SMTP protocol instance per connection)."""
+
+    def __init__(self, catcher: SmtpCatcher, *args: Any, **kwargs: Any) -> None:
+        self._catcher = catcher
+        super().__init__(*args, **kwargs)
+
+    def factory(self) -> SMTP:
+        server = super().factory()
+        server.catcher_connection = self._catcher._next_connection()  # type: ignore[attr-defined]
+        return server
 
 
 class SmtpCatcher:
@@ -111,6 +126,8 @@ class SmtpCatcher:
         self.on_mail = on_mail
         self.messages: list[Mail] = []
         self.refusing: str | None = None
+        # Connections accepted so far (the controller's own start-up probe included).
+        self.connections = 0
         self._cond = threading.Condition()
         self._controller: Controller | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="smtp-catcher-")
@@ -137,7 +154,8 @@ class SmtpCatcher:
                 auth_required=True,
                 auth_require_tls=self.tls == "starttls",
             )
-        controller = Controller(
+        controller = _Controller(
+            self,
             _Handler(self),
             hostname=self.host,
             port=self.port,
@@ -192,6 +210,11 @@ class SmtpCatcher:
             self._cond.notify_all()
         if self.on_mail is not None:
             self.on_mail(mail)
+
+    def _next_connection(self) -> int:
+        with self._cond:
+            self.connections += 1
+            return self.connections
 
     def clear(self) -> None:
         with self._cond:

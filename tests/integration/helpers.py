@@ -29,11 +29,11 @@ def ask_from(synapse: SynapseServer, username: str, email: str, ip: str) -> http
     return ask(synapse, username, email, **{"X-Forwarded-For": ip})
 
 
-def quiet(mailbox: SmtpCatcher, seconds: float = 1.0) -> list[Mail]:
-    """The mails that arrive during `seconds` of waiting (expected: none)."""
+def quiet(mailbox: SmtpCatcher, seconds: float = 1.0, to: str | None = None) -> list[Mail]:
+    """The mails (to `to`, if given) that arrive during `seconds` of waiting (expected: none)."""
     before = len(mailbox.messages)
     time.sleep(seconds)
-    return list(mailbox.messages[before:])
+    return [m for m in mailbox.messages[before:] if to is None or m.to == to]
 
 
 def token_from(mail: Mail) -> str:

@@ -130,7 +130,7 @@ def test_an_email_ban_added_by_a_moderator_is_silent(
     admin(synapse, mod_token, "POST", "bans", json={"kind": "email", "match": "*@blocked.example"})
     answer = ask(synapse, "blockeduser", "x@mail.blocked.example")
     assert answer.status == 202
-    assert quiet(mailbox) == []
+    assert quiet(mailbox, to="x@mail.blocked.example") == []
 
 
 def test_invalid_ban_entries_are_refused_with_the_reason(
