@@ -55,8 +55,14 @@ def neutral_policy(synapse: SynapseServer, policy_file: Path, admin_token: str) 
 
 
 def write_policy(path: Path, policy: dict[str, Any] | str) -> None:
-    """Rewrite the file in place, as an editor might."""
-    path.write_text(policy if isinstance(policy, str) else yaml.safe_dump(policy))
+    """Replace the file at once (write aside, rename), as deployment tools do.
+
+    Not in place: the periodic check could read a half-written file (see
+    test_a_changed_file_is_in_force_within_seconds_without_a_reload)."""
+    text = policy if isinstance(policy, str) else yaml.safe_dump(policy)
+    aside = path.with_name(path.name + ".new")
+    aside.write_text(text)
+    os.replace(aside, path)
 
 
 def username_verdict(synapse: SynapseServer, name: str) -> str:
@@ -88,15 +94,14 @@ def test_a_changed_file_is_in_force_within_seconds_without_a_reload(
 ) -> None:
     assert is_banned(synapse, "initialban")
     assert not is_banned(synapse, "ondisk1")
-    write_policy(policy_file, {"banned_usernames": ["^ondisk"]})
+    # Rewritten in place, as an editor might (the check may see it half-written first).
+    policy_file.write_text(yaml.safe_dump({"banned_usernames": ["^ondisk"]}))
     assert wait_until_banned(synapse, "ondisk1", timeout=CHECK_INTERVAL_S + 4) < 5
     assert not is_banned(synapse, "initialban")  # the file's lists were replaced
     assert is_banned(synapse, "configban")  # homeserver.yaml's stay
 
     # Replaced by a rename (a new inode), as deployment tools do it.
-    fresh = policy_file.with_name("policy.yaml.new")
-    fresh.write_text(yaml.safe_dump({"banned_usernames": ["^renamed"]}))
-    os.replace(fresh, policy_file)
+    write_policy(policy_file, {"banned_usernames": ["^renamed"]})
     assert wait_until_banned(synapse, "renamed1", timeout=CHECK_INTERVAL_S + 4) < 5
     assert not is_banned(synapse, "ondisk1")
 
