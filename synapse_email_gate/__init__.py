@@ -20,6 +20,7 @@ from twisted.internet import reactor
 
 from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.asyncio_bridge import AsyncioThread
+from synapse_email_gate.challenge_gate import ChallengeGate
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
@@ -72,11 +73,13 @@ class EmailGate:
             api.run_as_background_process("email_gate_schema", self._create_schema),
             consumeErrors=True,
         )
+        challenges = ChallengeGate(api, config.challenge)
         pages = RequestHandlers(
             api,
             self._service,
             api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
             IpRules.compile(config.trusted_proxies),
+            challenges,
         )
         admin = AdminHandlers(
             Moderators(api, config.moderators),
@@ -86,6 +89,7 @@ class EmailGate:
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
+            ("GET", "api/challenge"): self._when_ready(challenges.fetch),
             ("GET", "register"): self._when_ready(pages.register_page),
             ("GET", "verify"): self._when_ready(pages.verify_page),
             ("POST", "verify"): self._when_ready(pages.verify_post),

@@ -46,7 +46,7 @@ _KEY_LABEL = b"synapse_email_gate challenge key v1"
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
 _DIGITS = re.compile(r"[0-9]{1,15}")
 _MAC = re.compile(r"[A-Za-z0-9_-]{43}")
-_NONCE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_NONCE_LENGTH)
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # MAX_NONCE_LENGTH
 
 
 @attrs.frozen

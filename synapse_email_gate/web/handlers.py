@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
@@ -13,6 +14,7 @@ from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate import outcomes, store
+from synapse_email_gate.challenge_gate import ChallengeGate
 from synapse_email_gate.mail import format_utc, registration_link
 from synapse_email_gate.netrules import IpRules, client_ip
 from synapse_email_gate.outcomes import Outcome, Refusal
@@ -56,9 +58,11 @@ class RequestHandlers:
         service: RequestService,
         templates: list[jinja2.Template],
         trusted_proxies: IpRules,
+        challenges: ChallengeGate | None = None,
     ) -> None:
         self._api = api
         self._service = service
+        self._challenges = challenges
         self._form, self._sent, self._refused, self._register, self._verify = templates
         self._trusted_proxies = trusted_proxies
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -74,7 +78,14 @@ class RequestHandlers:
             "base_path": BASE_PATH,
             "approval": self._service.approval_required,
             "reason_min": self._service.reason_min_length,
+            "challenge": self._challenges is not None and self._challenges.enabled,
         }
+
+    async def _challenge_refusal(self, fields: Mapping[str, object]) -> Refusal | None:
+        """Checked before anything else; see challenge_gate.py."""
+        if self._challenges is None:
+            return None
+        return await self._challenges.check(fields.get("challenge"), fields.get("nonce"))
 
     def client_ip(self, request: SynapseRequest) -> str:
         peer: str = getattr(request.getClientAddress(), "host", None) or "0.0.0.0"  # noqa: S104
@@ -132,11 +143,14 @@ class RequestHandlers:
             )
             self._render_form(request, 400, new_csrf, set_cookie=True, refusal=expired)
             return
+        unsolved = await self._challenge_refusal(fields)
         form_input, refusal = _read_input(
             fields.get("username"), fields.get("email"), fields.get("reason")
         )
-        outcome = refusal or await self._service.submit(form_input, self.client_ip(request))
-        if isinstance(outcome, Refusal) and outcome.field is not None:
+        outcome = (
+            unsolved or refusal or await self._service.submit(form_input, self.client_ip(request))
+        )
+        if isinstance(outcome, Refusal) and (outcome.field is not None or outcome is unsolved):
             self._render_form(
                 request,
                 outcome.status,
@@ -182,6 +196,9 @@ class RequestHandlers:
             return Refusal(400, "M_NOT_JSON", "The request body is not valid JSON.")
         if not isinstance(data, dict):
             return Refusal(400, "M_BAD_JSON", "The request body must be a JSON object.")
+        unsolved = await self._challenge_refusal(data)
+        if unsolved is not None:
+            return unsolved
         form_input, refusal = _read_input(
             data.get("username"), data.get("email"), data.get("reason")
         )

@@ -1,0 +1,159 @@
+// The anti-spam challenge of the request page (docs/challenge.md).
+//
+// The form carries data-challenge (the URL that hands out challenges) and
+// data-worker (the Web Worker script). As soon as someone starts filling in the
+// form, the page fetches a challenge and solves it in the background, in one
+// worker per CPU core (up to 4), with WebCrypto's SHA-256. On submit it waits
+// for the solution if it is not there yet (showing progress), puts it in the
+// hidden `challenge` and `nonce` fields and posts the form.
+"use strict";
+(function () {
+  var MAX_WORKERS = 4;
+  // Fetch a new challenge when the old one has less than this left.
+  var MARGIN_MS = 30000;
+
+  // Solves one challenge. Resolves to {nonce, hashes, ms}. onProgress(hashes)
+  // is called as the workers report.
+  function solve(workerUrl, challenge, difficulty, onProgress, options) {
+    options = options || {};
+    var count = options.workers || Math.max(1, Math.min(navigator.hardwareConcurrency || 2, MAX_WORKERS));
+    var started = performance.now();
+    var workers = [];
+    var counts = [];
+    function stop() {
+      workers.forEach(function (w) { w.terminate(); });
+      workers = [];
+    }
+    var promise = new Promise(function (resolve, reject) {
+      for (var i = 0; i < count; i++) {
+        (function (index) {
+          var worker;
+          try {
+            worker = new Worker(workerUrl);
+          } catch (error) {
+            stop();
+            reject(error);
+            return;
+          }
+          counts[index] = 0;
+          worker.onmessage = function (event) {
+            var msg = event.data;
+            if (msg.type === "found") {
+              counts[index] = msg.hashes;
+              var total = counts.reduce(function (a, b) { return a + b; }, 0);
+              stop();
+              resolve({ nonce: msg.nonce, hashes: total, ms: performance.now() - started });
+            } else if (msg.type === "progress") {
+              counts[index] = msg.hashes;
+              if (onProgress) { onProgress(counts.reduce(function (a, b) { return a + b; }, 0)); }
+            } else if (msg.type === "error") {
+              stop();
+              reject(new Error(msg.message));
+            }
+          };
+          worker.onerror = function (event) {
+            stop();
+            reject(new Error(event.message || "worker failed"));
+          };
+          workers.push(worker);
+          worker.postMessage({
+            challenge: challenge, difficulty: difficulty, start: index, step: count,
+            plain: !!options.plain, batch: options.batch
+          });
+        })(i);
+      }
+    });
+    promise.cancel = stop;
+    return promise;
+  }
+
+  function fetchChallenge(url) {
+    var asked = Date.now();
+    return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
+      if (!response.ok) { throw new Error("challenge: HTTP " + response.status); }
+      return response.json();
+    }).then(function (body) {
+      body.usableUntil = asked + body.expires_in_ms - MARGIN_MS;
+      return body;
+    });
+  }
+
+  window.EmailGateChallenge = { solve: solve, fetchChallenge: fetchChallenge };
+
+  var form = document.querySelector("form[data-challenge]");
+  if (!form) { return; }
+  var challengeUrl = form.getAttribute("data-challenge");
+  var workerUrl = form.getAttribute("data-worker");
+  var box = document.getElementById("challenge");
+  var bar = document.getElementById("challenge-progress");
+  var status = document.getElementById("challenge-status");
+  var button = form.querySelector("button[type=submit]");
+  var challengeField = form.elements.namedItem("challenge");
+  var nonceField = form.elements.namedItem("nonce");
+
+  var job = null;        // the current attempt: {promise, challenge, result, error}
+  var submitting = false;
+
+  box.hidden = false;
+  say("The form is protected by a short anti-spam check that your browser solves by itself.");
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("error", !!isError);
+  }
+
+  function start() {
+    if (job && !job.error && !(job.result && Date.now() > job.challenge.usableUntil)) {
+      return job;
+    }
+    var current = { promise: null, challenge: null, result: null, error: null };
+    job = current;
+    bar.removeAttribute("value");  // indeterminate until the first progress report
+    current.promise = fetchChallenge(challengeUrl).then(function (challenge) {
+      current.challenge = challenge;
+      var expected = Math.pow(2, challenge.difficulty);
+      return solve(workerUrl, challenge.challenge, challenge.difficulty, function (hashes) {
+        // The chance that a solution would have been found by now: it rises
+        // steadily towards 100 %.
+        bar.value = Math.round(100 * (1 - Math.pow(2, -hashes / expected)));
+      });
+    }).then(function (result) {
+      current.result = result;
+      bar.value = 100;
+      if (!submitting) { say("Anti-spam check done."); }
+      return current;
+    }, function (error) {
+      current.error = error;
+      throw error;
+    });
+    current.promise.catch(function () {});
+    return current;
+  }
+
+  function send(done) {
+    challengeField.value = done.challenge.challenge;
+    nonceField.value = done.result.nonce;
+    say("Anti-spam check done. Sending…");
+    form.submit();
+  }
+
+  // Start early: most of the work is done while the visitor types.
+  form.addEventListener("focusin", start, { once: true });
+  form.addEventListener("input", start, { once: true });
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (submitting) { return; }
+    submitting = true;
+    button.setAttribute("aria-disabled", "true");
+    form.setAttribute("aria-busy", "true");
+    var current = start();
+    if (!current.result) { say("Solving the anti-spam check… The form is sent when it is done."); }
+    current.promise.then(send, function () {
+      submitting = false;
+      button.removeAttribute("aria-disabled");
+      form.removeAttribute("aria-busy");
+      say("The anti-spam check could not be loaded. Please check your connection and press the button again.", true);
+    });
+  });
+}());

@@ -1,0 +1,454 @@
+"""Proof-of-work challenges: issue/verify (challenge.py), the adaptive difficulty,
+and ChallengeGate (challenge_gate.py) on a real SQLite database without Synapse."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_email_gate import challenge, store
+from synapse_email_gate.challenge import AdaptiveDifficulty, Rejected, Solved
+from synapse_email_gate.challenge_gate import ChallengeGate
+from synapse_email_gate.config import ChallengeConfig
+from synapse_email_gate.outcomes import Refusal
+from synapse_email_gate.schema import create_schema
+from tests.store.conftest import Txn
+
+KEY = challenge.derive_key("a server secret of some length")
+NOW = 1_700_000_000_000
+LIFETIME = 600_000
+BITS = 8
+
+
+def issued(bits: int = BITS, now: int = NOW, key: bytes = KEY) -> challenge.Issued:
+    return challenge.issue(key, now, LIFETIME, bits)
+
+
+def solved(bits: int = BITS) -> tuple[str, str]:
+    c = issued(bits).challenge
+    return c, challenge.solve(c, bits)
+
+
+def errcode(result: Solved | Rejected) -> str:
+    assert isinstance(result, Rejected), result
+    return result.errcode
+
+
+def unsolving_nonce(c: str, bits: int) -> str:
+    n = 0
+    while challenge.meets_difficulty(challenge.hash_solution(c, str(n)), bits):
+        n += 1
+    return str(n)
+
+
+# --- the format -------------------------------------------------------------
+
+
+def test_a_challenge_has_five_fields_and_a_mac_over_the_first_four() -> None:
+    i = issued()
+    version, cid, expires, bits, mac = i.challenge.split(".")
+    assert (version, cid, int(expires), int(bits)) == ("v1", i.id, NOW + LIFETIME, BITS)
+    assert len(cid) == 22 and len(mac) == 43
+    signed = i.challenge.rsplit(".", 1)[0].encode()
+    expected = hmac.new(KEY, signed, hashlib.sha256).digest()
+    assert challenge._b64(expected) == mac
+
+
+def test_ids_are_random() -> None:
+    assert len({issued().id for _ in range(100)}) == 100
+
+
+def test_the_documented_algorithm_is_what_verify_checks() -> None:
+    """SHA-256 of '<challenge>:<nonce>' starts with `bits` zero bits."""
+    c, nonce = solved(12)
+    digest = hashlib.sha256(f"{c}:{nonce}".encode()).digest()
+    assert int.from_bytes(digest, "big") >> (256 - 12) == 0
+    assert isinstance(challenge.verify(KEY, c, nonce, NOW), Solved)
+
+
+@pytest.mark.parametrize("bits", [1, 7, 8, 9, 16, 17, 24, 31, 32])
+def test_meets_difficulty_counts_leading_zero_bits(bits: int) -> None:
+    value = 1 << (256 - bits - 1)  # exactly `bits` leading zeros
+    digest = value.to_bytes(32, "big")
+    assert challenge.meets_difficulty(digest, bits)
+    assert not challenge.meets_difficulty(digest, bits + 1)
+
+
+def test_difficulty_out_of_range_is_not_issued() -> None:
+    for bits in (0, 33):
+        with pytest.raises(ValueError):
+            challenge.issue(KEY, NOW, LIFETIME, bits)
+
+
+# --- verify -----------------------------------------------------------------
+
+
+def test_a_correct_solution_is_accepted_until_expiry() -> None:
+    c, nonce = solved()
+    result = challenge.verify(KEY, c, nonce, NOW + LIFETIME - 1)
+    assert isinstance(result, Solved)
+    assert result.expires_ms == NOW + LIFETIME
+    assert result.difficulty == BITS
+
+
+def test_an_expired_challenge_is_refused() -> None:
+    c, nonce = solved()
+    assert errcode(challenge.verify(KEY, c, nonce, NOW + LIFETIME)) == challenge.EXPIRED
+    assert errcode(challenge.verify(KEY, c, nonce, NOW + 10 * LIFETIME)) == challenge.EXPIRED
+
+
+def test_a_nonce_that_does_not_meet_the_difficulty_is_refused() -> None:
+    c = issued(16).challenge
+    assert errcode(challenge.verify(KEY, c, unsolving_nonce(c, 16), NOW)) == challenge.INVALID
+
+
+@pytest.mark.parametrize("nonce", ["", "x" * 65, "12 3", "1.2", "ü", "1:2", "../"])
+def test_malformed_nonces_are_refused(nonce: str) -> None:
+    c = issued(1).challenge
+    assert errcode(challenge.verify(KEY, c, nonce, NOW)) == challenge.INVALID
+
+
+def test_a_solution_under_another_secret_is_refused() -> None:
+    other = challenge.derive_key("another secret, also long enough")
+    c = challenge.issue(other, NOW, LIFETIME, BITS).challenge
+    nonce = challenge.solve(c, BITS)
+    assert isinstance(challenge.verify(other, c, nonce, NOW), Solved)
+    assert errcode(challenge.verify(KEY, c, nonce, NOW)) == challenge.INVALID
+
+
+def _tamper(c: str, index: int, value: str) -> str:
+    parts = c.split(".")
+    parts[index] = value
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("index", "change"),
+    [
+        (0, lambda v: "v2"),
+        (1, lambda v: ("B" if v[0] != "B" else "C") + v[1:]),
+        (2, lambda v: str(int(v) + 3_600_000)),  # a later expiry
+        (3, lambda v: "1"),  # an easier difficulty
+        (4, lambda v: ("A" if v[0] != "A" else "B") + v[1:]),
+    ],
+    ids=["version", "id", "expires", "difficulty", "mac"],
+)
+def test_tampering_with_any_field_is_refused(index: int, change: Callable[[str], str]) -> None:
+    c = issued().challenge
+    forged = _tamper(c, index, change(c.split(".")[index]))
+    assert forged != c
+    # Solve the forged challenge honestly at its (possibly lowered) difficulty.
+    bits = int(forged.split(".")[3]) if forged.split(".")[3].isdigit() else BITS
+    nonce = challenge.solve(forged, max(1, min(bits, 16)))
+    assert errcode(challenge.verify(KEY, forged, nonce, NOW)) == challenge.INVALID
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "v1",
+        "v1.a.b.c.d",
+        "v1....",
+        "v1.AAAAAAAAAAAAAAAAAAAAAA.1.8.AAAA",
+        "v1.AAAAAAAAAAAAAAAAAAAAAA.-1.8." + "A" * 43,
+        "v1.AAAAAAAAAAAAAAAAAAAAAA.1e9.8." + "A" * 43,
+        "v1.AAAAAAAAAAAAAAAAAAAAAA.99.8." + "A" * 43 + ".extra",
+        "v1." + "A" * 200,
+        "\uff561.AAAAAAAAAAAAAAAAAAAAAA.99.8." + "A" * 43,  # a fullwidth v
+        "v1.AAAAAAAAAAAAAAAAAAAAAA.٩٩.8." + "A" * 43,  # non-ASCII digits
+    ],
+)
+def test_garbage_is_refused_as_invalid(garbage: str) -> None:
+    assert errcode(challenge.verify(KEY, garbage, "1", NOW)) == challenge.INVALID
+
+
+def test_a_challenge_easier_than_the_minimum_is_refused() -> None:
+    """After the configured difficulty was raised, old easy challenges no longer pass."""
+    c, nonce = solved(4)
+    assert isinstance(challenge.verify(KEY, c, nonce, NOW, min_difficulty=4), Solved)
+    assert errcode(challenge.verify(KEY, c, nonce, NOW, min_difficulty=5)) == challenge.INVALID
+
+
+def test_the_mac_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    c, nonce = solved()
+    assert isinstance(challenge.verify(KEY, c, nonce, NOW), Solved)
+    assert len(calls) == 1 and calls[0][1] == c.rsplit(".", 1)[1]
+    forged = _tamper(c, 4, "B" * 43)
+    assert errcode(challenge.verify(KEY, forged, nonce, NOW)) == challenge.INVALID
+    assert len(calls) == 2
+
+
+def test_no_hash_is_computed_before_the_mac_checks_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forged challenge costs one HMAC, never the solution hash."""
+    hashed: list[str] = []
+    real = challenge.hash_solution
+    monkeypatch.setattr(challenge, "hash_solution", lambda c, n: hashed.append(n) or real(c, n))
+    c = issued().challenge
+    challenge.verify(KEY, _tamper(c, 3, "1"), "1", NOW)
+    assert hashed == []
+    challenge.verify(KEY, c, "1", NOW)
+    assert hashed == ["1"]
+
+
+def test_derive_key_separates_the_challenge_key_from_the_raw_secret() -> None:
+    secret = "the very same secret"
+    assert challenge.derive_key(secret) == challenge.derive_key(secret.encode())
+    assert challenge.derive_key(secret) != secret.encode()
+    assert len(challenge.derive_key(secret)) == 32
+
+
+# --- adaptive difficulty ----------------------------------------------------
+
+WINDOW = 60_000
+
+
+def test_difficulty_rises_one_bit_per_busy_window_up_to_the_maximum() -> None:
+    a = AdaptiveDifficulty(base=16, maximum=19, threshold=10, window_ms=WINDOW)
+    assert a.due(NOW)
+    seen = [a.observe(NOW + k * WINDOW, 50) for k in range(5)]
+    assert seen == [17, 18, 19, 19, 19]
+
+
+def test_difficulty_falls_back_when_calm_and_holds_in_between() -> None:
+    a = AdaptiveDifficulty(base=16, maximum=20, threshold=10, window_ms=WINDOW)
+    for k in range(4):
+        a.observe(NOW + k * WINDOW, 11)
+    assert a.current == 20
+    assert a.observe(NOW + 4 * WINDOW, 8) == 20  # between half and the threshold: hold
+    assert a.observe(NOW + 5 * WINDOW, 5) == 19  # half or less: one bit down
+    assert a.observe(NOW + 6 * WINDOW, 0) == 18
+    # Nobody asked for three windows and the last one was calm: three bits down.
+    assert a.observe(NOW + 9 * WINDOW, 0) == 16
+    assert a.observe(NOW + 10 * WINDOW, 0) == 16
+
+
+def test_observations_are_due_once_per_window() -> None:
+    a = AdaptiveDifficulty(base=16, maximum=20, threshold=10, window_ms=WINDOW)
+    a.observe(NOW, 0)
+    assert not a.due(NOW + WINDOW - 1)
+    assert a.due(NOW + WINDOW)
+
+
+def test_without_headroom_the_difficulty_is_fixed() -> None:
+    a = AdaptiveDifficulty(base=16, maximum=16, threshold=10, window_ms=WINDOW)
+    assert not a.due(NOW)
+    assert a.observe(NOW, 1000) == 16
+
+
+# --- config -----------------------------------------------------------------
+
+
+def _parse(raw: dict[str, Any]) -> ChallengeConfig:
+    from synapse_email_gate import EmailGate
+
+    return EmailGate.parse_config({"challenge": raw}).challenge
+
+
+def test_config_defaults_and_adaptive_keys(tmp_path: Path) -> None:
+    default = _parse({})
+    assert default == ChallengeConfig()
+    assert default.max_increase == 4 and default.busy_threshold == 20
+    assert default.busy_window_ms == 60_000 and default.secret is None
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("0123456789abcdef0123\n")
+    parsed = _parse(
+        {
+            "enabled": True,
+            "difficulty": 30,
+            "secret_file": str(secret_file),
+            "adaptive": {"threshold": 5, "window": "30s"},
+        }
+    )
+    assert parsed.secret == "0123456789abcdef0123"
+    assert parsed.max_increase == 2  # capped at 32 bits
+    assert (parsed.busy_threshold, parsed.busy_window_ms) == (5, 30_000)
+    assert "0123456789" not in repr(parsed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "words"),
+    [
+        ({"secret": "short"}, "challenge.secret", "at least 16"),
+        ({"secret": "x" * 16, "secret_file": "/nope"}, "challenge.secret_file", "either"),
+        ({"secret_file": "/nonexistent/secret"}, "challenge.secret_file", "cannot read"),
+        (
+            {"difficulty": 30, "adaptive": {"max_increase": 3}},
+            "challenge.adaptive.max_increase",
+            "at most 2",
+        ),
+        ({"adaptive": {"threshold": 0}}, "challenge.adaptive.threshold", "at least 1"),
+        ({"adaptive": {"window": "1s"}}, "challenge.adaptive.window", "at least 10s"),
+        ({"adaptive": {"treshold": 3}}, "challenge.adaptive.treshold", "threshold"),
+        ({"adaptive": True}, "challenge.adaptive", "mapping"),
+    ],
+)
+def test_bad_challenge_config_names_the_key(raw: dict[str, Any], key: str, words: str) -> None:
+    from synapse.module_api.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _parse(raw)
+    message = str(info.value.msg)
+    assert message.startswith(f"email_gate: {key}:"), message
+    assert words in message, message
+
+
+# --- ChallengeGate on SQLite ------------------------------------------------
+
+
+class FakeApi:
+    """What ChallengeGate uses of ModuleApi: the clock and database transactions."""
+
+    def __init__(self, path: Path) -> None:
+        self.now = NOW
+        self.connection = sqlite3.connect(path)
+        self.transactions: list[str] = []
+        txn = Txn(self.connection, "sqlite3")
+        create_schema(txn)
+        txn.commit()
+
+    def get_current_time_msec(self) -> int:
+        return self.now
+
+    async def run_db_interaction(self, desc: str, func: Callable[..., Any], *args: Any) -> Any:
+        self.transactions.append(desc)
+        txn = Txn(self.connection, "sqlite3")
+        try:
+            result = func(txn, *args)
+        except Exception:
+            txn.rollback()
+            raise
+        txn.commit()
+        return result
+
+
+def gate(
+    tmp_path: Path, api: FakeApi | None = None, **config: Any
+) -> tuple[ChallengeGate, FakeApi]:
+    api = api or FakeApi(tmp_path / "gate.db")
+    settings: dict[str, Any] = {"enabled": True, "difficulty": BITS, **config}
+    return ChallengeGate(api, ChallengeConfig(**settings)), api  # type: ignore[arg-type]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def refusal_code(refusal: Refusal | None) -> str | None:
+    return None if refusal is None else refusal.errcode
+
+
+def test_gate_accepts_a_solution_once_and_refuses_the_replay(tmp_path: Path) -> None:
+    g, api = gate(tmp_path)
+    i = run(g.issue())
+    nonce = challenge.solve(i.challenge, i.difficulty)
+    assert run(g.check(i.challenge, nonce)) is None
+    assert refusal_code(run(g.check(i.challenge, nonce))) == challenge.REPLAYED
+    # Another process (no memory of it) is refused by the table.
+    other, _ = gate(tmp_path, api)
+    assert refusal_code(run(other.check(i.challenge, nonce))) == challenge.REPLAYED
+    used = api.connection.execute("SELECT id, used_ts, expires_ts FROM email_gate_used_challenges")
+    assert used.fetchall() == [(i.id, NOW, NOW + ChallengeConfig().lifetime_ms)]
+
+
+def test_gate_refusals_cost_no_database_write(tmp_path: Path) -> None:
+    g, api = gate(tmp_path)
+    i = run(g.issue())
+    nonce = challenge.solve(i.challenge, i.difficulty)
+    before = list(api.transactions)
+    assert refusal_code(run(g.check(None, None))) == challenge.REQUIRED
+    assert refusal_code(run(g.check("", nonce))) == challenge.REQUIRED
+    assert refusal_code(run(g.check(i.challenge, ""))) == challenge.REQUIRED
+    assert refusal_code(run(g.check(i.challenge, 5))) == challenge.INVALID
+    assert refusal_code(run(g.check(["x"], nonce))) == challenge.INVALID
+    assert refusal_code(run(g.check(_tamper(i.challenge, 3, "1"), nonce))) == challenge.INVALID
+    assert refusal_code(run(g.check(i.challenge, unsolving_nonce(i.challenge, BITS)))) == (
+        challenge.INVALID
+    )
+    api.now += ChallengeConfig().lifetime_ms
+    assert refusal_code(run(g.check(i.challenge, nonce))) == challenge.EXPIRED
+    assert api.transactions == before
+    refusal = run(g.check(None, None))
+    assert refusal.status == 400 and refusal.field is None
+
+
+def test_gate_shares_one_stored_secret_between_processes(tmp_path: Path) -> None:
+    first, api = gate(tmp_path)
+    second, _ = gate(tmp_path, api)
+    i = run(first.issue())
+    assert run(second.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+    assert run(first.key()) == run(second.key())
+    rows = api.connection.execute("SELECT name FROM email_gate_secrets").fetchall()
+    assert rows == [("challenge_key",)]
+
+
+def test_gate_uses_the_configured_secret_without_the_database(tmp_path: Path) -> None:
+    g, api = gate(tmp_path, secret="configured secret, long enough")
+    run(g.issue())
+    assert "email_gate_challenge_key" not in api.transactions
+    assert run(g.key()) == challenge.derive_key("configured secret, long enough")
+
+
+def test_gate_off_asks_for_nothing(tmp_path: Path) -> None:
+    g, api = gate(tmp_path, enabled=False)
+    assert not g.enabled
+    assert run(g.check(None, None)) is None
+    assert api.transactions == []
+
+
+def test_gate_refuses_challenges_easier_than_the_configured_difficulty(tmp_path: Path) -> None:
+    g, _ = gate(tmp_path, difficulty=6)
+    easy = challenge.issue(run(g.key()), NOW, LIFETIME, 5).challenge
+    refusal = run(g.check(easy, challenge.solve(easy, 5)))
+    assert refusal_code(refusal) == challenge.INVALID
+
+
+def test_gate_difficulty_follows_the_solved_rate(tmp_path: Path) -> None:
+    g, api = gate(tmp_path, max_increase=2, busy_threshold=3, busy_window_ms=WINDOW)
+
+    def solve_some(n: int) -> None:
+        for _ in range(n):
+            i = run(g.issue())
+            assert run(g.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+
+    assert run(g.issue()).difficulty == BITS
+    solve_some(4)
+    api.now += WINDOW
+    assert run(g.issue()).difficulty == BITS + 1
+    solve_some(4)
+    api.now += WINDOW
+    assert run(g.issue()).difficulty == BITS + 2
+    solve_some(4)
+    api.now += WINDOW
+    assert run(g.issue()).difficulty == BITS + 2  # the maximum
+    api.now += WINDOW  # a calm window
+    assert run(g.issue()).difficulty == BITS + 1
+    api.now += 5 * WINDOW
+    assert run(g.issue()).difficulty == BITS
+    assert g.difficulty == BITS
+
+
+def test_purge_forgets_expired_used_challenges(tmp_path: Path) -> None:
+    g, api = gate(tmp_path)
+    i = run(g.issue())
+    assert run(g.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+    txn = Txn(api.connection, "sqlite3")
+    store.purge_txn(txn, i.expires_ms - 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
+    assert store.solved_challenges_since_txn(txn, 0) == 1
+    store.purge_txn(txn, i.expires_ms + 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
+    assert store.solved_challenges_since_txn(txn, 0) == 0
