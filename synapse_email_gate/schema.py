@@ -157,6 +157,11 @@ _TABLES = [
 
 def create_schema(txn: LoggingTransaction) -> None:
     if isinstance(txn.database_engine, PostgresEngine):
+        # Synapse runs transactions at REPEATABLE READ, whose snapshot is taken by
+        # the first statement, i.e. before the lock is granted: a process that waited
+        # would not see what the holder committed (a second version row, a migration
+        # run twice). At READ COMMITTED each statement after the lock sees it.
+        txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_ADVISORY_LOCK_ID,))
     for statement in _TABLES:
         txn.execute(statement)
