@@ -26,11 +26,13 @@ from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
+from synapse_email_gate.moderation_room import ModerationRoom
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.registration import RegistrationHooks
 from synapse_email_gate.schema import create_schema
 from synapse_email_gate.service import RequestService
+from synapse_email_gate.store import PendingRequest
 from synapse_email_gate.web.admin import AdminHandlers, Moderators
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
@@ -81,10 +83,12 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
             challenges,
         )
-        admin = AdminHandlers(
-            Moderators(api, config.moderators),
-            AdminService(api, self._policy_sync, self._delivery, config.token_lifetime_ms),
+        moderators = Moderators(api, config.moderators)
+        admin_service = AdminService(
+            api, self._policy_sync, self._delivery, config.token_lifetime_ms
         )
+        admin = AdminHandlers(moderators, admin_service)
+        self._room = self._moderation_room(admin_service, moderators)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
@@ -114,9 +118,34 @@ class EmailGate:
         except ConfigError as e:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
+    def _moderation_room(
+        self, service: AdminService, moderators: Moderators
+    ) -> ModerationRoom | None:
+        if self._config.moderation_room is None:
+            return None
+        room = ModerationRoom(
+            self._api,
+            self._config.moderation_room,
+            self._config.bot_localpart,
+            service,
+            moderators,
+        )
+        room.register()
+
+        async def announce(pending: PendingRequest) -> None:
+            await room.announce_pending(pending.request_id, pending.localpart, pending.statement)
+
+        self._service.on_pending = announce
+        return room
+
     async def _create_schema(self) -> bool:
         await self._api.run_db_interaction("email_gate_create_schema", create_schema)
         await self._policy_sync.follow()
+        if self._room is not None:
+            try:
+                await self._room.ensure_bot()
+            except Exception:
+                logger.exception("could not create the moderation bot user")
         return True
 
     async def _schema_ready(self) -> bool:

@@ -10,7 +10,8 @@ from synapse.storage.database import LoggingTransaction
 from synapse_email_gate.policy_lists import BanEntry, PolicyLists
 
 REQUEST_COLUMNS = (
-    "id, created_ts, updated_ts, localpart, email, ip, status, reason, token, expires_ts, user_id"
+    "id, created_ts, updated_ts, localpart, email, ip, status, reason, token, expires_ts, "
+    "user_id, statement, decided_by, decision_message"
 )
 _REQUEST_KEYS = [c.strip() for c in REQUEST_COLUMNS.split(",")]
 

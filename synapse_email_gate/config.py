@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from synapse_email_gate.configreader import Section, string_list
+from synapse_email_gate.pages_config import PagesConfig
 from synapse_email_gate.policy_lists import PolicyLists
 
 TlsMode = Literal["none", "starttls", "tls"]
@@ -173,11 +174,15 @@ class GateConfig:
     approval: ApprovalMode = "off"
     approval_reason_min_length: int = 30
     approval_notify_emails: tuple[str, ...] = ()
+    moderation_room: str | None = None
+    bot_localpart: str = "email-gate"
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
     mail_retry_initial_ms: int = 30_000
     mail_sweep_interval_ms: int = 10_000
     privacy: PrivacyConfig = PrivacyConfig()
+    # branding, clients, password, after_registration, web_registration, translations
+    pages: PagesConfig = PagesConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -201,11 +206,14 @@ class GateConfig:
                 "approval_reason_min_length", 30, minimum=0, maximum=2000
             ),
             approval_notify_emails=section.convert("approval_notify_emails", (), _addresses),
+            moderation_room=section.convert("moderation_room", None, _room),
+            bot_localpart=section.convert("bot_localpart", "email-gate", _localpart),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
             mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
             mail_sweep_interval_ms=section.duration_ms("mail_sweep_interval", 10_000, 500),
             privacy=PrivacyConfig.from_section(section.section("privacy")),
+            pages=PagesConfig.from_section(section),
         )
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")
@@ -238,6 +246,20 @@ def _sender(value: object) -> str:
     pairs = email.utils.getaddresses([value])
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ValueError(f"expected one address like 'Example <gate@example.org>', got {value!r}")
+    return value
+
+
+def _room(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^[!#][^:\s]+:\S+$", value):
+        raise ValueError(
+            f"expected a room ID (!abc:example.org) or alias (#mods:example.org), got {value!r}"
+        )
+    return value
+
+
+def _localpart(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^[a-z0-9._=\-/+]+$", value):
+        raise ValueError(f"expected a user localpart like email-gate, got {value!r}")
     return value
 
 

@@ -125,6 +125,13 @@ _TABLES = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS email_gate_audit_ts ON email_gate_audit (ts)",
+    # Room events already handled, so each command is answered exactly once.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_handled_events (
+        event_id TEXT PRIMARY KEY,
+        ts BIGINT NOT NULL
+    )
+    """,
     # Token buckets shared by every process.
     """
     CREATE TABLE IF NOT EXISTS email_gate_buckets (

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
 import attrs
 from synapse.api.errors import SynapseError
@@ -55,6 +56,8 @@ class RequestService:
         self._config = config
         self._policy = policy
         self._delivery = delivery
+        # Told about each request that starts waiting for a moderator.
+        self.on_pending: Callable[[store.PendingRequest], Awaitable[None]] | None = None
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, int] = {}
@@ -194,18 +197,20 @@ class RequestService:
     async def verify_address(self, code: str) -> bool:
         """Approval mode: the link in the mail was followed; moderators are told."""
         notices = [(new_id(), address) for address in self._config.approval_notify_emails]
-        request_id = await self._api.run_db_interaction(
+        pending = await self._api.run_db_interaction(
             "email_gate_verify",
             store.verify_address_txn,
             code,
             self._api.get_current_time_msec(),
             notices,
         )
-        if request_id is None:
+        if pending is None:
             return False
-        logger.info("request %s: address confirmed, waiting for a moderator", request_id)
+        logger.info("request %s: address confirmed, waiting for a moderator", pending.request_id)
         for outbox_id, _ in notices:
             self._delivery.kick(outbox_id)
+        if self.on_pending is not None:
+            await self.on_pending(pending)
         return True
 
     async def process_orphans(self) -> None:

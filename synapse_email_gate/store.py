@@ -447,6 +447,7 @@ def purge_txn(
         """
     )
     txn.execute("DELETE FROM email_gate_reservations WHERE expires_ts < ?", (now_ms,))
+    txn.execute("DELETE FROM email_gate_handled_events WHERE ts < ?", (now_ms - 86_400_000,))
     txn.execute(
         "DELETE FROM email_gate_addresses WHERE accounts = 0 AND last_sent_ts < ?",
         (now_ms - max(unfinished_ms, cooldown_ms),),
@@ -461,9 +462,16 @@ def purge_txn(
 # --- approval -----------------------------------------------------------------
 
 
+@attrs.frozen
+class PendingRequest:
+    request_id: str
+    localpart: str
+    statement: str
+
+
 def verify_address_txn(
     txn: LoggingTransaction, code: str, now_ms: int, notices: list[tuple[str, str]]
-) -> str | None:
+) -> PendingRequest | None:
     """The requester proved the address: the request waits for a moderator.
 
     `notices` are (outbox id, moderator address) pairs to queue. Returns the
@@ -471,7 +479,7 @@ def verify_address_txn(
     """
     txn.execute(
         """
-        SELECT id FROM email_gate_requests
+        SELECT id, localpart, statement FROM email_gate_requests
         WHERE verify_code = ? AND status = 'verifying' AND expires_ts > ?
         """,
         (code, now_ms),
@@ -491,7 +499,19 @@ def verify_address_txn(
         return None
     for outbox_id, address in notices:
         queue_mail_txn(txn, outbox_id, request_id, "notice", address, now_ms)
-    return request_id
+    return PendingRequest(request_id=request_id, localpart=row[1], statement=row[2] or "")
+
+
+def claim_event_txn(txn: LoggingTransaction, event_id: str, now_ms: int) -> bool:
+    """True for the first process to claim a room event: it handles the event."""
+    txn.execute(
+        """
+        INSERT INTO email_gate_handled_events (event_id, ts) VALUES (?, ?)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        (event_id, now_ms),
+    )
+    return txn.rowcount == 1
 
 
 @attrs.frozen
