@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import Any
+from typing import Any, cast
 
+from synapse.storage.database import LoggingTransaction
 from synapse.storage.engines import create_engine
 
 from synapse_email_gate.schema import create_schema
@@ -44,7 +45,7 @@ def _race(postgres: PostgresCluster, db: str) -> list[BaseException]:
     def start(connection: Any) -> None:
         try:
             barrier.wait(10)
-            create_schema(_Txn(connection))
+            create_schema(cast(LoggingTransaction, _Txn(connection)))
             connection.commit()
         except BaseException as e:
             errors.append(e)

@@ -1,0 +1,339 @@
+"""The module's guarantees on Synapse main + 2 generic workers + PostgreSQL + redis,
+behind nginx (see docs/workers.md). One deployment serves every test here.
+
+All tests live in this one module: ``--dist loadscope`` keeps a module on one
+xdist worker, so the expensive deployment starts once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.harness import http
+from tests.harness.smtp import SmtpCatcher
+from tests.harness.workers import MAIN, WorkerDeployment
+from tests.integration.helpers import token_from
+from tests.workers.conftest import BACKGROUND_ON
+from tests.workers.steps import (
+    INVALID_EMAIL,
+    POLICY_START,
+    PROXY,
+    REGISTER_PATH,
+    REQUEST_PATH,
+    USERNAME_BANNED,
+    LogMark,
+    answers_everywhere,
+    ask,
+    ask_many,
+    client_ip,
+    context_of,
+    mail_to,
+    policy_text,
+    register,
+    register_concurrently,
+    registered,
+    reload,
+    rewrite_unseen,
+    statuses,
+    token_for,
+    unique,
+    wait_everywhere,
+    write_policy,
+)
+
+WORKERS = ("worker1", "worker2")
+POLICY_DEADLINE_S = 5.0
+
+
+def test_all_processes_start_together_on_a_fresh_module_schema(
+    deployment: WorkerDeployment,
+) -> None:
+    """The fixture launched main and both workers at the same moment on a database
+    holding Synapse's schema but none of the module's tables: every one of them
+    came up and serves the module (a process whose schema creation failed
+    answers 503 on the module's paths)."""
+    assert deployment.module_tables_before_start == 0
+    spread = max(deployment.launched.values()) - min(deployment.launched.values())
+    assert spread < 0.5, deployment.launched
+    for name, process in deployment.processes.items():
+        assert process.running(), name
+        page = http.get(process.gate_url)
+        assert page.status == 200, (name, page)
+        errors = [
+            line
+            for line in process.log_text().splitlines()
+            if " - ERROR - " in line and "email_gate" in line
+        ]
+        assert not errors, (name, errors)
+    assert deployment.query("SELECT version FROM email_gate_schema_version") == [(1,)]
+
+
+def test_requests_and_registrations_spread_across_workers(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    """Through nginx: requests land on both workers, each request yields exactly one
+    single-use token bound to its username, and registrations work on either."""
+    mark = LogMark(deployment)
+    users = [unique("spread") for _ in range(6)]
+    tokens_before = deployment.query("SELECT COUNT(*) FROM registration_tokens")[0][0]
+    answers = [ask(deployment.base_url, u, f"{u}@example.org", client_ip()) for u in users]
+    assert statuses(answers) == {202: len(users)}
+
+    tokens = {u: token_from(mail_to(mailbox, f"{u}@example.org")) for u in users}
+    assert len(set(tokens.values())) == len(users)
+    assert deployment.query("SELECT COUNT(*) FROM registration_tokens")[0][
+        0
+    ] == tokens_before + len(users)
+    for user, token in tokens.items():
+        rows = deployment.query(
+            "SELECT r.localpart, t.uses_allowed FROM email_gate_requests r "
+            "JOIN registration_tokens t ON t.token = r.token WHERE r.token = ?",
+            (token,),
+        )
+        assert rows == [(user, 1)]
+
+    handled = {name: len(mark.lines(name, "received for")) for name in deployment.processes}
+    assert handled[MAIN] == 0, handled  # nginx sends the module's paths to the workers
+    assert all(handled[w] > 0 for w in WORKERS), handled
+    assert sum(handled.values()) == len(users)
+
+    mark = LogMark(deployment)
+    for user, token in tokens.items():
+        # whatever name the client asks for, the account gets the reserved one
+        response = register(deployment.base_url, f"other{user}", token)
+        assert registered(response), response
+        assert response.user_id == f"@{user}:test.local"
+    register_calls = mark.counts(f"POST {REGISTER_PATH}")
+    assert all(register_calls[w] > 0 for w in WORKERS), register_calls
+    assert register_calls[MAIN] == 0, register_calls
+    linked = deployment.query(
+        "SELECT COUNT(*) FROM email_gate_requests WHERE status = 'registered' "
+        "AND localpart LIKE 'spread%'"
+    )
+    assert linked == [(len(users),)]
+    # used up: a second registration with any of them is refused
+    again = register(deployment.base_url, unique("again"), next(iter(tokens.values())))
+    assert not registered(again), again
+
+
+def test_a_token_makes_one_account_when_ten_clients_race_across_workers(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    user = unique("racer")
+    token = token_for(deployment, mailbox, user, f"{user}@example.org", client_ip())
+    mark = LogMark(deployment)
+    names = [f"{user}x{i}" for i in range(10)]
+    results = register_concurrently(deployment.base_url, names, token)
+
+    winners = [r for r in results if registered(r)]
+    assert len(winners) == 1, results
+    assert winners[0].user_id == f"@{user}:test.local"
+    register_calls = mark.counts(f"POST {REGISTER_PATH}")
+    assert all(register_calls[w] > 0 for w in WORKERS), register_calls
+    rows = deployment.query(
+        "SELECT completed, uses_allowed FROM registration_tokens WHERE token = ?", (token,)
+    )
+    assert rows == [(1, 1)]
+    accounts = deployment.query("SELECT name FROM users WHERE name LIKE ?", (f"@{user}%",))
+    assert accounts == [(f"@{user}:test.local",)]
+
+
+def test_a_flood_split_across_workers_gets_the_per_ip_limit_of_one_process(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    """per_ip is {burst: 5}: 20 requests from one client, 10 at a time, round-robined
+    over both workers by nginx, get exactly 5 acceptances, like one process does."""
+    flooder = client_ip()
+    mark = LogMark(deployment)
+    flood = [(u, f"{u}@example.org", flooder) for u in (unique("flood") for _ in range(20))]
+    answers = ask_many(deployment.base_url, flood)
+    assert statuses(answers) == {202: 5, 429: 15}, [a.status for a in answers]
+    assert all(a.header("Retry-After") for a in answers if a.status == 429)
+    served = mark.counts(f"POST {REQUEST_PATH}")
+    assert all(served[w] >= 5 for w in WORKERS), served
+    # the module held the client responsible, not nginx
+    recorded = deployment.query(
+        "SELECT DISTINCT ip FROM email_gate_requests WHERE localpart IN ("
+        + ",".join("?" * len(flood))
+        + ")",
+        tuple(u for u, _, _ in flood),
+    )
+    assert recorded == [(flooder,)]
+    # the bucket is the client's, not the proxy's
+    other = unique("bystander")
+    assert ask(deployment.base_url, other, f"{other}@example.org", client_ip()).status == 202
+
+    # the same flood on one process alone: the same number gets through
+    single = client_ip()
+    alone = [(u, f"{u}@example.org", single) for u in (unique("alone") for _ in range(20))]
+    answers_alone = ask_many(deployment.process("worker2").base_url, alone)
+    assert statuses(answers_alone) == {202: 5, 429: 15}
+
+
+def test_the_email_cooldown_is_shared_by_every_process(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    address = f"{unique('cool')}@example.org"
+    first = unique("coolfirst")
+    assert ask(deployment.process("worker1").base_url, first, address, client_ip()).status == 202
+    mail_to(mailbox, address)
+    later = {target: unique("coollater") for target in ("worker2", MAIN, PROXY)}
+    for target, user in later.items():
+        url = deployment.base_url if target == PROXY else deployment.process(target).base_url
+        assert ask(url, user, address, client_ip()).status == 202
+    for target, user in later.items():
+        assert _decided(deployment, user) == ("suppressed", "cooldown"), target
+    time.sleep(0.5)
+    assert len([m for m in mailbox.messages if address in m.rcpt_tos]) == 1
+
+
+def test_a_policy_file_change_reaches_every_process_within_5s(
+    deployment: WorkerDeployment, policy_file: Path
+) -> None:
+    name = unique("fileban")
+    assert set(answers_everywhere(deployment, name).values()) == {INVALID_EMAIL}
+    write_policy(policy_file, policy_text(*POLICY_START, "^fileban"))
+    took = wait_everywhere(deployment, name, USERNAME_BANNED, POLICY_DEADLINE_S)
+    print(f"file change seen after {took}")
+    write_policy(policy_file, policy_text(*POLICY_START))
+    wait_everywhere(deployment, name, INVALID_EMAIL, POLICY_DEADLINE_S)
+
+
+def test_the_reload_endpoint_reaches_every_process_within_5s(
+    deployment: WorkerDeployment, policy_file: Path, admin_token: str
+) -> None:
+    """The file is changed so that no process can notice (same size, inode and
+    mtime): only the reload asked of one process, through nginx, can spread it."""
+    write_policy(policy_file, policy_text(*POLICY_START, "^zzzzzz"))
+    wait_everywhere(deployment, unique("zzzzzz"), USERNAME_BANNED, POLICY_DEADLINE_S)
+    name = unique("rldban")
+    rewrite_unseen(policy_file, policy_text(*POLICY_START, "^rldban"))
+    time.sleep(4.2)  # two policy checks (every 2 s by default) that must see nothing
+    assert set(answers_everywhere(deployment, name).values()) == {INVALID_EMAIL}
+
+    mark = LogMark(deployment)
+    answer = reload(deployment.base_url, admin_token)
+    assert answer.status == 200, answer
+    took = wait_everywhere(deployment, name, USERNAME_BANNED, POLICY_DEADLINE_S)
+    print(f"reload seen after {took}")
+    asked = [n for n, c in mark.counts("policy reload requested by").items() if c]
+    assert len(asked) == 1 and asked[0] in WORKERS, asked
+    for process in deployment.processes:
+        assert mark.lines(process, "policy file", "loaded"), process
+
+    write_policy(policy_file, policy_text(*POLICY_START))
+    wait_everywhere(deployment, name, INVALID_EMAIL, POLICY_DEADLINE_S)
+
+
+def test_a_ban_added_through_the_admin_api_reaches_every_process_within_5s(
+    deployment: WorkerDeployment, admin_token: str
+) -> None:
+    name = unique("apiban")
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    bans_url = deployment.gate_url + "admin/bans"
+    added = http.post(bans_url, json={"kind": "username", "match": "^apiban"}, headers=headers)
+    assert added.status == 201, added
+    took = wait_everywhere(deployment, name, USERNAME_BANNED, POLICY_DEADLINE_S)
+    print(f"admin API ban seen after {took}")
+    removed = http.request("DELETE", f"{bans_url}/{added.json()['id']}", headers=headers)
+    assert removed.status in (200, 204), removed
+    wait_everywhere(deployment, name, INVALID_EMAIL, POLICY_DEADLINE_S)
+
+
+def test_a_bad_policy_is_refused_alike_everywhere_and_the_old_one_stays(
+    deployment: WorkerDeployment, policy_file: Path, admin_token: str
+) -> None:
+    banned = unique("startban")
+    wait_everywhere(deployment, banned, USERNAME_BANNED, POLICY_DEADLINE_S)
+    mark = LogMark(deployment)
+    # would lift the start ban, if it were taken
+    write_policy(policy_file, 'banned_usernames: ["(unclosed"]\n')
+    for name in deployment.processes:
+        mark.wait_for(name, "policy file refused", POLICY_DEADLINE_S)
+    assert set(answers_everywhere(deployment, banned).values()) == {USERNAME_BANNED}
+
+    errors = {}
+    for name, process in deployment.processes.items():
+        answer = reload(process.base_url, admin_token)
+        assert answer.status == 400, (name, answer)
+        assert answer.json()["errcode"] == "EMAIL_GATE_POLICY_INVALID"
+        errors[name] = answer.json()["error"]
+    through_proxy = reload(deployment.base_url, admin_token)
+    assert through_proxy.status == 400
+    errors[PROXY] = through_proxy.json()["error"]
+    assert len(set(errors.values())) == 1, errors
+    assert "banned_usernames" in errors[MAIN]
+    assert set(answers_everywhere(deployment, banned).values()) == {USERNAME_BANNED}
+
+    write_policy(policy_file, policy_text(*POLICY_START))
+    for name in deployment.processes:
+        mark.wait_for(name, "loaded", POLICY_DEADLINE_S)
+    assert set(answers_everywhere(deployment, banned).values()) == {USERNAME_BANNED}
+
+
+def test_the_mail_sweep_runs_only_on_the_background_tasks_instance(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    """A mail is tried at once where it was asked for; when that fails, the sweep
+    sends it, and the sweep runs on the instance named by run_background_tasks_on
+    and nowhere else."""
+    mark = LogMark(deployment)
+    mailbox.refuse()
+    users = [unique("swept") for _ in range(4)]
+    for user in users:
+        assert ask(deployment.base_url, user, f"{user}@example.org", client_ip()).status == 202
+    failed_once = (
+        "SELECT o.id FROM email_gate_outbox o JOIN email_gate_requests r "
+        f"ON r.id = o.request_id WHERE r.localpart IN ({','.join('?' * len(users))}) "
+        "AND o.status = 'queued' AND o.attempts >= 1 AND o.last_error IS NOT NULL"
+    )
+    deadline = time.monotonic() + 10
+    while len(deployment.query(failed_once, tuple(users))) < len(users):
+        assert time.monotonic() < deadline, "the first tries did not fail"
+        time.sleep(0.05)
+    first_tries = mark.counts("mail not sent")
+    assert all(first_tries[w] > 0 for w in WORKERS), first_tries  # where they were asked
+
+    mailbox.accept()  # the retries (after mail_retry_initial) are the sweep's
+    for user in users:
+        mail_to(mailbox, f"{user}@example.org", timeout=15)
+    mark.wait_for(BACKGROUND_ON, "mail sent", count=len(users))  # logged after the send
+    sent = {name: mark.lines(name, "mail sent") for name in deployment.processes}
+    assert all(context_of(line).startswith("_sweep-") for line in sent[BACKGROUND_ON]), sent
+    assert not any(lines for name, lines in sent.items() if name != BACKGROUND_ON), sent
+
+    # Synapse counts every background process it starts, by name: the sweep was
+    # started on that one instance only; the policy check on every process.
+    for name in deployment.processes:
+        metrics = deployment.metrics(name)
+        sweeps = _started(metrics, "_sweep")
+        if deployment.instance_name(name) == BACKGROUND_ON:
+            assert sweeps > 0, name
+        else:
+            assert sweeps == 0, name
+        assert _started(metrics, "_check_policy") > 0, name
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _started(metrics: str, name: str) -> float:
+    """How many times Synapse started background process ``name``."""
+    prefix = f'synapse_background_process_start_count_total{{name="{name}",'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix)
+    )
+
+
+def _decided(d: WorkerDeployment, localpart: str, timeout: float = 10.0) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[object, ...]] = []
+    while time.monotonic() < deadline:
+        rows = d.query(
+            "SELECT status, reason FROM email_gate_requests WHERE localpart = ?", (localpart,)
+        )
+        if rows and rows[0][0] != "received":
+            return str(rows[0][0]), str(rows[0][1])
+        time.sleep(0.05)
+    raise AssertionError(f"{localpart}: not decided within {timeout}s: {rows}")
