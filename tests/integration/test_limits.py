@@ -29,7 +29,10 @@ from tests.integration.helpers import (
 )
 
 PER_IP_BURST = 3
-COOLDOWN_S = 3.0
+COOLDOWN_S = 5.0
+# The same mailbox is held back by its cooldown, or once that ran out (on a slow
+# machine) by the per-address bucket: either way the identity was recognised.
+SAME_MAILBOX = ("cooldown", "rate_limited_email")
 SLOW = 0.001  # per second: no refill worth mentioning during a test
 
 
@@ -165,26 +168,6 @@ def test_a_second_request_within_the_cooldown_sends_nothing(
     )
 
 
-def test_the_per_email_limit_answers_202_and_sends_nothing(
-    synapse: SynapseServer, mailbox: SmtpCatcher, primed: Primed
-) -> None:
-    primed.wait_out_cooldown()  # so it is the per-address bucket that says no
-    answer = ask_from(synapse, "perEmail2", primed.per_email, "203.0.113.30")
-    assert answer.status == 202
-    assert answer.json() == {"status": "accepted"}
-    expect_no_mail(synapse, mailbox, "peremail2", primed.per_email, reason="rate_limited_email")
-
-
-def test_an_address_that_made_an_account_gets_no_second_token(
-    synapse: SynapseServer, mailbox: SmtpCatcher, primed: Primed
-) -> None:
-    primed.wait_out_cooldown()  # so it is not the cooldown that says no
-    answer = ask_from(synapse, "primedused2", primed.used, "203.0.113.40")
-    assert answer.status == 202
-    assert answer.json() == {"status": "accepted"}
-    expect_no_mail(synapse, mailbox, "primedused2", primed.used, reason="already_used")
-
-
 def test_gmail_dots_tags_case_and_alias_are_one_mailbox(
     synapse: SynapseServer, mailbox: SmtpCatcher
 ) -> None:
@@ -194,7 +177,7 @@ def test_gmail_dots_tags_case_and_alias_are_one_mailbox(
     ):
         answer = ask_from(synapse, f"gmail{i}", spelling, f"203.0.113.5{i}")
         assert answer.status == 202, (spelling, answer)
-        expect_no_mail(synapse, mailbox, f"gmail{i}", spelling, reason="cooldown", settle=0)
+        expect_no_mail(synapse, mailbox, f"gmail{i}", spelling, reason=SAME_MAILBOX, settle=0)
     time.sleep(0.2)
     assert [m.to for m in mailbox.messages] == ["alice@gmail.com"]
 
@@ -208,7 +191,7 @@ def test_case_is_ignored_but_dots_count_elsewhere(
     assert mail.to == "Bob.Case+news@example.org"  # mailed as typed, domain lowercased
     again = ask_from(synapse, "case2", "bob.case@EXAMPLE.org", "203.0.113.61")
     assert again.status == 202
-    expect_no_mail(synapse, mailbox, "case2", "bob.case@example.org", reason="cooldown")
+    expect_no_mail(synapse, mailbox, "case2", "bob.case@example.org", reason=SAME_MAILBOX)
     assert len(mailbox.messages) == 1
     # Outside gmail.com, dots are part of the mailbox: another person.
     request_token(synapse, mailbox, "case3", "bobcase@example.org", ip="203.0.113.62")
@@ -224,7 +207,7 @@ def test_idna_domains_are_one_identity_in_either_form(
     again = ask_from(synapse, "idn2", "IDN@XN--BCHER-KVA.DE", "203.0.113.71")
     assert again.status == 202
     expect_no_mail(
-        synapse, mailbox, "idn2", "idn@xn--bcher-kva.de", reason="cooldown", mailed_before=1
+        synapse, mailbox, "idn2", "idn@xn--bcher-kva.de", reason=SAME_MAILBOX, mailed_before=1
     )
 
 
@@ -266,3 +249,26 @@ def test_malformed_addresses_are_refused_and_send_nothing(
     assert mailbox.messages == []
     # Refusals take nothing from the client's bucket.
     assert ask_from(synapse, "malformedok", "fine@example.org", "203.0.113.80").status == 202
+
+
+# Last, so that the primed addresses are out of cooldown by now.
+
+
+def test_the_per_email_limit_answers_202_and_sends_nothing(
+    synapse: SynapseServer, mailbox: SmtpCatcher, primed: Primed
+) -> None:
+    primed.wait_out_cooldown()  # so it is the per-address bucket that says no
+    answer = ask_from(synapse, "perEmail2", primed.per_email, "203.0.113.30")
+    assert answer.status == 202
+    assert answer.json() == {"status": "accepted"}
+    expect_no_mail(synapse, mailbox, "peremail2", primed.per_email, reason="rate_limited_email")
+
+
+def test_an_address_that_made_an_account_gets_no_second_token(
+    synapse: SynapseServer, mailbox: SmtpCatcher, primed: Primed
+) -> None:
+    primed.wait_out_cooldown()  # so it is not the cooldown that says no
+    answer = ask_from(synapse, "primedused2", primed.used, "203.0.113.40")
+    assert answer.status == 202
+    assert answer.json() == {"status": "accepted"}
+    expect_no_mail(synapse, mailbox, "primedused2", primed.used, reason="already_used")

@@ -32,7 +32,7 @@ from tests.integration.helpers import (
     request_token,
 )
 
-COOLDOWN_S = 2.0
+COOLDOWN_S = 3.0
 BANNED = "hidden@example.org"
 CATEGORIES = ["fresh", "cooldown", "used", "banned", "per_email"]
 EXPECTED = {
@@ -69,12 +69,10 @@ class Addresses:
         self.last_fresh = ("", "")  # (localpart, address)
         self.cooling = ""
         smtp.clear()
-        mailed = time.monotonic()
+        self._mailed = time.monotonic()
         request_token(synapse, smtp, "limited", self.per_email)
         token = request_token(synapse, smtp, "usedacct", self.used)
         assert registered(register(synapse, "usedacct", token))
-        # Out of cooldown now, so only the per-address bucket holds it back.
-        time.sleep(max(0.0, mailed + COOLDOWN_S + 0.3 - time.monotonic()))
 
     def cool_last_fresh(self) -> None:
         """The last fresh address, once its token is issued, is the cooldown one."""
@@ -93,10 +91,12 @@ class Addresses:
             return self.used
         if category == "banned":
             return BANNED
+        # Out of cooldown, so that only the per-address bucket holds it back.
+        time.sleep(max(0.0, self._mailed + COOLDOWN_S + 0.3 - time.monotonic()))
         return self.per_email
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def addresses(synapse: SynapseServer, smtp: SmtpCatcher) -> Addresses:
     return Addresses(synapse, smtp)
 
@@ -106,6 +106,72 @@ _names = itertools.count()
 
 def new_name(prefix: str) -> str:
     return f"{prefix}{next(_names)}"
+
+
+# --- the pages -----------------------------------------------------------------
+
+
+def assert_page_headers(answer: http.Response) -> None:
+    assert answer.header("Content-Type") == "text/html; charset=utf-8", answer
+    csp = answer.header("Content-Security-Policy") or ""
+    assert "frame-ancestors 'none'" in csp, csp
+    assert "default-src 'none'" in csp, csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+    assert answer.header("X-Frame-Options") == "DENY"
+    assert answer.header("Referrer-Policy") == "no-referrer"
+    assert answer.header("X-Content-Type-Options") == "nosniff"
+
+
+def test_every_page_sends_the_security_headers(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    session = form_session(synapse)
+    pages: dict[str, Callable[[], http.Response]] = {
+        "form": lambda: http.get(synapse.gate_url),
+        "sent": lambda: post_form(synapse, "headers1", "headers1@example.org", session),
+        "form error": lambda: post_form(synapse, "bad name!", "x@example.org", session),
+        "csrf error": lambda: http.post(
+            synapse.gate_url, form={"username": "a", "email": "a@example.org"}
+        ),
+        "refused": lambda: http.post(
+            synapse.gate_url, form={"x": "y"}, headers={"Content-Type": "text/plain"}
+        ),
+        "landing": lambda: http.get(synapse.gate_url + "register?token=nope"),
+    }
+    for name, fetch in pages.items():
+        answer = fetch()
+        assert answer.status < 500, (name, answer)
+        assert_page_headers(answer)
+    api = ask(synapse, "headers2", "headers2@example.org")
+    assert api.header("X-Content-Type-Options") == "nosniff"
+    assert api.header("Content-Type") == "application/json"
+    mailbox.wait_for_rcpt("headers1@example.org")
+    mailbox.wait_for_rcpt("headers2@example.org")
+
+
+@pytest.mark.parametrize(
+    ("username", "email", "raw"),
+    [
+        ("<script>alert(1)</script>", "x@example.org", "<script>alert(1)"),
+        ('" autofocus onfocus="alert(1)', "x@example.org", 'onfocus="alert(1)"'),
+        ("escaper", '"><img src=x onerror=alert(1)>@example.org', "<img src=x"),
+        ("escaper", "x@example.org' onmouseover='alert(1)", "' onmouseover='"),
+        ("</textarea><svg/onload=alert(1)>", "<b>@example.org", "<svg/onload"),
+    ],
+)
+def test_user_input_is_escaped_when_the_form_comes_back(
+    synapse: SynapseServer, mailbox: SmtpCatcher, username: str, email: str, raw: str
+) -> None:
+    answer = post_form(synapse, username, email)
+    assert answer.status == 400, answer
+    assert 'name="username"' in answer.text  # the form, with the values and the error
+    assert raw not in answer.text
+    assert "&lt;" in answer.text or "&#34;" in answer.text or "&#39;" in answer.text
+    assert_page_headers(answer)
+    assert recorded_requests(synapse, "escaper") == []
+
+
+# --- the answers ---------------------------------------------------------------
 
 
 def check_outcomes(synapse: SynapseServer, asked: dict[str, str]) -> None:
@@ -207,66 +273,3 @@ def test_every_email_side_outcome_takes_the_same_time(
             break
     assert not problems, problems
     mailbox.wait_for_rcpt(addresses.last_fresh[1])
-
-
-# --- the pages -----------------------------------------------------------------
-
-
-def assert_page_headers(answer: http.Response) -> None:
-    assert answer.header("Content-Type") == "text/html; charset=utf-8", answer
-    csp = answer.header("Content-Security-Policy") or ""
-    assert "frame-ancestors 'none'" in csp, csp
-    assert "default-src 'none'" in csp, csp
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
-    assert answer.header("X-Frame-Options") == "DENY"
-    assert answer.header("Referrer-Policy") == "no-referrer"
-    assert answer.header("X-Content-Type-Options") == "nosniff"
-
-
-def test_every_page_sends_the_security_headers(
-    synapse: SynapseServer, addresses: Addresses, mailbox: SmtpCatcher
-) -> None:
-    session = form_session(synapse)
-    pages: dict[str, Callable[[], http.Response]] = {
-        "form": lambda: http.get(synapse.gate_url),
-        "sent": lambda: post_form(synapse, "headers1", "headers1@example.org", session),
-        "form error": lambda: post_form(synapse, "bad name!", "x@example.org", session),
-        "csrf error": lambda: http.post(
-            synapse.gate_url, form={"username": "a", "email": "a@example.org"}
-        ),
-        "refused": lambda: http.post(
-            synapse.gate_url, form={"x": "y"}, headers={"Content-Type": "text/plain"}
-        ),
-        "landing": lambda: http.get(synapse.gate_url + "register?token=nope"),
-    }
-    for name, fetch in pages.items():
-        answer = fetch()
-        assert answer.status < 500, (name, answer)
-        assert_page_headers(answer)
-    api = ask(synapse, "headers2", "headers2@example.org")
-    assert api.header("X-Content-Type-Options") == "nosniff"
-    assert api.header("Content-Type") == "application/json"
-    mailbox.wait_for_rcpt("headers1@example.org")
-    mailbox.wait_for_rcpt("headers2@example.org")
-
-
-@pytest.mark.parametrize(
-    ("username", "email", "raw"),
-    [
-        ("<script>alert(1)</script>", "x@example.org", "<script>alert(1)"),
-        ('" autofocus onfocus="alert(1)', "x@example.org", 'onfocus="alert(1)"'),
-        ("escaper", '"><img src=x onerror=alert(1)>@example.org', "<img src=x"),
-        ("escaper", "x@example.org' onmouseover='alert(1)", "' onmouseover='"),
-        ("</textarea><svg/onload=alert(1)>", "<b>@example.org", "<svg/onload"),
-    ],
-)
-def test_user_input_is_escaped_when_the_form_comes_back(
-    synapse: SynapseServer, mailbox: SmtpCatcher, username: str, email: str, raw: str
-) -> None:
-    answer = post_form(synapse, username, email)
-    assert answer.status == 400, answer
-    assert 'name="username"' in answer.text  # the form, with the values and the error
-    assert raw not in answer.text
-    assert "&lt;" in answer.text or "&#34;" in answer.text or "&#39;" in answer.text
-    assert_page_headers(answer)
-    assert recorded_requests(synapse, "escaper") == []
