@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class EmailGate:
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
             server_name=api.server_name,
-            sender=config.sender or f"{api.server_name} <noreply@{api.server_name}>",
+            sender=config.sender or formataddr((api.server_name, f"noreply@{api.server_name}")),
             page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
         )
         self._delivery = MailDelivery(
@@ -87,7 +88,13 @@ class EmailGate:
         admin_service = AdminService(
             api, self._policy_sync, self._delivery, config.token_lifetime_ms
         )
-        admin = AdminHandlers(moderators, admin_service)
+        (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
+        admin = AdminHandlers(
+            moderators,
+            admin_service,
+            admin_page,
+            {"server_name": api.server_name, "base_path": BASE_PATH},
+        )
         self._room = self._moderation_room(admin_service, moderators)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
@@ -98,6 +105,7 @@ class EmailGate:
             ("GET", "verify"): self._when_ready(pages.verify_page),
             ("POST", "verify"): self._when_ready(pages.verify_post),
             ("GET", "static/*"): pages.static,
+            ("GET", "admin"): admin.page,
             ("GET", "admin/*"): self._when_ready(admin.handle),
             ("POST", "admin/*"): self._when_ready(admin.handle),
             ("DELETE", "admin/*"): self._when_ready(admin.handle),

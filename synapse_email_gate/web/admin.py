@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
+import jinja2
 from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
@@ -20,7 +21,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import admin_store
 from synapse_email_gate.admin_service import AdminError, AdminService
 from synapse_email_gate.config import is_plain_user_id
-from synapse_email_gate.web.http import query_param, read_body, respond_json
+from synapse_email_gate.web.http import query_param, read_body, respond_html, respond_json
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,16 @@ Action = Callable[[str, list[str], Body, SynapseRequest], Awaitable[tuple[int, o
 
 
 class AdminHandlers:
-    def __init__(self, moderators: Moderators, service: AdminService) -> None:
+    def __init__(
+        self,
+        moderators: Moderators,
+        service: AdminService,
+        page: jinja2.Template,
+        page_vars: dict[str, object],
+    ) -> None:
         self._moderators = moderators
         self._service = service
+        self._page = page.render(**page_vars)
         s = service
         # (method, path pattern) -> action(actor, path params, body, request)
         self._routes: list[tuple[str, re.Pattern[str], Action]] = [
@@ -97,6 +105,10 @@ class AdminHandlers:
             ("POST", _path("reload"), self._reload),
             ("GET", _path("audit"), self._audit),
         ]
+
+    async def page(self, request: SynapseRequest) -> None:
+        """The review page; it signs in with the moderator's Matrix account itself."""
+        respond_html(request, 200, self._page)
 
     async def handle(self, request: SynapseRequest) -> None:
         method = request.method.decode("ascii", errors="replace")

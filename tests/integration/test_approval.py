@@ -8,9 +8,15 @@ from typing import Any
 import pytest
 
 from tests.harness import http
-from tests.harness.smtp import Mail, SmtpCatcher
+from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import quiet, register, registered, token_from
+from tests.integration.helpers import (
+    confirm_address,
+    quiet,
+    register,
+    registered,
+    token_from,
+)
 
 REASON = "I am in the chess club and would like to join the club's rooms here."
 MODERATOR_MAIL = "moderators@example.org"
@@ -36,22 +42,6 @@ def ask(synapse: SynapseServer, username: str, email: str, reason: str = REASON)
     return http.post(
         synapse.gate_url + "api/request",
         json={"username": username, "email": email, "reason": reason},
-    )
-
-
-def confirm_address(synapse: SynapseServer, mail: Mail) -> http.Response:
-    """Follow the link in the mail and press the button, as a person would."""
-    link = re.search(r"(http://\S+/verify\?code=\S+)", mail.text)
-    assert link, mail.text
-    page = http.get(link.group(1))
-    assert page.status == 200
-    code = re.search(r'name="code" value="([^"]+)"', page.text)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert code and csrf
-    return http.post(
-        synapse.gate_url + "verify",
-        form={"code": code.group(1), "csrf": csrf.group(1)},
-        cookies=page.cookies,
     )
 
 
