@@ -246,7 +246,18 @@ def _sender(value: object) -> str:
     pairs = email.utils.getaddresses([value])
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ValueError(f"expected one address like 'Example <gate@example.org>', got {value!r}")
-    return value
+    return _quoted_sender(*pairs[0])
+
+
+def _quoted_sender(name: str, address: str) -> str:
+    """Quote a display name with dots, commas, ...: `Dr. X <a@b.org>` -> `"Dr. X" <a@b.org>`.
+    Unquoted, the mail's From header would be refused when each mail is built."""
+    if not name:
+        return address
+    if re.search(r'[][\\()<>@,:;".]', name):
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}" <{address}>'
+    return f"{name} <{address}>"
 
 
 def _room(value: object) -> str:

@@ -40,6 +40,7 @@ class Mail:
     raw: bytes
     login: str | None = None
     connection: int = 0  # which SMTP connection (1, 2, ...) of this catcher brought it
+    tls: bool = False  # whether it came over TLS (implicit, or after STARTTLS)
 
     @property
     def subject(self) -> str:
@@ -86,7 +87,11 @@ class _Handler:
         auth = session.auth_data
         login = auth.decode() if isinstance(auth, bytes) else None
         connection = getattr(server, "catcher_connection", 0)
-        mail = Mail(envelope.mail_from or "", list(envelope.rcpt_tos), msg, raw, login, connection)
+        transport = server.transport
+        tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+        mail = Mail(
+            envelope.mail_from or "", list(envelope.rcpt_tos), msg, raw, login, connection, tls
+        )
         self.catcher._add(mail)
         return "250 Message accepted for delivery"
 
