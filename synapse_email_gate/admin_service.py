@@ -247,6 +247,34 @@ class AdminService:
             for ban in bans
         ]
 
+    def policy_entries(self) -> dict[str, list[dict[str, Any]]]:
+        """Every ban in force, from homeserver.yaml, the policy file and the database,
+        with its reason and expiry (for moderators only)."""
+        now = self._now()
+        view: dict[str, list[dict[str, Any]]] = {
+            "banned_usernames": [],
+            "banned_emails": [],
+            "banned_ips": [],
+            "allowed_email_domains": [],
+        }
+        for source, lists in self._policy.layers().items():
+            for key in ("banned_usernames", "banned_emails", "banned_ips"):
+                entries: tuple[BanEntry, ...] = getattr(lists, key)
+                view[key] += [
+                    {
+                        "match": entry.match,
+                        "reason": entry.reason,
+                        "expires_ts": entry.expires_ts,
+                        "active": entry.active(now),
+                        "source": source,
+                    }
+                    for entry in entries
+                ]
+            view["allowed_email_domains"] += [
+                {"match": domain, "source": source} for domain in lists.allowed_email_domains
+            ]
+        return view
+
     async def add_ban(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         kind, match, reason = body.get("kind"), body.get("match"), body.get("reason")
         if kind not in BAN_KINDS:

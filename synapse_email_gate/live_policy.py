@@ -101,6 +101,10 @@ class LivePolicy:
         self._stored_lists = lists
         self._rebuild()
 
+    def layers(self) -> dict[str, PolicyLists]:
+        """The lists in force by where they come from, for moderators."""
+        return {"config": self._base, "policy_file": self._file_lists, "stored": self._stored_lists}
+
     def _rebuild(self) -> None:
         self.current = Policy.build(
             [self._base, self._file_lists, self._stored_lists], self._now_ms()

@@ -12,6 +12,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate import admin_store, store
 from synapse_email_gate.live_policy import LivePolicy, ReloadResult
+from synapse_email_gate.policy_lists import PolicyLists
 
 GENERATION = "policy_generation"
 
@@ -21,6 +22,9 @@ class PolicySync:
         self._api = api
         self._policy = policy
         self._seen: int | None = None
+
+    def layers(self) -> dict[str, PolicyLists]:
+        return self._policy.layers()
 
     async def reload_everywhere(self) -> ReloadResult:
         """Re-read the file and the stored bans here, and tell every other process."""

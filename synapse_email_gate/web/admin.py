@@ -99,6 +99,7 @@ class AdminHandlers:
             ("GET", _path("bans"), lambda a, p, b, r: _wrap(200, "bans", s.list_bans())),
             ("POST", _path("bans"), lambda a, p, b, r: _ok(201, s.add_ban(a, b))),
             ("DELETE", _path("bans/{}"), self._remove_ban),
+            ("GET", _path("policy"), self._policy),
             ("GET", _path("moderators"), self._list_moderators),
             ("POST", _path("moderators"), self._allow),
             ("DELETE", _path("moderators/{}"), self._disallow),
@@ -177,6 +178,9 @@ class AdminHandlers:
     async def _remove_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         await self._service.remove_ban(a, p[0])
         return 200, {"removed": p[0]}
+
+    async def _policy(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+        return 200, self._service.policy_entries()
 
     async def _list_moderators(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         return 200, {"moderators": await self._service.list_moderators()}

@@ -16,6 +16,10 @@ from tests.integration.helpers import ask, quiet, register, registered, request_
 @pytest.fixture(scope="module")
 def gate_config() -> dict[str, Any]:
     return {
+        "banned_usernames": [
+            "^plain-config-ban$",
+            {"match": "^reasoned$", "reason": "impersonation", "expires": "2099-01-01"},
+        ],
         "moderators": ["@mod:test.local", "@team-.*:test.local"],
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
     }
@@ -193,3 +197,19 @@ def test_audit_log_records_who_did_what(synapse: SynapseServer, mod_token: str) 
         and e["target"] == "audited-token"
         for e in entries
     )
+
+
+def test_every_ban_in_force_is_shown_to_moderators_with_reason_and_source(
+    synapse: SynapseServer, mod_token: str
+) -> None:
+    admin(synapse, mod_token, "POST", "bans", json={"kind": "ip", "match": "192.0.2.0/24"})
+    view = admin(synapse, mod_token, "GET", "policy").json()
+    usernames = {e["match"]: e for e in view["banned_usernames"]}
+    assert usernames["^reasoned$"]["reason"] == "impersonation"
+    assert usernames["^reasoned$"]["source"] == "config"
+    assert usernames["^plain-config-ban$"]["reason"] is None
+    assert {"match": "192.0.2.0/24", "source": "stored"}.items() <= {
+        k: v for e in view["banned_ips"] for k, v in e.items() if e["match"] == "192.0.2.0/24"
+    }.items()
+    refused = ask(synapse, "reasoned", "reasoned@example.org")
+    assert "impersonation" not in refused.text
