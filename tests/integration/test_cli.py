@@ -1,0 +1,226 @@
+"""The `synapse-email-gate` command, run as a subprocess against a real Synapse (SQLite):
+token lifecycle, delete-all confirmation, bans, moderators, reload, audit, requests,
+and the exit codes scripts rely on (1 refused, 2 usage, 3 cannot connect)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.ports import free_port
+from tests.harness.smtp import SmtpCatcher
+from tests.harness.synapse import SynapseServer
+from tests.integration.helpers import ask, register, registered, request_token
+
+SYNAPSE_DATABASES = ["sqlite"]
+
+_SCRIPT = Path(sys.executable).parent / "synapse-email-gate"
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "synapse_email_gate.cli"]
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli-policy") / "policy.yaml"
+    path.write_text("banned_usernames: ['^fromfile$']\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def gate_config(policy_file: Path) -> dict[str, Any]:
+    return {
+        "policy_file": str(policy_file),
+        "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
+    }
+
+
+Result = subprocess.CompletedProcess[str]
+
+
+def _env(server: SynapseServer | str, token: str | None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_GATE_")}
+    environ["EMAIL_GATE_SERVER"] = server if isinstance(server, str) else server.base_url
+    if token is not None:
+        environ["EMAIL_GATE_TOKEN"] = token
+    return environ
+
+
+def cli(server: SynapseServer | str, token: str | None, *args: str) -> Result:
+    """Run the command with the server and token in the environment."""
+    return together((server, token, args))[0]
+
+
+def together(*runs: tuple[SynapseServer | str, str | None, tuple[str, ...]]) -> list[Result]:
+    """Run several independent commands at once (each start pays for importing Synapse)."""
+    procs = [
+        (
+            args,
+            subprocess.Popen(
+                [*CLI, *args],
+                env=_env(server, token),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for server, token, args in runs
+    ]
+    results = []
+    for args, proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        results.append(subprocess.CompletedProcess([*CLI, *args], proc.returncode, stdout, stderr))
+    return results
+
+
+def ok(result: Result) -> str:
+    assert result.returncode == 0, (result.args, result.returncode, result.stdout, result.stderr)
+    return result.stdout
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(ok(result))
+
+
+def test_token_lifecycle_and_audit(synapse: SynapseServer, admin_token: str) -> None:
+    created = ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-life-1"))
+    assert "cli-life-1" in created and "in 7 days" in created
+
+    listing, audit = together(
+        (synapse, admin_token, ("tokens", "list")),
+        (synapse, admin_token, ("audit", "--limit", "5")),
+    )
+    line = next(ln for ln in ok(listing).splitlines() if ln.startswith("cli-life-1 "))
+    assert line.split()[1:3] == ["yes", "1"]  # valid, 1 use left
+    assert "in 7 days" in line
+    assert any(
+        "@ops:test.local" in ln and "token.create" in ln and "cli-life-1" in ln
+        for ln in ok(audit).splitlines()
+    )
+
+    assert registered(register(synapse, "clilife", "cli-life-1"))
+    shown, valid = together(
+        (synapse, admin_token, ("tokens", "show", "cli-life-1", "--json")),
+        (synapse, admin_token, ("--json", "tokens", "list", "--valid")),
+    )
+    token = as_json(shown)
+    assert token["completed"] == 1 and token["uses_left"] == 0 and token["valid"] is False
+    assert "cli-life-1" not in {t["token"] for t in as_json(valid)["tokens"]}
+
+    assert "deleted cli-life-1" in ok(cli(synapse, admin_token, "tokens", "delete", "cli-life-1"))
+    gone = cli(synapse, admin_token, "tokens", "show", "cli-life-1")
+    assert gone.returncode == 1 and "not found" in gone.stderr
+
+
+def test_create_several_unlimited_tokens_with_a_token_file(
+    synapse: SynapseServer, admin_token: str, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "access_token"
+    token_file.write_text(admin_token + "\n")
+    create = ("--token-file", str(token_file), "tokens", "create", "--unlimited")
+    made = cli(synapse, None, *create, "--expiry", "never", "--length", "10", "--count", "3", "-q")
+    tokens = ok(made).split()
+    assert len(tokens) == 3 and all(len(t) == 10 for t in tokens)
+    shown = as_json(cli(synapse, admin_token, "tokens", "show", *tokens, "--json"))
+    assert [t["uses_left"] for t in shown] == [None, None, None]
+    assert {t["expires"] for t in shown} == {"never"}
+
+
+def test_delete_all_refuses_without_yes(synapse: SynapseServer, admin_token: str) -> None:
+    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-keep-1"))
+    refused = cli(synapse, admin_token, "tokens", "delete-all")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert token_exists(synapse, "cli-keep-1")
+
+    assert "deleted" in ok(cli(synapse, admin_token, "tokens", "delete-all", "--yes"))
+    assert not token_exists(synapse, "cli-keep-1")
+
+
+def token_exists(synapse: SynapseServer, token: str) -> bool:
+    return bool(synapse.query("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)))
+
+
+def test_bans_add_list_remove(synapse: SynapseServer, admin_token: str) -> None:
+    add = ("bans", "add", "username", "^clispam", "--reason", "bot wave", "--expires", "30d")
+    added, bad = together(
+        (synapse, admin_token, (*add, "--json")),
+        (synapse, admin_token, ("bans", "add", "ip", "not-an-ip")),
+    )
+    ban = as_json(added)
+    assert bad.returncode == 1 and "M_INVALID_PARAM" in bad.stderr
+    assert ask(synapse, "clispam1", "clispam1@example.org").status == 400
+    listing = ok(cli(synapse, admin_token, "bans", "list"))
+    assert any(
+        ban["id"] in ln and "^clispam" in ln and "bot wave" in ln for ln in listing.splitlines()
+    )
+    assert f"removed ban {ban['id']}" in ok(cli(synapse, admin_token, "bans", "remove", ban["id"]))
+    assert ask(synapse, "clispam2", "clispam2@example.org").status == 202
+
+    listing_after, again = together(
+        (synapse, admin_token, ("bans", "list")),
+        (synapse, admin_token, ("bans", "remove", ban["id"])),
+    )
+    assert ban["id"] not in ok(listing_after)
+    assert again.returncode == 1 and "M_NOT_FOUND" in again.stderr
+
+
+def test_moderators_allow_list_disallow(synapse: SynapseServer, admin_token: str) -> None:
+    helper = synapse.register_user("clihelper", "helper-password-1")
+    entry = "@clihelper:test.local"
+    assert f"allowed {entry}" in ok(cli(synapse, admin_token, "moderators", "allow", entry))
+    listing, as_helper = together(
+        (synapse, admin_token, ("moderators", "list")),
+        (synapse, helper, ("tokens", "list")),
+    )
+    assert entry in ok(listing)
+    ok(as_helper)
+
+    assert f"disallowed {entry}" in ok(cli(synapse, admin_token, "moderators", "disallow", entry))
+    forbidden = cli(synapse, helper, "tokens", "list")
+    assert forbidden.returncode == 1 and "M_FORBIDDEN" in forbidden.stderr
+
+
+def test_reload_reports_a_broken_policy_file(
+    synapse: SynapseServer, admin_token: str, policy_file: Path
+) -> None:
+    good = policy_file.read_text()
+    try:
+        policy_file.write_text("banned_ips: ['not-an-ip']\n")
+        broken = cli(synapse, admin_token, "reload")
+        assert broken.returncode == 1
+        assert "EMAIL_GATE_POLICY_INVALID" in broken.stderr and "banned_ips" in broken.stderr
+    finally:
+        policy_file.write_text(good)
+    assert "loaded" in ok(cli(synapse, admin_token, "reload"))
+
+
+def test_requests_list_json_and_show(
+    synapse: SynapseServer, admin_token: str, mailbox: SmtpCatcher
+) -> None:
+    request_token(synapse, mailbox, "clireq1", "clireq1@example.org")
+    page = as_json(cli(synapse, admin_token, "requests", "list", "--search", "clireq", "--json"))
+    assert [r["localpart"] for r in page["requests"]] == ["clireq1"]
+    shown, bad = together(
+        (synapse, admin_token, ("requests", "show", page["requests"][0]["id"])),
+        (synapse, admin_token, ("requests", "list", "--status", "bogus")),
+    )
+    assert "clireq1@example.org" in ok(shown) and "issued" in shown.stdout
+    assert "Mails:" in shown.stdout
+    assert bad.returncode == 1 and "status must be one of" in bad.stderr
+
+
+def test_exit_codes_for_a_wrong_token_no_server_and_no_token(synapse: SynapseServer) -> None:
+    secret = "syt_not_a_real_token_4711"
+    wrong, unreachable, no_token = together(
+        (synapse, secret, ("tokens", "list")),
+        (f"http://127.0.0.1:{free_port()}", "whatever", ("tokens", "list")),
+        (synapse, None, ("reload",)),
+    )
+    assert wrong.returncode == 1 and "M_UNKNOWN_TOKEN" in wrong.stderr
+    assert secret not in wrong.stdout + wrong.stderr
+    assert unreachable.returncode == 3 and "cannot connect" in unreachable.stderr
+    assert no_token.returncode == 2 and "EMAIL_GATE_TOKEN" in no_token.stderr
