@@ -5,6 +5,7 @@ against a real Synapse on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from tests.integration.helpers import (
     ask,
     ask_from,
     expect_no_mail,
+    post_form,
     reload_policy,
     request_token,
 )
@@ -229,3 +231,48 @@ def test_a_limit_raised_by_reload_applies_at_once(
         f"bucket as empty under the old limit (RequestService._empty_until): {again}"
     )
     mailbox.wait_for_rcpt("raise3@example.org")
+
+
+def test_ban_reasons_are_never_told_and_expired_bans_lift_by_themselves(
+    synapse: SynapseServer, mailbox: SmtpCatcher, policy_file: Path, admin_token: str
+) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    lifts_at = now + datetime.timedelta(seconds=2)
+    past = (now - datetime.timedelta(days=1)).date().isoformat()
+    write_policy(
+        policy_file,
+        {
+            "banned_usernames": [
+                {"match": "^expiring$", "reason": "SECRET-1", "expires": lifts_at.isoformat()},
+                {"match": "^expired$", "reason": "SECRET-2", "expires": past},
+                {"match": "^reasoned$", "reason": "SECRET-3"},
+            ],
+            "banned_ips": [{"match": "203.0.113.88", "reason": "SECRET-4"}],
+            "banned_emails": [{"match": "reasoned@example.org", "reason": "SECRET-5"}],
+        },
+    )
+    assert reload_policy(synapse, admin_token).status == 200
+
+    answers = [
+        ask(synapse, "reasoned", "x@example.org"),
+        post_form(synapse, "reasoned", "x@example.org"),
+        ask_from(synapse, "reasonip", "reasonip@example.org", "203.0.113.88"),
+        post_form(
+            synapse, "reasonip", "x@example.org", headers={"X-Forwarded-For": "203.0.113.88"}
+        ),
+        ask_from(synapse, "reasonmail", "reasoned@example.org", "198.51.100.88"),
+    ]
+    assert [a.status for a in answers] == [400, 400, 403, 403, 202]
+    for answer in answers:
+        assert "SECRET" not in answer.text, answer
+        assert "SECRET" not in str(answer.headers), answer
+    expect_no_mail(synapse, mailbox, "reasonmail", "reasoned@example.org", reason="email_banned")
+
+    assert not is_banned(synapse, "expired")
+    assert is_banned(synapse, "expiring")
+    lifted = lifts_at.timestamp() + CHECK_INTERVAL_S + 3
+    while is_banned(synapse, "expiring"):
+        assert time.time() < lifted, "a ban past its expiry is still in force"
+        time.sleep(0.1)
+    assert time.time() >= lifts_at.timestamp() - 0.05
+    assert is_banned(synapse, "reasoned")
