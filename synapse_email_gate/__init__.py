@@ -20,11 +20,13 @@ from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
 from synapse_email_gate.admin_service import AdminService
+from synapse_email_gate.after_registration import AfterRegistration
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.challenge_gate import ChallengeGate
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
+from synapse_email_gate.i18n import Translations
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.moderation_room import ModerationRoom
@@ -35,8 +37,10 @@ from synapse_email_gate.schema import create_schema
 from synapse_email_gate.service import RequestService
 from synapse_email_gate.store import PendingRequest
 from synapse_email_gate.web.admin import AdminHandlers, Moderators
+from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
+from synapse_email_gate.web.pages import PageKit
 from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
 
 __all__ = ["EmailGate", "GateConfig"]
@@ -55,11 +59,18 @@ class EmailGate:
         )
         self._policy_sync = PolicySync(api, self._policy)
         self._bridge = AsyncioThread(reactor)
+        pages_config = config.pages
+        translations = Translations.load(
+            pages_config.translations_dir, pages_config.default_language
+        )
+        kit = PageKit(api, pages_config, translations)
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
             server_name=api.server_name,
             sender=config.sender or formataddr((api.server_name, f"noreply@{api.server_name}")),
             page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
+            translations=translations,
+            display_name=kit.display_name,
         )
         self._delivery = MailDelivery(
             api,
@@ -70,7 +81,10 @@ class EmailGate:
             forget_addresses=config.privacy.hash_emails,
         )
         self._service = RequestService(api, config, self._policy, self._delivery)
-        RegistrationHooks(api, self._policy).register()
+        after = AfterRegistration(
+            api, pages_config.after_registration, pages_config.default_language
+        )
+        RegistrationHooks(api, self._policy, after.run if after.active else None).register()
 
         self._schema = ObservableDeferred(
             api.run_as_background_process("email_gate_schema", self._create_schema),
@@ -83,7 +97,10 @@ class EmailGate:
             api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
             IpRules.compile(config.trusted_proxies),
             challenges,
+            kit,
         )
+        (register_page,) = api.read_templates([REGISTER_TEMPLATE], TEMPLATE_DIR)
+        finish = FinishHandlers(api, kit, register_page, pages_config)
         moderators = Moderators(api, config.moderators)
         admin_service = AdminService(
             api, self._policy_sync, self._delivery, config.token_lifetime_ms
@@ -101,7 +118,8 @@ class EmailGate:
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
             ("GET", "api/challenge"): self._when_ready(challenges.fetch),
-            ("GET", "register"): self._when_ready(pages.register_page),
+            ("GET", "register"): self._when_ready(finish.landing),
+            ("POST", "register"): self._when_ready(finish.submit),
             ("GET", "verify"): self._when_ready(pages.verify_page),
             ("POST", "verify"): self._when_ready(pages.verify_post),
             ("GET", "static/*"): pages.static,

@@ -1,4 +1,10 @@
-"""What the mails say: rendered from templates an admin can override."""
+"""What the mails say: rendered from templates an admin can override.
+
+Each mail is written in the language its request was made in (`lang`, stored
+with the request); mails to moderators in the default language. Templates get
+`_` (the translator of that language) and the variables listed in
+docs/templates.md.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from urllib.parse import urlencode
 import attrs
 import jinja2
 
+from synapse_email_gate.i18n import Translations
 from synapse_email_gate.smtp import OutgoingMail
 
 TemplateLoader = Callable[[list[str]], list[jinja2.Template]]
@@ -41,6 +48,7 @@ class MailFacts:
     message: str | None = None
     requester: str | None = None
     ip: str | None = None
+    lang: str = "en"
 
 
 def describe_duration(ms: int) -> str:
@@ -74,16 +82,27 @@ class MailComposer:
         server_name: str,
         sender: str,
         page_base_url: str,
+        translations: Translations | None = None,
+        display_name: str | None = None,
     ) -> None:
         self._templates = {kind: load_templates(template_names(kind)) for kind in MAIL_KINDS}
         self._server_name = server_name
         self._sender = sender
         self._page_base_url = page_base_url
+        self._translations = translations or Translations.load()
+        self._display_name = display_name or server_name
 
     def compose(self, facts: MailFacts, now_ms: int) -> OutgoingMail:
         subject_t, text_t, html_t = self._templates[facts.kind]
         expires_ts = facts.expires_ts or now_ms
+        # Moderators get their notices in the server's language, not the requester's.
+        lang = self._translations.default if facts.kind == "notice" else facts.lang
+        translate = self._translations.translator(lang)
         variables = {
+            "_": translate,
+            "lang": translate.code,
+            "dir": translate.dir,
+            "display_name": self._display_name,
             "server_name": self._server_name,
             "user_id": f"@{facts.localpart}:{self._server_name}",
             "localpart": facts.localpart,
@@ -91,7 +110,7 @@ class MailComposer:
             "link": registration_link(self._page_base_url, facts.token or ""),
             "verify_link": verify_link(self._page_base_url, facts.verify_code or ""),
             "expires_utc": format_utc(expires_ts),
-            "expires_in": describe_duration(expires_ts - now_ms),
+            "expires_in": translate.duration(expires_ts - now_ms),
             "statement": facts.statement or "",
             "message": facts.message or "",
             "requester": facts.requester or facts.to,

@@ -90,7 +90,7 @@ def claim_txn(
         if row is None:
             continue
         (kind, attempts, created_ts, recipient, request_id, email, localpart, token,
-         expires_ts, verify_code, statement, decision_message, ip) = row  # fmt: skip
+         expires_ts, verify_code, statement, decision_message, ip, lang) = row  # fmt: skip
         claimed.append(
             ClaimedMail(
                 outbox_id=str(row_id),
@@ -109,6 +109,7 @@ def claim_txn(
                     message=decision_message,
                     requester=email,
                     ip=ip,
+                    lang=lang or "en",
                 ),
             )
         )

@@ -81,7 +81,7 @@ class BrandingConfig:
             display_name=section.convert("display_name", None, _one_line),
             logo_url=logo_url,
             logo_alt=section.convert("logo_alt", None, _one_line),
-            intro=section.convert("intro", {}, _per_language_text),
+            intro=section.convert("intro", dict[str, str](), _per_language_text),
             rules_url=links["rules_url"],
             terms_url=links["terms_url"],
             privacy_url=links["privacy_url"],
@@ -124,12 +124,14 @@ class AfterRegistrationConfig:
 
     @staticmethod
     def from_section(section: Section) -> AfterRegistrationConfig:
-        rooms = section.convert("join_rooms", (), _rooms)
+        no_rooms: tuple[str, ...] = ()
+        rooms = section.convert("join_rooms", no_rooms, _rooms)
         welcome_section = section.section("welcome")
         welcome = None
         if welcome_section.has("message") or welcome_section.has("sender"):
             sender = welcome_section.convert("sender", None, _user_id)
-            message = welcome_section.convert("message", {}, _per_language_text)
+            no_message: dict[str, str] = {}
+            message = welcome_section.convert("message", no_message, _per_language_text)
             if sender is None:
                 raise welcome_section.error("sender", "required when a welcome message is set")
             if not message:
@@ -170,6 +172,13 @@ class PagesConfig:
     def from_section(section: Section) -> PagesConfig:
         translations_dir = section.convert("translations_dir", None, _directory)
         default_language = section.convert("default_language", "en", _language_code)
+        from synapse_email_gate.i18n import TranslationError, Translations
+
+        try:
+            Translations.load(translations_dir, default_language)
+        except TranslationError as e:
+            key = "translations_dir" if translations_dir else "default_language"
+            raise section.error(key, str(e)) from e
         return PagesConfig(
             branding=BrandingConfig.from_section(section.section("branding")),
             clients=section.convert("clients", DEFAULT_CLIENTS, _clients),

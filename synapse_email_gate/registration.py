@@ -8,11 +8,14 @@
   call or SSO login created it.
 - on_user_registration links the new account to its request. An exception
   there would answer 500 after the account exists, so it is guarded too.
+  Then the `after_registration` actions (after_registration.py) start in the
+  background.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from synapse.module_api import ModuleApi
@@ -27,9 +30,15 @@ TOKEN_STAGE = "m.login.registration_token"  # noqa: S105 - a stage name
 
 
 class RegistrationHooks:
-    def __init__(self, api: ModuleApi, policy: LivePolicy) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        policy: LivePolicy,
+        after: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
         self._api = api
         self._policy = policy
+        self._after = after
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -96,5 +105,9 @@ class RegistrationHooks:
             if request_id is not None:
                 logger.info("request %s: account %s created", request_id, user_id)
                 metrics.token_used(self._api.server_name)
+                if self._after is not None:
+                    self._api.run_as_background_process(
+                        "email_gate_after_registration", self._after, user_id, request_id
+                    )
         except Exception:
             logger.exception("could not link %s to its request", user_id)

@@ -586,7 +586,8 @@ def mail_facts_txn(txn: LoggingTransaction, outbox_id: str) -> tuple[Any, ...] |
     txn.execute(
         """
         SELECT o.kind, o.attempts, o.created_ts, o.recipient, r.id, r.email, r.localpart,
-               r.token, r.expires_ts, r.verify_code, r.statement, r.decision_message, r.ip
+               r.token, r.expires_ts, r.verify_code, r.statement, r.decision_message, r.ip,
+               r.lang
         FROM email_gate_outbox o JOIN email_gate_requests r ON r.id = o.request_id
         WHERE o.id = ?
         """,

@@ -1,4 +1,7 @@
-"""The request page, its form post, the JSON API, the token landing page and static files."""
+"""The request page, its form post, the JSON API, the address check and static files.
+
+The token landing page and the web registration are in finish.py.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ import jinja2
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import outcomes, store
+from synapse_email_gate import outcomes
 from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.mail import format_utc, registration_link
 from synapse_email_gate.netrules import IpRules, client_ip
 from synapse_email_gate.outcomes import Outcome, Refusal
 from synapse_email_gate.service import (
@@ -35,16 +37,17 @@ from synapse_email_gate.web.http import (
     respond_json,
     set_cookie_header,
 )
+from synapse_email_gate.web.pages import PageKit
 from synapse_email_gate.web.resource import BASE_PATH
 
 logger = logging.getLogger(__name__)
 
 CSRF_COOKIE = "email_gate_csrf"
+CONSENT_REQUIRED = "EMAIL_GATE_CONSENT_REQUIRED"
 PAGE_TEMPLATES = [
     "email_gate_request.html",
     "email_gate_request_sent.html",
     "email_gate_refused.html",
-    "email_gate_register.html",
     "email_gate_verify_page.html",
 ]
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -59,11 +62,13 @@ class RequestHandlers:
         templates: list[jinja2.Template],
         trusted_proxies: IpRules,
         challenges: ChallengeGate | None = None,
+        kit: PageKit | None = None,
     ) -> None:
         self._api = api
         self._service = service
         self._challenges = challenges
-        self._form, self._sent, self._refused, self._register, self._verify = templates
+        self._kit = kit
+        self._form, self._sent, self._refused, self._verify = templates
         self._trusted_proxies = trusted_proxies
         self._secure_cookies = api.public_baseurl.startswith("https://")
         self._static = {
@@ -72,8 +77,10 @@ class RequestHandlers:
             if path.suffix in _STATIC_TYPES
         }
 
-    def _page_vars(self) -> dict[str, object]:
+    def _page_vars(self, lang: str = "en", path: str = "/") -> dict[str, object]:
+        shared = self._kit.variables(lang, path) if self._kit else {}
         return {
+            **shared,
             "server_name": self._api.server_name,
             "base_path": BASE_PATH,
             "approval": self._service.approval_required,
@@ -97,26 +104,50 @@ class RequestHandlers:
 
     # --- the page --------------------------------------------------------
 
+    def _language(self, request: SynapseRequest, field: object = None) -> str:
+        """The page's language; a form names it in its hidden `lang` field."""
+        if self._kit is None:
+            return "en"
+        if isinstance(field, str) and self._kit.translations.known(field):
+            return self._kit.translations.negotiate(field)
+        return self._kit.language(request)
+
+    def _consent_refusal(self, fields: Mapping[str, str]) -> Refusal | None:
+        if self._kit is None or not self._kit.config.branding.consent_required:
+            return None
+        if fields.get("consent") == "yes":
+            return None
+        return Refusal(
+            400,
+            CONSENT_REQUIRED,
+            "Please read the rules and terms, then tick the box to accept them.",
+            "consent",
+        )
+
     async def page(self, request: SynapseRequest) -> None:
         csrf = secrets.token_urlsafe(24)
-        self._render_form(request, 200, csrf, set_cookie=True)
+        lang = self._language(request)
+        self._render_form(request, 200, csrf, lang, set_cookie=True)
 
     def _render_form(
         self,
         request: SynapseRequest,
         status: int,
         csrf: str,
+        lang: str,
         *,
         set_cookie: bool,
         values: RequestInput | None = None,
         refusal: Refusal | None = None,
+        consent: bool = False,
     ) -> None:
         html = self._form.render(
-            **self._page_vars(),
+            **self._page_vars(lang),
             csrf=csrf,
             username=values.username if values else "",
             email=values.email if values else "",
             reason=values.reason if values else "",
+            consent=consent,
             error=refusal,
         )
         headers = {}
@@ -129,9 +160,11 @@ class RequestHandlers:
     async def form_post(self, request: SynapseRequest) -> None:
         body = read_body(request)
         if body is None or content_type(request) != "application/x-www-form-urlencoded":
-            self._render_refused(request, outcomes.bad_param("The form could not be read."))
+            lang = self._language(request)
+            self._render_refused(request, outcomes.bad_param("The form could not be read."), lang)
             return
         fields = form_fields(body)
+        lang = self._language(request, fields.get("lang"))
         csrf_cookie = cookie(request, CSRF_COOKIE) or ""
         csrf_field = fields.get("csrf", "")
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
@@ -141,12 +174,13 @@ class RequestHandlers:
                 outcomes.CSRF,
                 "Your session expired or cookies are blocked. Please submit the form again.",
             )
-            self._render_form(request, 400, new_csrf, set_cookie=True, refusal=expired)
+            self._render_form(request, 400, new_csrf, lang, set_cookie=True, refusal=expired)
             return
         unsolved = await self._challenge_refusal(fields)
         form_input, refusal = _read_input(
-            fields.get("username"), fields.get("email"), fields.get("reason")
+            fields.get("username"), fields.get("email"), fields.get("reason"), lang
         )
+        refusal = refusal or self._consent_refusal(fields)
         outcome = (
             unsolved or refusal or await self._service.submit(form_input, self.client_ip(request))
         )
@@ -155,21 +189,23 @@ class RequestHandlers:
                 request,
                 outcome.status,
                 csrf_cookie,
+                lang,
                 set_cookie=False,
                 values=form_input,
                 refusal=outcome,
+                consent=fields.get("consent") == "yes",
             )
         elif isinstance(outcome, Refusal):
-            self._render_refused(request, outcome)
+            self._render_refused(request, outcome, lang)
         else:
-            html = self._sent.render(**self._page_vars())
+            html = self._sent.render(**self._page_vars(lang))
             respond_html(request, outcome.status, html)
 
-    def _render_refused(self, request: SynapseRequest, refusal: Refusal) -> None:
+    def _render_refused(self, request: SynapseRequest, refusal: Refusal, lang: str) -> None:
         headers = {}
         if refusal.retry_after_s is not None:
             headers["Retry-After"] = str(refusal.retry_after_s)
-        html = self._refused.render(**self._page_vars(), error=refusal)
+        html = self._refused.render(**self._page_vars(lang), error=refusal)
         respond_html(request, refusal.status, html, headers)
 
     # --- the JSON API ----------------------------------------------------
@@ -199,8 +235,17 @@ class RequestHandlers:
         unsolved = await self._challenge_refusal(data)
         if unsolved is not None:
             return unsolved
+        lang = (
+            self._kit.translations.negotiate(
+                data.get("lang") if isinstance(data.get("lang"), str) else None,
+                None,
+                request.getHeader("Accept-Language"),
+            )
+            if self._kit
+            else "en"
+        )
         form_input, refusal = _read_input(
-            data.get("username"), data.get("email"), data.get("reason")
+            data.get("username"), data.get("email"), data.get("reason"), lang
         )
         return refusal or await self._service.submit(form_input, self.client_ip(request))
 
@@ -210,46 +255,30 @@ class RequestHandlers:
         """The link in the mail shows a button: mail scanners that open links confirm nothing."""
         code = (query_param(request, "code") or "").strip()[:64]
         csrf = secrets.token_urlsafe(24)
-        html = self._verify.render(**self._page_vars(), code=code, csrf=csrf, state="confirm")
+        lang = self._language(request)
+        html = self._verify.render(
+            **self._page_vars(lang, "/verify"), code=code, csrf=csrf, state="confirm"
+        )
         cookie_header = set_cookie_header(CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies)
         respond_html(request, 200, html, {"Set-Cookie": cookie_header})
 
     async def verify_post(self, request: SynapseRequest) -> None:
         body = read_body(request) or b""
         fields = form_fields(body)
+        lang = self._language(request, fields.get("lang"))
         csrf_cookie = cookie(request, CSRF_COOKIE) or ""
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
-            html = self._verify.render(**self._page_vars(), state="expired", code="", csrf="")
+            html = self._verify.render(
+                **self._page_vars(lang, "/verify"), state="expired", code="", csrf=""
+            )
             respond_html(request, 400, html)
             return
         confirmed = await self._service.verify_address(fields.get("code", "")[:64])
         state = "confirmed" if confirmed else "invalid"
-        html = self._verify.render(**self._page_vars(), state=state, code="", csrf="")
-        respond_html(request, 200 if confirmed else 404, html)
-
-    # --- the token landing page -------------------------------------------
-
-    async def register_page(self, request: SynapseRequest) -> None:
-        token = (query_param(request, "token") or "").strip()
-        details = None
-        if token and len(token) <= 64:
-            details = await self._api.run_db_interaction(
-                "email_gate_token_details",
-                store.token_details_txn,
-                token,
-                self._api.get_current_time_msec(),
-            )
-        status = 200 if details is not None else 404
-        html = self._register.render(
-            **self._page_vars(),
-            token=token if details is not None else None,
-            user_id=f"@{details.localpart}:{self._api.server_name}" if details else None,
-            usable=details.usable if details else False,
-            expires_utc=format_utc(details.expires_ts) if details else None,
-            homeserver_url=self._api.public_baseurl,
-            link=registration_link(self._api.public_baseurl, token) if details else None,
+        html = self._verify.render(
+            **self._page_vars(lang, "/verify"), state=state, code="", csrf=""
         )
-        respond_html(request, status, html)
+        respond_html(request, 200 if confirmed else 404, html)
 
     async def static(self, request: SynapseRequest) -> None:
         name = (request.postpath or [b""])[-1].decode("utf-8", errors="replace")
@@ -262,12 +291,13 @@ class RequestHandlers:
 
 
 def _read_input(
-    username: object, email: object, reason: object = None
+    username: object, email: object, reason: object = None, lang: str = "en"
 ) -> tuple[RequestInput, Refusal | None]:
     """Type and length checks shared by the form and the API."""
     form_input = RequestInput(
         username=username if isinstance(username, str) else "",
         email=email if isinstance(email, str) else "",
+        lang=lang,
         reason=reason if isinstance(reason, str) else "",
     )
     for name, value in (("username", username), ("email", email)):

@@ -1,0 +1,345 @@
+"""The token landing page, and finishing registration on the web.
+
+`GET register?token=` shows the reserved Matrix ID, the token, client links and
+a form (password twice, consent when required). `POST register` checks the
+form and then registers exactly as a Matrix client would: it drives Synapse's
+own `POST /_matrix/client/v3/register` on `web_registration.client_api_url`
+(default: public_baseurl) through the user-interactive auth stages
+`m.login.registration_token` then `m.login.dummy`. So Synapse validates and
+consumes the token, runs every registration callback (ours force the reserved
+username), applies its own password policy and rate limits, and hashes the
+password, as for any client. `inhibit_login` keeps it from opening a session:
+the person logs in with a client afterwards.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import jinja2
+from synapse.api.errors import HttpResponseException
+from synapse.http.site import SynapseRequest
+from synapse.module_api import ModuleApi
+
+from synapse_email_gate import store
+from synapse_email_gate.mail import format_utc
+from synapse_email_gate.pages_config import PagesConfig
+from synapse_email_gate.registration import TOKEN_STAGE
+from synapse_email_gate.web.http import (
+    content_type,
+    cookie,
+    form_fields,
+    query_param,
+    read_body,
+    respond_html,
+    set_cookie_header,
+)
+from synapse_email_gate.web.pages import PageKit
+from synapse_email_gate.web.resource import BASE_PATH
+
+logger = logging.getLogger(__name__)
+
+REGISTER_TEMPLATE = "email_gate_register.html"
+CSRF_COOKIE = "email_gate_csrf"
+DUMMY_STAGE = "m.login.dummy"
+MAX_PASSWORD = 512
+# zxcvbn refuses longer input; the first 72 characters are what it rates.
+ZXCVBN_MAX = 72
+_CSRF_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+@attrs.frozen
+class Registered:
+    user_id: str
+
+
+@attrs.frozen
+class NotRegistered:
+    """Why Synapse did not make the account: `token` (used or expired), `password`
+    (its policy), `busy` (rate limited; wait `retry_after_s`), `refused`, `failed`."""
+
+    reason: str
+    retry_after_s: int = 0
+
+
+class FinishHandlers:
+    def __init__(
+        self,
+        api: ModuleApi,
+        kit: PageKit,
+        template: jinja2.Template,
+        config: PagesConfig,
+    ) -> None:
+        self._api = api
+        self._kit = kit
+        self._template = template
+        self._config = config
+        base = config.web_registration.client_api_url or api.public_baseurl
+        self._register_url = base + "_matrix/client/v3/register"
+        self._secure_cookies = api.public_baseurl.startswith("https://")
+
+    # --- the landing page --------------------------------------------------
+
+    async def landing(self, request: SynapseRequest) -> None:
+        lang = self._kit.language(request)
+        token = (query_param(request, "token") or "").strip()
+        csrf = cookie(request, CSRF_COOKIE) or ""
+        if not _CSRF_SHAPE.match(csrf):
+            csrf = secrets.token_urlsafe(24)
+        await self._render(request, lang, token, csrf, set_cookie=True)
+
+    async def _details(self, token: str) -> store.TokenDetails | None:
+        if not token or len(token) > 64:
+            return None
+        details: store.TokenDetails | None = await self._api.run_db_interaction(
+            "email_gate_token_details",
+            store.token_details_txn,
+            token,
+            self._api.get_current_time_msec(),
+        )
+        return details
+
+    async def _render(
+        self,
+        request: SynapseRequest,
+        lang: str,
+        token: str,
+        csrf: str,
+        *,
+        set_cookie: bool = False,
+        errors: Mapping[str, str] | None = None,
+        form_error: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        details = await self._details(token)
+        if details is None:
+            state = "invalid"
+        elif details.usable:
+            state = "form"
+        else:
+            state = "used"
+        variables = self._variables(lang, token, details)
+        html = self._template.render(
+            **variables,
+            state=state,
+            csrf=csrf,
+            errors=errors or {},
+            form_error=form_error,
+        )
+        headers = {}
+        if set_cookie:
+            headers["Set-Cookie"] = set_cookie_header(
+                CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies
+            )
+        if status is None:
+            status = 404 if state == "invalid" else 200
+        respond_html(request, status, html, headers)
+
+    def _variables(
+        self, lang: str, token: str, details: store.TokenDetails | None
+    ) -> dict[str, Any]:
+        query = {"token": token} if details is not None else {}
+        variables = self._kit.variables(lang, "/register", query)
+        translate = variables["_"]
+        if details is None:
+            return {**variables, "token": None, "user_id": None, "localpart": None}
+        user_id = f"@{details.localpart}:{self._api.server_name}"
+        now = self._api.get_current_time_msec()
+        return {
+            **variables,
+            "token": token,
+            "user_id": user_id,
+            "localpart": details.localpart,
+            "usable": details.usable,
+            "expires_utc": format_utc(details.expires_ts),
+            "expires_in": translate.duration(details.expires_ts - now),
+            "clients": self._kit.client_links(user_id, details.localpart),
+            "web_registration": self._config.web_registration.enabled,
+            "password_min_length": self._config.password.min_length,
+            "joined_rooms": list(self._config.after_registration.join_rooms),
+        }
+
+    # --- the form ------------------------------------------------------------
+
+    async def submit(self, request: SynapseRequest) -> None:
+        body = read_body(request)
+        fields = form_fields(body or b"")
+        lang = self._form_language(request, fields.get("lang"))
+        token = fields.get("token", "").strip()[:64]
+        translate = self._kit.translator(lang)
+        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        if (
+            body is None
+            or content_type(request) != "application/x-www-form-urlencoded"
+            or not self._config.web_registration.enabled
+        ):
+            await self._render(request, lang, token, secrets.token_urlsafe(24), set_cookie=True)
+            return
+        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
+            csrf = secrets.token_urlsafe(24)
+            error = translate("errors.EMAIL_GATE_CSRF")
+            await self._render(
+                request, lang, token, csrf, set_cookie=True, form_error=error, status=400
+            )
+            return
+        details = await self._details(token)
+        if details is None or not details.usable:
+            await self._render(request, lang, token, csrf_cookie)
+            return
+
+        password = fields.get("password", "")
+        errors = await self._check_form(fields, password, details.localpart, lang)
+        if errors:
+            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            return
+
+        result = await self.register(details.localpart, password, token)
+        if isinstance(result, Registered):
+            logger.info("web registration: %s created", result.user_id)
+            variables = self._variables(lang, token, details)
+            html = self._template.render(
+                **{**variables, "user_id": result.user_id}, state="done", errors={}, csrf=""
+            )
+            respond_html(request, 200, html)
+            return
+        logger.info("web registration for %r not made: %s", details.localpart, result.reason)
+        if result.reason == "token":
+            await self._render(request, lang, token, csrf_cookie)
+        elif result.reason == "password":
+            errors = {"password": translate("errors.password_weak")}
+            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+        else:
+            if result.reason == "busy":
+                message = translate("errors.registration_busy", seconds=result.retry_after_s)
+            elif result.reason == "refused":
+                message = translate("errors.registration_refused")
+            else:
+                message = translate("errors.registration_failed")
+            status = {"busy": 429, "refused": 403}.get(result.reason, 503)
+            await self._render(request, lang, token, csrf_cookie, form_error=message, status=status)
+
+    def _form_language(self, request: SynapseRequest, field: str | None) -> str:
+        if field and self._kit.translations.known(field):
+            return self._kit.translations.negotiate(field)
+        return self._kit.language(request)
+
+    async def _check_form(
+        self, fields: Mapping[str, str], password: str, localpart: str, lang: str
+    ) -> dict[str, str]:
+        translate = self._kit.translator(lang)
+        policy = self._config.password
+        errors: dict[str, str] = {}
+        if not password:
+            errors["password"] = translate("errors.password_missing")
+        elif len(password) < policy.min_length:
+            errors["password"] = translate("errors.password_short", min_length=policy.min_length)
+        elif len(password) > MAX_PASSWORD:
+            errors["password"] = translate("errors.password_weak")
+        elif policy.min_score > 0:
+            score = await self._api.defer_to_thread(
+                password_score, password, [localpart, self._api.server_name]
+            )
+            if score < policy.min_score:
+                errors["password"] = translate("errors.password_weak")
+        if "password" not in errors and fields.get("password_confirm", "") != password:
+            errors["password_confirm"] = translate("errors.password_mismatch")
+        if self._config.branding.consent_required and fields.get("consent") != "yes":
+            errors["consent"] = translate("errors.EMAIL_GATE_CONSENT_REQUIRED")
+        return errors
+
+    # --- Synapse's own registration API -------------------------------------------
+
+    async def register(
+        self, localpart: str, password: str, token: str
+    ) -> Registered | NotRegistered:
+        """Register as a client does: token stage, then dummy stage, in one UIA session."""
+        body: dict[str, Any] = {
+            "username": localpart,
+            "password": password,
+            "inhibit_login": True,
+        }
+        auth: dict[str, Any] | None = None
+        for _ in range(4):
+            code, answer = await self._post({**body, "auth": auth} if auth else body)
+            if code == 200 and isinstance(answer.get("user_id"), str):
+                return Registered(answer["user_id"])
+            if code == 401 and isinstance(answer.get("flows"), list):
+                completed = set(answer.get("completed") or [])
+                token_sent = auth is not None and auth["type"] == TOKEN_STAGE
+                if token_sent and TOKEN_STAGE not in completed:
+                    return NotRegistered("token")
+                stage = next_stage(answer["flows"], completed)
+                if stage is None:
+                    logger.warning(
+                        "web registration: no flow with %s in %r", TOKEN_STAGE, answer["flows"]
+                    )
+                    return NotRegistered("failed")
+                auth = {"type": stage, "session": answer.get("session")}
+                if stage == TOKEN_STAGE:
+                    auth["token"] = token
+                continue
+            return _refusal(code, answer)
+        return NotRegistered("failed")
+
+    async def _post(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            answer = await self._api.http_client.post_json_get_json(self._register_url, payload)
+            return 200, answer if isinstance(answer, dict) else {}
+        except HttpResponseException as e:
+            return e.code, _json_object(e.response)
+        except Exception as e:
+            logger.warning("web registration: %s unreachable: %s", self._register_url, e)
+            return 0, {}
+
+
+def password_score(password: str, user_inputs: list[str]) -> int:
+    """zxcvbn's estimate, 0 to 4, of how hard the password is to guess."""
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=user_inputs)
+    return int(result["score"])
+
+
+def next_stage(flows: list[Any], completed: set[str]) -> str | None:
+    """The next stage of the first flow that uses a registration token and that we
+    can do (token and dummy stages only)."""
+    for flow in flows:
+        stages = flow.get("stages") if isinstance(flow, dict) else None
+        if not isinstance(stages, list) or TOKEN_STAGE not in stages:
+            continue
+        if not set(stages) <= {TOKEN_STAGE, DUMMY_STAGE}:
+            continue
+        for stage in stages:
+            if stage not in completed:
+                return str(stage)
+    return None
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:
+    errcode = answer.get("errcode")
+    if code == 429 or errcode == "M_LIMIT_EXCEEDED":
+        retry_ms = answer.get("retry_after_ms")
+        seconds = int(retry_ms) // 1000 + 1 if isinstance(retry_ms, int) else 10
+        return NotRegistered("busy", seconds)
+    if errcode == "M_WEAK_PASSWORD":
+        return NotRegistered("password")
+    if code in (400, 403):
+        logger.warning("web registration refused: %s %s", code, answer)
+        return NotRegistered("refused")
+    logger.warning("web registration failed: %s %s", code, answer)
+    return NotRegistered("failed")
