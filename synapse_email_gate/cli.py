@@ -238,7 +238,12 @@ def _requests(tree: _Tree, commands: argparse._SubParsersAction[argparse.Argumen
 
 def _bans(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bans = tree.group(commands, "bans", "bans stored in the database (added here or in the room)")
-    tree.leaf(bans, "list", cmd.bans_list, "list the stored bans")
+    listing = tree.leaf(bans, "list", cmd.bans_list, "list the stored bans (with their IDs)")
+    listing.add_argument(
+        "--all",
+        action="store_true",
+        help="every entry in force: homeserver.yaml, policy_file and stored, with its source",
+    )
     add = tree.leaf(bans, "add", cmd.bans_add, "add a ban; it applies at once, on every process")
     add.add_argument("kind", choices=("username", "email", "ip"), help="what MATCH is")
     add.add_argument(

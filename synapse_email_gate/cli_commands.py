@@ -210,6 +210,10 @@ def requests_deny(ctx: Context) -> int:
 
 
 def bans_list(ctx: Context) -> int:
+    if ctx.args.all:
+        policy = ctx.api.get("policy")
+        rows = fmt.policy_rows(policy) if isinstance(policy, dict) else []
+        return show(ctx, policy, lambda: fmt.table(rows, fmt.POLICY_COLUMNS) if rows else "None.")
     answer = ctx.api.get("bans")
     empty = "No bans added through the admin API (homeserver.yaml and policy_file are not listed)."
     return _listing(ctx, answer, "bans", fmt.BAN_COLUMNS, empty)

@@ -118,7 +118,9 @@ _REQUEST_FIELDS = (
     ("ip", "ip", False),
     ("status", "status", False),
     ("reason", "reason", False),
-    ("message", "message", False),
+    ("statement", "statement", False),
+    ("decided by", "decided_by", False),
+    ("decision message", "decision_message", False),
     ("token", "token", False),
     ("created", "created_ts", True),
     ("updated", "updated_ts", True),
@@ -178,6 +180,32 @@ BAN_COLUMNS: list[Column] = [
     ("BY", lambda b: b.get("created_by")),
     ("ADDED", lambda b: when(b.get("created_ts"))),
 ]
+
+POLICY_KINDS = (
+    ("banned_usernames", "username"),
+    ("banned_emails", "email"),
+    ("banned_ips", "ip"),
+    ("allowed_email_domains", "allowed domain"),
+)
+
+POLICY_COLUMNS: list[Column] = [
+    ("KIND", lambda e: e.get("kind")),
+    ("MATCH", lambda e: e.get("match")),
+    ("REASON", lambda e: e.get("reason")),
+    ("EXPIRES", lambda e: ban_expiry(e) if e.get("kind") != "allowed domain" else None),
+    ("SOURCE", lambda e: e.get("source")),
+]
+
+
+def policy_rows(policy: Row) -> list[dict[str, Any]]:
+    """GET admin/policy's lists as one list of rows, each with its `kind`."""
+    rows = []
+    for key, kind in POLICY_KINDS:
+        entries = policy.get(key)
+        if isinstance(entries, list):
+            rows += [{**entry, "kind": kind} for entry in entries if isinstance(entry, dict)]
+    return rows
+
 
 MODERATOR_COLUMNS: list[Column] = [
     ("ENTRY", lambda m: m.get("entry")),

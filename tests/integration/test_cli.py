@@ -1,6 +1,10 @@
 """The `synapse-email-gate` command, run as a subprocess against a real Synapse (SQLite):
-token lifecycle, delete-all confirmation, bans, moderators, reload, audit, requests,
-and the exit codes scripts rely on (1 refused, 2 usage, 3 cannot connect)."""
+token lifecycle, delete-all confirmation, bans, moderators, reload, audit, requests
+(approval mode: approve and deny), and the exit codes scripts rely on (1 refused,
+2 usage, 3 cannot connect).
+
+Each start of the command imports the package, and with it Synapse: independent
+commands run side by side (`together`) to keep the module fast."""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.harness import http
 from tests.harness.ports import free_port
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask, register, registered, request_token
+from tests.integration.helpers import confirm_address, register, registered, token_from
 
 SYNAPSE_DATABASES = ["sqlite"]
 
@@ -35,8 +40,30 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gate_config(policy_file: Path) -> dict[str, Any]:
     return {
         "policy_file": str(policy_file),
+        "approval": "required",
+        "approval_reason_min_length": 10,
+        "approval_notify_emails": [MODERATOR_MAIL],
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
     }
+
+
+MODERATOR_MAIL = "moderators@example.org"
+REASON = "I run the chess club's rooms."
+
+
+def ask(synapse: SynapseServer, username: str, email: str) -> http.Response:
+    return http.post(
+        synapse.gate_url + "api/request",
+        json={"username": username, "email": email, "reason": REASON},
+    )
+
+
+def pending_request(synapse: SynapseServer, mailbox: SmtpCatcher, username: str) -> None:
+    """A request with a confirmed address, waiting for a moderator."""
+    email = f"{username}@example.org"
+    assert ask(synapse, username, email).status == 202
+    assert confirm_address(synapse, mailbox.wait_for(lambda m: m.to == email)).status == 200
+    mailbox.wait_for(lambda m: m.to == MODERATOR_MAIL and username in m.text)
 
 
 Result = subprocess.CompletedProcess[str]
@@ -153,18 +180,25 @@ def test_bans_add_list_remove(synapse: SynapseServer, admin_token: str) -> None:
     ban = as_json(added)
     assert bad.returncode == 1 and "M_INVALID_PARAM" in bad.stderr
     assert ask(synapse, "clispam1", "clispam1@example.org").status == 400
-    listing = ok(cli(synapse, admin_token, "bans", "list"))
-    assert any(
-        ban["id"] in ln and "^clispam" in ln and "bot wave" in ln for ln in listing.splitlines()
+    listing, in_force = together(
+        (synapse, admin_token, ("bans", "list")),
+        (synapse, admin_token, ("bans", "list", "--all")),
     )
+    assert any(
+        ban["id"] in ln and "^clispam" in ln and "bot wave" in ln for ln in ok(listing).splitlines()
+    )
+    assert any("^clispam" in ln and "stored" in ln for ln in ok(in_force).splitlines())
     assert f"removed ban {ban['id']}" in ok(cli(synapse, admin_token, "bans", "remove", ban["id"]))
     assert ask(synapse, "clispam2", "clispam2@example.org").status == 202
 
-    listing_after, again = together(
+    listing_after, again, in_force = together(
         (synapse, admin_token, ("bans", "list")),
         (synapse, admin_token, ("bans", "remove", ban["id"])),
+        (synapse, admin_token, ("bans", "list", "--all")),
     )
     assert ban["id"] not in ok(listing_after)
+    assert "^clispam" not in ok(in_force)
+    assert any("^fromfile$" in ln and "policy_file" in ln for ln in in_force.stdout.splitlines())
     assert again.returncode == 1 and "M_NOT_FOUND" in again.stderr
 
 
@@ -198,19 +232,49 @@ def test_reload_reports_a_broken_policy_file(
     assert "loaded" in ok(cli(synapse, admin_token, "reload"))
 
 
-def test_requests_list_json_and_show(
+def test_requests_list_approve_deny_and_show(
     synapse: SynapseServer, admin_token: str, mailbox: SmtpCatcher
 ) -> None:
-    request_token(synapse, mailbox, "clireq1", "clireq1@example.org")
-    page = as_json(cli(synapse, admin_token, "requests", "list", "--search", "clireq", "--json"))
-    assert [r["localpart"] for r in page["requests"]] == ["clireq1"]
-    shown, bad = together(
-        (synapse, admin_token, ("requests", "show", page["requests"][0]["id"])),
+    pending_request(synapse, mailbox, "cliyes")
+    pending_request(synapse, mailbox, "clino")
+    page = as_json(
+        cli(
+            synapse,
+            admin_token,
+            "requests",
+            "list",
+            "--status",
+            "pending",
+            "--search",
+            "cli",
+            "--json",
+        )
+    )
+    ids = {r["localpart"]: r["id"] for r in page["requests"]}
+    assert list(ids) == ["clino", "cliyes"]  # newest first
+
+    approved, denied, bad = together(
+        (synapse, admin_token, ("requests", "approve", ids["cliyes"])),
+        (synapse, admin_token, ("requests", "deny", ids["clino"], "--message", "We are full.")),
         (synapse, admin_token, ("requests", "list", "--status", "bogus")),
     )
-    assert "clireq1@example.org" in ok(shown) and "issued" in shown.stdout
-    assert "Mails:" in shown.stdout
+    assert f"approved request {ids['cliyes']} (status: issued)" in ok(approved)
+    assert f"denied request {ids['clino']} (status: denied)" in ok(denied)
     assert bad.returncode == 1 and "status must be one of" in bad.stderr
+    token = token_from(
+        mailbox.wait_for(lambda m: m.to == "cliyes@example.org" and "token" in m.text.lower())
+    )
+    assert registered(register(synapse, "cliyes", token))
+    no_mail = mailbox.wait_for(lambda m: m.to == "clino@example.org" and "We are full." in m.text)
+    assert "Registration token" not in no_mail.text
+
+    shown, again = together(
+        (synapse, admin_token, ("requests", "show", ids["clino"])),
+        (synapse, admin_token, ("requests", "approve", ids["clino"])),
+    )
+    assert "clino@example.org" in ok(shown) and "denied" in shown.stdout
+    assert "We are full." in shown.stdout and "request.deny" in shown.stdout
+    assert again.returncode == 1 and "EMAIL_GATE_NOT_PENDING" in again.stderr
 
 
 def test_exit_codes_for_a_wrong_token_no_server_and_no_token(synapse: SynapseServer) -> None:
