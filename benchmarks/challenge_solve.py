@@ -7,7 +7,7 @@ synapse_email_gate.challenge, and lets the page's own solver
 
     .venv/bin/python benchmarks/challenge_solve.py                 # difficulties 16-20
     .venv/bin/python benchmarks/challenge_solve.py -d 19 -n 40      # one difficulty
-    .venv/bin/python benchmarks/challenge_solve.py --plain          # the plain-JS fallback
+    .venv/bin/python benchmarks/challenge_solve.py --engine webcrypto  # WebCrypto only
 
 Prints, per difficulty: median / p90 / max solve time and the hash rate.
 Uses /usr/bin/chromium (never downloads a browser); --chromium to change.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import statistics
 import threading
@@ -68,7 +69,12 @@ def main() -> None:
     parser.add_argument("-d", "--difficulty", type=int, action="append")
     parser.add_argument("-n", "--runs", type=int, default=25)
     parser.add_argument("--workers", type=int, default=0, help="0: the page's choice")
-    parser.add_argument("--plain", action="store_true", help="plain-JS SHA-256, not WebCrypto")
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "webcrypto", "js"),
+        default="auto",
+        help="the worker's SHA-256: WebCrypto, plain JS, or the faster of both (the page's choice)",
+    )
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--json", action="store_true", help="one JSON line per difficulty")
     args = parser.parse_args()
@@ -88,19 +94,21 @@ def main() -> None:
                 print(f"Chromium {browser.version}, hardwareConcurrency={cores}, runs={args.runs}")
             for bits in difficulties:
                 times, rates = [], []
+                engines: set[str] = set()
                 for _ in range(args.runs):
                     issued = challenge.issue(key, int(time.time() * 1000), 600_000, bits)
                     result = page.evaluate(
-                        """([c, d, w, plain]) => EmailGateChallenge.solve(
+                        """([c, d, w, engine]) => EmailGateChallenge.solve(
                             "/static/email_gate_pow_worker.js", c, d, null,
-                            {workers: w, plain: plain})""",
-                        [issued.challenge, bits, args.workers, args.plain],
+                            {workers: w || undefined, engine: engine})""",
+                        [issued.challenge, bits, args.workers, args.engine],
                     )
                     outcome = challenge.verify(
                         key, issued.challenge, result["nonce"], int(time.time() * 1000)
                     )
                     assert isinstance(outcome, challenge.Solved), outcome
                     times.append(result["ms"] / 1000)
+                    engines.add(result["engine"])
                     rates.append(result["hashes"] / max(result["ms"], 1) * 1000)
                 times.sort()
                 row = {
@@ -109,6 +117,8 @@ def main() -> None:
                     "p90_s": times[int(0.9 * (len(times) - 1))],
                     "max_s": times[-1],
                     "hashes_per_s": statistics.median(rates),
+                    "engine": "+".join(sorted(engines)),
+                    "load": os.getloadavg()[0],
                 }
                 if args.json:
                     print(json.dumps(row))
@@ -116,7 +126,8 @@ def main() -> None:
                     print(
                         f"difficulty {bits:2d}: median {row['median_s']:.2f} s, "
                         f"p90 {row['p90_s']:.2f} s, max {row['max_s']:.2f} s, "
-                        f"{row['hashes_per_s'] / 1000:.0f}k hashes/s"
+                        f"{row['hashes_per_s'] / 1000:.0f}k hashes/s ({row['engine']}; "
+                        f"load {row['load']:.1f})"
                     )
             browser.close()
     finally:

@@ -42,7 +42,10 @@
               counts[index] = msg.hashes;
               var total = counts.reduce(function (a, b) { return a + b; }, 0);
               stop();
-              resolve({ nonce: msg.nonce, hashes: total, ms: performance.now() - started });
+              resolve({
+                nonce: msg.nonce, hashes: total, ms: performance.now() - started,
+                engine: msg.engine, workers: count
+              });
             } else if (msg.type === "progress") {
               counts[index] = msg.hashes;
               if (onProgress) { onProgress(counts.reduce(function (a, b) { return a + b; }, 0)); }
@@ -58,7 +61,7 @@
           workers.push(worker);
           worker.postMessage({
             challenge: challenge, difficulty: difficulty, start: index, step: count,
-            plain: !!options.plain, batch: options.batch
+            engine: options.engine, batch: options.batch
           });
         })(i);
       }

@@ -3,6 +3,8 @@ the page solves the proof-of-work in Web Workers and posts the form; a mail arri
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from synapse_email_gate import challenge
 from tests.browser.conftest import PageLog
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
@@ -112,3 +115,43 @@ def test_without_javascript_the_page_says_so_and_nothing_is_sent(
     expect(page.locator("#form-error")).to_contain_text("JavaScript")
     expect(page.get_by_label("Username")).to_have_value("nojs")
     assert quiet(mailbox, 1.0) == []
+
+
+def test_both_sha256_engines_of_the_worker_agree_with_python(
+    synapse: SynapseServer, page: Page
+) -> None:
+    """The plain-JS SHA-256 (prefix blocks hashed once) against hashlib, over every
+    tail length; then a real solve with each engine, checked by the server's verify."""
+    rng = random.Random(9)
+    cases = []
+    for length in range(0, 160):
+        prefix = "".join(rng.choice("abcXYZ019.-_:") for _ in range(length))
+        nonce = str(rng.randrange(0, 10 ** rng.randrange(1, 16)))
+        cases.append((prefix, nonce))
+    page.goto(synapse.gate_url)
+    page.add_script_tag(url=synapse.gate_url + "static/email_gate_pow_worker.js")
+    got = page.evaluate(
+        """(cases) => cases.map(([prefix, nonce]) => {
+            const h = new PrefixHasher(new TextEncoder().encode(prefix));
+            h.first(writeDecimal(h.tail, 0, 7));  // a previous hash leaves nothing behind
+            return h.first(writeDecimal(h.tail, 0, Number(nonce))) >>> 0;
+        })""",
+        cases,
+    )
+    expected = [
+        int.from_bytes(hashlib.sha256((p + n).encode()).digest()[:4], "big") for p, n in cases
+    ]
+    assert got == expected
+
+    key = challenge.derive_key("browser test key, long enough")
+    for engine in ("webcrypto", "js"):
+        issued = challenge.issue(key, 1_000, 60_000, DIFFICULTY)
+        result = page.evaluate(
+            """([c, d, engine]) => EmailGateChallenge.solve(
+                "static/email_gate_pow_worker.js", c, d, null, {engine: engine})""",
+            [issued.challenge, DIFFICULTY, engine],
+        )
+        assert result["engine"] == engine
+        assert isinstance(
+            challenge.verify(key, issued.challenge, result["nonce"], 2_000), challenge.Solved
+        ), result
