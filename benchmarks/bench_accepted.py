@@ -1,0 +1,113 @@
+"""Accepted requests per second: answer, token, rows and queued mail.
+
+One Synapse with the module (10,000 patterns, generous limits, the SMTP catcher
+attached) per database. The load generator sends requests with distinct
+usernames and addresses for a fixed time; the figure counts a request only
+once its work is done in the database (status `issued`: registration token
+row, request row, reservation, address row, outbox row), so the rate is
+accepted requests / (time from the first request until the last one is issued).
+"""
+
+from __future__ import annotations
+
+import time
+
+from common import (
+    API_REQUEST,
+    Context,
+    Result,
+    finish,
+    gate_config,
+    load_generator,
+    median,
+    say,
+    start_load,
+    warm_up,
+)
+
+from tests.harness.synapse import SynapseServer
+
+CONCURRENCY = 16
+
+
+def _issued(server: SynapseServer, prefix: str) -> int:
+    rows = server.query(
+        "SELECT COUNT(*) FROM email_gate_requests WHERE localpart LIKE ? AND status = 'issued'",
+        (prefix + "%",),
+    )
+    return int(rows[0][0])
+
+
+def _one_run(server: SynapseServer, run_no: int, duration: float) -> dict[str, float]:
+    prefix = f"acc{run_no}x"
+    body = f'{{"username": "{prefix}{{n}}", "email": "{prefix}{{n}}@example.org"}}'
+    start = time.monotonic()
+    report = finish(
+        start_load(server.port, API_REQUEST, body=body, duration=duration, concurrency=CONCURRENCY),
+        duration + 60,
+    )
+    answered = time.monotonic()
+    accepted = int(report["statuses"].get("202", 0))
+    issued = 0
+    deadline = answered + 120
+    while time.monotonic() < deadline:
+        issued = _issued(server, prefix)
+        if issued >= accepted:
+            break
+        time.sleep(0.05)
+    done = time.monotonic()
+    return {
+        "accepted": accepted,
+        "other": sum(n for code, n in report["statuses"].items() if code != "202"),
+        "statuses": report["statuses"],
+        "issued": issued,
+        "answer_rate": accepted / report["elapsed"],
+        "rate": issued / (done - start),
+        "backlog_s": done - answered,
+        "p50_ms": report["latency_ms"]["p50"],
+    }
+
+
+def run(ctx: Context) -> list[Result]:
+    duration = 3.0 if ctx.quick else 5.0
+    results = []
+    for engine in ("sqlite", "postgres"):
+        server = ctx.server(gate_config(ctx, ctx.smtp), postgres=engine == "postgres")
+        runs = []
+        try:
+            server.start(timeout=120)
+            warm_up(server)
+            for run_no in range(ctx.runs):
+                runs.append(_one_run(server, run_no, duration))
+                time.sleep(1.0)
+        finally:
+            server.stop()
+        rate = median([r["rate"] for r in runs])
+        answer_rate = median([r["answer_rate"] for r in runs])
+        backlog = median([r["backlog_s"] for r in runs])
+        refused = sum(r["other"] for r in runs)
+        missing = sum(r["accepted"] - r["issued"] for r in runs)
+        each = ", ".join(f"{r['rate']:.0f}" for r in runs)
+        say(
+            f"    {engine}: {rate:.0f} issued/s (runs {each}); answers {answer_rate:.0f}/s, "
+            f"last token {backlog:.2f} s after the last answer; answer p50 "
+            f"{median([r['p50_ms'] for r in runs]):.1f} ms; {refused:.0f} not accepted, "
+            f"{missing:.0f} not issued"
+        )
+        if refused:
+            say(f"    answers other than 202: {[r['statuses'] for r in runs]}")
+        results.append(
+            Result(
+                "accepted",
+                f"accepted requests/s ({engine})",
+                f"{rate:.0f}/s",
+                "—",
+                None,
+                "≥ 300/s",
+                rate >= 300 and not missing and not refused,
+                f"{load_generator()}, {CONCURRENCY} connections, {duration:.0f} s; answers "
+                f"{answer_rate:.0f}/s",
+                {"runs": runs},
+            )
+        )
+    return results

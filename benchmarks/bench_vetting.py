@@ -1,0 +1,114 @@
+"""Username vetting against 10,000 ban patterns, in-process.
+
+Module: the policy's compiled RE2 Set (``Policy.username_ban``), as the request
+path calls it. Baselines: a loop over the same patterns compiled with Python's
+``re`` (first match wins, like the module), and a loop that re-reads the pattern
+file and calls ``re.search`` per pattern per username. Verdicts (banned or not,
+and which pattern) must be identical to the naive loop's on the whole corpus.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from common import Context, Result, fmt_us, make_corpus, median, say, spread
+
+from synapse_email_gate.policy import Policy
+from synapse_email_gate.policy_lists import BanEntry, PolicyLists
+
+
+def _per_call(fn, names: list[str]) -> list[float]:  # type: ignore[no-untyped-def]
+    samples = []
+    clock = time.perf_counter
+    for name in names:
+        start = clock()
+        fn(name)
+        samples.append(clock() - start)
+    return samples
+
+
+def run(ctx: Context) -> list[Result]:
+    patterns = ctx.patterns
+    corpus = make_corpus(patterns, 2_000 if ctx.quick else 5_000)
+    pattern_file = ctx.tmp / "patterns.txt"
+    pattern_file.write_text("\n".join(patterns) + "\n")
+
+    start = time.perf_counter()
+    lists = PolicyLists(banned_usernames=tuple(BanEntry(p) for p in patterns))
+    policy = Policy.build([lists], int(time.time() * 1000))
+    compile_s = time.perf_counter() - start
+
+    compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
+
+    def naive(name: str) -> str | None:
+        for pattern, regex in zip(patterns, compiled, strict=True):
+            if regex.search(name):
+                return pattern
+        return None
+
+    def reread(name: str) -> str | None:
+        with open(pattern_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        for pattern in lines:
+            if pattern and re.search(pattern, name, re.IGNORECASE):
+                return pattern
+        return None
+
+    # Identical verdicts on the whole corpus (this is also the module's warm-up).
+    module_verdicts = [policy.username_ban(name) for name in corpus]
+    naive_verdicts = [naive(name) for name in corpus]
+    differ = [
+        (n, a, b) for n, a, b in zip(corpus, module_verdicts, naive_verdicts, strict=True) if a != b
+    ]
+    banned = sum(v is not None for v in naive_verdicts)
+    say(
+        f"    corpus {len(corpus)} usernames, {banned} banned by the naive loop; "
+        f"{len(differ)} verdicts differ; policy built in {compile_s:.2f} s"
+    )
+    for name, a, b in differ[:5]:
+        say(f"      differs: {name!r}: module {a!r}, naive {b!r}")
+
+    module_runs, module_means, naive_runs, reread_runs = [], [], [], []
+    naive_sample = corpus[:: max(1, len(corpus) // (200 if ctx.quick else 400))]
+    reread_sample = corpus[:: max(1, len(corpus) // 3)][:3]
+    for _ in range(ctx.runs):
+        samples = _per_call(policy.username_ban, corpus)
+        module_runs.append(median(samples))
+        module_means.append(sum(samples) / len(samples))
+        naive_runs.append(median(_per_call(naive, naive_sample)))
+        reread_runs.append(median(_per_call(reread, reread_sample)))
+    m, n, r = median(module_runs), median(naive_runs), median(reread_runs)
+    say(f"    module  median per username: {spread(module_runs, 1e6, 'µs')}")
+    say(f"    module  mean per username:   {spread(module_means, 1e6, 'µs')}")
+    say(f"    naive   median per username: {spread(naive_runs, 1e6, 'µs')}")
+    say(f"    re-read median per username: {spread(reread_runs, 1e6, 'µs')}")
+    detail = (
+        f"{len(patterns)} patterns, {len(corpus)} names ({banned} banned), "
+        f"{len(differ)} differing verdicts; mean {fmt_us(median(module_means))}; "
+        f"policy compile {compile_s:.1f} s"
+    )
+    return [
+        Result(
+            "vetting",
+            "username vetting vs naive compiled-re loop",
+            fmt_us(m),
+            fmt_us(n),
+            m / n,
+            "≤ 5 µs, same verdicts",
+            m <= 5e-6 and not differ,
+            detail,
+            {"module_s": module_runs, "naive_s": naive_runs, "differ": len(differ)},
+        ),
+        Result(
+            "vetting",
+            "username vetting vs re-read file + re.search",
+            fmt_us(m),
+            fmt_us(r),
+            m / r,
+            "≤ 5 µs",
+            m <= 5e-6,
+            f"re-read baseline timed on {len(reread_sample)} names per run",
+            {"reread_s": reread_runs},
+        ),
+    ]
