@@ -12,11 +12,13 @@
   // Fetch a new challenge when the old one has less than this left.
   var MARGIN_MS = 30000;
 
-  // Solves one challenge. Resolves to {nonce, hashes, ms}. onProgress(hashes)
-  // is called as the workers report.
+  // Solves one challenge in Web Workers. Resolves to {nonce, hashes, ms,
+  // engine, workers}; onProgress(hashes) is called as the workers report.
+  // options: {workers, engine: "auto" | "webcrypto" | "js", batch}.
   function solve(workerUrl, challenge, difficulty, onProgress, options) {
     options = options || {};
-    var count = options.workers || Math.max(1, Math.min(navigator.hardwareConcurrency || 2, MAX_WORKERS));
+    var count = options.workers ||
+      Math.max(1, Math.min(navigator.hardwareConcurrency || 2, MAX_WORKERS));
     var started = performance.now();
     var workers = [];
     var counts = [];
@@ -24,46 +26,45 @@
       workers.forEach(function (w) { w.terminate(); });
       workers = [];
     }
+    function total() {
+      return counts.reduce(function (a, b) { return a + b; }, 0);
+    }
     var promise = new Promise(function (resolve, reject) {
-      for (var i = 0; i < count; i++) {
-        (function (index) {
-          var worker;
-          try {
-            worker = new Worker(workerUrl);
-          } catch (error) {
+      function spawn(index) {
+        var worker = new Worker(workerUrl);
+        counts[index] = 0;
+        worker.onmessage = function (event) {
+          var msg = event.data;
+          if (msg.type === "found") {
+            counts[index] = msg.hashes;
             stop();
-            reject(error);
-            return;
+            resolve({
+              nonce: msg.nonce, hashes: total(), ms: performance.now() - started,
+              engine: msg.engine, workers: count
+            });
+          } else if (msg.type === "progress") {
+            counts[index] = msg.hashes;
+            if (onProgress) { onProgress(total()); }
+          } else if (msg.type === "error") {
+            stop();
+            reject(new Error(msg.message));
           }
-          counts[index] = 0;
-          worker.onmessage = function (event) {
-            var msg = event.data;
-            if (msg.type === "found") {
-              counts[index] = msg.hashes;
-              var total = counts.reduce(function (a, b) { return a + b; }, 0);
-              stop();
-              resolve({
-                nonce: msg.nonce, hashes: total, ms: performance.now() - started,
-                engine: msg.engine, workers: count
-              });
-            } else if (msg.type === "progress") {
-              counts[index] = msg.hashes;
-              if (onProgress) { onProgress(counts.reduce(function (a, b) { return a + b; }, 0)); }
-            } else if (msg.type === "error") {
-              stop();
-              reject(new Error(msg.message));
-            }
-          };
-          worker.onerror = function (event) {
-            stop();
-            reject(new Error(event.message || "worker failed"));
-          };
-          workers.push(worker);
-          worker.postMessage({
-            challenge: challenge, difficulty: difficulty, start: index, step: count,
-            engine: options.engine, batch: options.batch
-          });
-        })(i);
+        };
+        worker.onerror = function (event) {
+          stop();
+          reject(new Error(event.message || "worker failed"));
+        };
+        workers.push(worker);
+        worker.postMessage({
+          challenge: challenge, difficulty: difficulty, start: index, step: count,
+          engine: options.engine, batch: options.batch
+        });
+      }
+      try {
+        for (var i = 0; i < count; i++) { spawn(i); }
+      } catch (error) {  // e.g. workers blocked
+        stop();
+        reject(error);
       }
     });
     promise.cancel = stop;
@@ -76,7 +77,7 @@
       if (!response.ok) { throw new Error("challenge: HTTP " + response.status); }
       return response.json();
     }).then(function (body) {
-      body.usableUntil = asked + body.expires_in_ms - MARGIN_MS;
+      body.usableUntil = asked + body.expires_in_ms - Math.min(MARGIN_MS, body.expires_in_ms / 4);
       return body;
     });
   }
@@ -143,6 +144,19 @@
   // Start early: most of the work is done while the visitor types.
   form.addEventListener("focusin", start, { once: true });
   form.addEventListener("input", start, { once: true });
+
+  // Back to the page from the browser's history cache: the challenge sent is used up.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    job = null;
+    submitting = false;
+    challengeField.value = "";
+    nonceField.value = "";
+    button.removeAttribute("aria-disabled");
+    form.removeAttribute("aria-busy");
+    bar.value = 0;
+    say("The form is protected by a short anti-spam check that your browser solves by itself.");
+  });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
