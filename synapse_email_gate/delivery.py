@@ -24,6 +24,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate import metrics, outbox
 from synapse_email_gate.asyncio_bridge import AsyncioThread
+from synapse_email_gate.dbretry import run_db_retrying
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.smtp import SendResult, SmtpSettings, build_message, send_batch
 
@@ -119,7 +120,8 @@ class MailDelivery:
     async def _deliver(self, outbox_ids: Sequence[str] | None) -> bool:
         """Claim and send one batch; True when a sweep should take another."""
         now = self._api.get_current_time_msec()
-        claimed = await self._api.run_db_interaction(
+        claimed = await run_db_retrying(
+            self._api,
             "email_gate_claim_mail",
             outbox.claim_txn,
             now,
@@ -155,8 +157,14 @@ class MailDelivery:
     async def _record(self, attempts: list[tuple[outbox.ClaimedMail, SendResult]]) -> None:
         now = self._api.get_current_time_msec()
         outcomes = [self._disposition(mail, result, now) for mail, result in attempts]
-        await self._api.run_db_interaction(
-            "email_gate_mail_record", outbox.record_txn, outcomes, now, self._forget_addresses
+        # Retried hard: a result not written makes the mail due again after the lease.
+        await run_db_retrying(
+            self._api,
+            "email_gate_mail_record",
+            outbox.record_txn,
+            outcomes,
+            now,
+            self._forget_addresses,
         )
         for outcome in outcomes:
             mail = outcome.mail

@@ -21,6 +21,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate import metrics, outcomes, store
 from synapse_email_gate.config import GateConfig
+from synapse_email_gate.dbretry import run_db_retrying
 from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import InvalidEmail, ParsedEmail, parse_email
 from synapse_email_gate.live_policy import LivePolicy
@@ -132,8 +133,8 @@ class RequestService:
             lang=form.lang,
             statement=form.reason.strip() if self._config.approval == "required" else None,
         )
-        empty = await self._api.run_db_interaction(
-            "email_gate_intake", store.intake_txn, request, limits
+        empty = await run_db_retrying(  # hot rows: the shared rate-limit buckets
+            self._api, "email_gate_intake", store.intake_txn, request, limits
         )
         if empty is not None:
             key, wait = empty
@@ -168,9 +169,10 @@ class RequestService:
                 outbox_id=new_id(),
                 approval=self._config.approval == "required",
             )
-            issued = await self._api.run_db_interaction("email_gate_issue", store.issue_txn, params)
+            issued = await run_db_retrying(self._api, "email_gate_issue", store.issue_txn, params)
         except store.Suppressed as e:
-            await self._api.run_db_interaction(
+            await run_db_retrying(
+                self._api,
                 "email_gate_suppress",
                 store.suppress_txn,
                 request_id,

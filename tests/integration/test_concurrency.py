@@ -1,0 +1,121 @@
+"""Racing requests on SQLite and PostgreSQL: 100 at once for one address give one
+token and one mail; 100 at once for one username with different addresses give
+one reservation, one token and one mail. Tokens are counted through Synapse's
+admin API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.harness import http
+from tests.harness.smtp import SmtpCatcher
+from tests.harness.synapse import SynapseServer
+from tests.integration.helpers import ask, mails_to, quiet
+
+N = 100
+GENEROUS = {"burst": 10_000, "per_second": 1000}
+
+
+@pytest.fixture(scope="module")
+def gate_config() -> dict[str, Any]:
+    return {
+        "email_cooldown": "1h",
+        "multiple_users_per_email": False,
+        "rate_limits": {"per_ip": GENEROUS, "per_email": GENEROUS, "global": GENEROUS},
+    }
+
+
+def admin_tokens(synapse: SynapseServer, admin_token: str) -> list[dict[str, Any]]:
+    answer = http.get(
+        synapse.url("/_synapse/admin/v1/registration_tokens"),
+        headers=synapse.auth_headers(admin_token),
+    )
+    assert answer.status == 200, answer
+    tokens: list[dict[str, Any]] = answer.json()["registration_tokens"]
+    return tokens
+
+
+def all_at_once(synapse: SynapseServer, requests: list[tuple[str, str]]) -> list[int]:
+    """POST every (username, email) from its own thread, released together."""
+    start = threading.Barrier(len(requests))
+
+    def one(username: str, email: str) -> int:
+        start.wait()
+        return ask(synapse, username, email).status
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        futures = [pool.submit(one, u, e) for u, e in requests]
+        return [f.result() for f in futures]
+
+
+def wait_decided(synapse: SynapseServer, localpart_like: str, timeout: float = 30) -> None:
+    """Until no request matching ``localpart_like`` is waiting to be processed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = synapse.query(
+            "SELECT COUNT(*) FROM email_gate_requests WHERE localpart LIKE ? "
+            "AND status = 'received'",
+            (localpart_like,),
+        )[0][0]
+        if waiting == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"requests for {localpart_like!r} still waiting after {timeout}s")
+
+
+def statuses(synapse: SynapseServer, localpart_like: str) -> dict[str, int]:
+    rows = synapse.query(
+        "SELECT status, COUNT(*) FROM email_gate_requests WHERE localpart LIKE ? GROUP BY status",
+        (localpart_like,),
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
+def test_100_requests_for_one_address_give_one_token_and_one_mail(
+    synapse: SynapseServer, mailbox: SmtpCatcher, admin_token: str
+) -> None:
+    before = {t["token"] for t in admin_tokens(synapse, admin_token)}
+    address = "racer@example.org"
+    answers = all_at_once(synapse, [(f"racer{i}", address) for i in range(N)])
+    assert answers == [202] * N, sorted(set(answers))
+
+    wait_decided(synapse, "racer%")
+    new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
+    assert len(new) == 1, new
+    assert (new[0]["uses_allowed"], new[0]["pending"], new[0]["completed"]) == (1, 0, 0)
+    assert statuses(synapse, "racer%") == {"issued": 1, "suppressed": N - 1}
+
+    mailbox.wait_for_rcpt(address, timeout=15)
+    quiet(mailbox, 1.0)
+    assert len(mails_to(mailbox, address)) == 1
+    assert new[0]["token"] in mails_to(mailbox, address)[0].text
+
+
+def test_100_requests_for_one_username_give_one_reservation_one_token_one_mail(
+    synapse: SynapseServer, mailbox: SmtpCatcher, admin_token: str
+) -> None:
+    before = {t["token"] for t in admin_tokens(synapse, admin_token)}
+    addresses = [f"claimant{i}@example.org" for i in range(N)]
+    answers = all_at_once(synapse, [("contested", a) for a in addresses])
+    # Plainly refused once the name is visibly reserved; accepted before that.
+    assert set(answers) <= {202, 400}, sorted(set(answers))
+    assert 202 in answers
+
+    wait_decided(synapse, "contested")
+    new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
+    assert len(new) == 1, new
+    reservations = synapse.query(
+        "SELECT COUNT(*) FROM email_gate_reservations WHERE localpart = ?", ("contested",)
+    )
+    assert reservations[0][0] == 1
+    assert statuses(synapse, "contested").get("issued") == 1
+
+    quiet(mailbox, 1.5)
+    mailed = [m for m in list(mailbox.messages) if "@contested:test.local" in m.text]
+    assert len(mailed) == 1, [m.rcpt_tos for m in mailed]
+    assert new[0]["token"] in mailed[0].text
