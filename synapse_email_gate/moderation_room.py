@@ -61,14 +61,22 @@ class ModerationRoom:
         return self._room_id
 
     async def on_new_event(self, event: EventBase, *args: Any) -> None:
+        if not self._api.should_run_background_tasks() or event.sender == self._bot:
+            return
+        # Synapse awaits this callback inline; on a worker, in the middle of
+        # processing the replication stream. Answering sends an event and waits
+        # for it to come back through that very stream, so awaiting here stalled
+        # the worker's replication until Synapse gave up waiting (5 s a command).
+        # Hand the work off and return at once.
+        self._api.run_as_background_process("email_gate_room_event", self._handle, event)
+
+    async def _handle(self, event: EventBase) -> None:
         try:
             await self._on_new_event(event)
         except Exception:
             logger.exception("moderation room: could not handle event %s", event.event_id)
 
     async def _on_new_event(self, event: EventBase) -> None:
-        if not self._api.should_run_background_tasks() or event.sender == self._bot:
-            return
         room_id = await self._resolve_room()
         if room_id is None or event.room_id != room_id:
             return

@@ -20,6 +20,8 @@ SENDER = "Email Gate <gate@test.local>"
 # The instance Synapse runs background tasks on. A worker rather than main
 # ("master"), to show that the module follows Synapse's choice.
 BACKGROUND_ON = "worker1"
+MODERATOR = "@mod:test.local"
+MODERATION_ROOM = "#moderation:test.local"
 
 
 def _artifact_dir(nodeid: str) -> Path:
@@ -62,6 +64,8 @@ def deployment(
         "sender": SENDER,
         "trusted_proxies": ["127.0.0.1"],  # nginx
         "policy_file": str(policy_file),
+        "moderators": [MODERATOR],
+        "moderation_room": MODERATION_ROOM,
         # quick retries, so the sweep's work shows within a test
         "mail_sweep_interval": "1s",
         "mail_retry_initial": "1s",

@@ -7,8 +7,11 @@ xdist worker, so the expensive deployment starts once.
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
@@ -30,6 +33,7 @@ from tests.workers.steps import (
     context_of,
     mail_to,
     policy_text,
+    probe,
     register,
     register_concurrently,
     registered,
@@ -58,8 +62,8 @@ def test_all_processes_start_together_on_a_fresh_module_schema(
     assert spread < 0.5, deployment.launched
     for name, process in deployment.processes.items():
         assert process.running(), name
-        page = http.get(process.gate_url)
-        assert page.status == 200, (name, page)
+        # 503 if this process's schema creation had failed
+        assert probe(process.base_url, unique("ready"), client_ip()) == INVALID_EMAIL, name
         errors = [
             line
             for line in process.log_text().splitlines()
@@ -272,6 +276,39 @@ def test_a_bad_policy_is_refused_alike_everywhere_and_the_old_one_stays(
     assert set(answers_everywhere(deployment, banned).values()) == {USERNAME_BANNED}
 
 
+def test_room_commands_are_answered_once_and_their_bans_reach_every_process(
+    deployment: WorkerDeployment,
+) -> None:
+    """The bot lives on the background-tasks instance; every process sees each room
+    event (on_new_event fires where it is persisted and again via replication)."""
+    mod = deployment.main.register_user("mod", "mod password 1")
+    bot = "@email-gate:test.local"
+    _wait(lambda: http.get(deployment.url(f"/_matrix/client/v3/profile/{bot}")).status == 200)
+    room = _client(
+        deployment,
+        mod,
+        "POST",
+        "/createRoom",
+        json={"room_alias_name": "moderation", "preset": "private_chat", "invite": [bot]},
+    )["room_id"]
+    _wait(lambda: bot in _client(deployment, mod, "GET", f"/rooms/{room}/joined_members")["joined"])
+
+    mark = LogMark(deployment)
+    reply = _ask_bot(deployment, mod, room, "!gate ban username ^roomban from the room")
+    assert "Banned username" in reply, reply
+    took = wait_everywhere(deployment, unique("roomban"), USERNAME_BANNED, POLICY_DEADLINE_S)
+    print(f"room ban seen after {took}")
+    ran = mark.counts("moderation room:", "ran")
+    assert ran == {name: int(name == BACKGROUND_ON) for name in deployment.processes}, ran
+    # the bot's answer did not hold up the worker's replication stream
+    stalls = mark.counts("Timed out waiting for repl stream")
+    assert not any(stalls.values()), stalls
+
+    ban_id = reply.rsplit("ban id ", 1)[1].rstrip(").")
+    assert "removed" in _ask_bot(deployment, mod, room, f"!gate unban {ban_id}")
+    wait_everywhere(deployment, unique("roomban"), INVALID_EMAIL, POLICY_DEADLINE_S)
+
+
 def test_the_mail_sweep_runs_only_on_the_background_tasks_instance(
     deployment: WorkerDeployment, mailbox: SmtpCatcher
 ) -> None:
@@ -316,6 +353,53 @@ def test_the_mail_sweep_runs_only_on_the_background_tasks_instance(
 
 
 # --- helpers ------------------------------------------------------------------
+
+_txn_ids = itertools.count()
+
+
+def _wait(check: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _client(
+    d: WorkerDeployment, token: str, method: str, path: str, base: str = "", **kw: Any
+) -> Any:
+    """The client API through nginx (or at ``base``)."""
+    answer = http.request(
+        method,
+        (base or d.base_url) + "/_matrix/client/v3" + path.replace("!", "%21"),
+        headers={"Authorization": f"Bearer {token}"},
+        **kw,
+    )
+    assert answer.status == 200, answer
+    return answer.json()
+
+
+def _bot_lines(d: WorkerDeployment, token: str, room: str) -> list[str]:
+    # read from main, which persists events: a worker may be a moment behind, and
+    # nginx would alternate between them
+    path = f"/rooms/{room}/messages?dir=b&limit=100"
+    events = _client(d, token, "GET", path, base=d.main.base_url)["chunk"]
+    return [
+        e["content"].get("body", "")
+        for e in reversed(events)
+        if e["sender"] == "@email-gate:test.local" and e["type"] == "m.room.message"
+    ]
+
+
+def _ask_bot(d: WorkerDeployment, token: str, room: str, body: str) -> str:
+    """Say ``body`` in the room; the bot's one answer (a second one fails the test)."""
+    before = len(_bot_lines(d, token, room))
+    path = f"/rooms/{room}/send/m.room.message/w{next(_txn_ids)}"
+    _client(d, token, "PUT", path, json={"msgtype": "m.text", "body": body})
+    _wait(lambda: len(_bot_lines(d, token, room)) > before)
+    time.sleep(0.5)  # a second answer would be here by now
+    lines = _bot_lines(d, token, room)
+    assert len(lines) == before + 1, lines[before:]
+    return lines[-1]
 
 
 def _started(metrics: str, name: str) -> float:
