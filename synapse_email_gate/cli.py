@@ -326,8 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(str(e)) from None
 
     handler: Handler = args.handler
+    status: int | None = None
     try:
-        return handler(cmd.Context(args, make_client))
+        status = handler(cmd.Context(args, make_client))
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        return status
     except UsageError as e:
         cmd.err(str(e))
         return cmd.USAGE
@@ -340,10 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly.
+        # The reader went away (`| head`): stop quietly, keeping the command's status.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return cmd.OK
+        return cmd.OK if status is None else status
 
 
 if __name__ == "__main__":
