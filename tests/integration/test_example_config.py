@@ -72,6 +72,10 @@ def test_the_example_shows_the_defaults_where_it_says_so(password_file: str) -> 
         "approval",
         "retention",
         "mail_retry_for_ms",
+        "mail_retry_initial_ms",
+        "mail_sweep_interval_ms",
+        "approval_reason_min_length",
+        "bot_localpart",
     ):
         assert getattr(shown, name) == getattr(defaults, name), name
     assert shown.smtp.timeout_seconds == defaults.smtp.timeout_seconds
@@ -118,6 +122,8 @@ def test_synapse_runs_with_the_example(
     policy_file = tmp_path / "email_gate_policy.yaml"
     policy_file.write_text(EXAMPLE_POLICY.read_text())
     config["policy_file"] = str(policy_file)
+    # The consent box belongs to the form; this test asks through the API.
+    config["branding"]["consent_required"] = False
     synapse = make_synapse(config, raw=True)
 
     page = http.get(synapse.gate_url)
