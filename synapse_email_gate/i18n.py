@@ -40,7 +40,7 @@ _RTL = frozenset({"ar", "fa", "he", "ur", "yi", "ps", "dv", "ckb"})
 # Languages where 0 takes the singular ("0 jour"); elsewhere only 1 does.
 _ZERO_IS_ONE = frozenset({"fr", "pt", "hy", "kab"})
 _ACCEPT_ITEM = re.compile(
-    r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]+))?"
+    r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$"
 )
 
 

@@ -120,9 +120,11 @@ def error_text(translate: Translator) -> Callable[..., str]:
     def text(refusal: Refusal | None, **values: Any) -> str:
         if refusal is None:
             return ""
-        keys = [f"errors.{refusal.errcode}"]
+        # Synapse's codes are a str Enum: its value is the code ("M_USER_IN_USE").
+        code = str(getattr(refusal.errcode, "value", refusal.errcode))
+        keys = [f"errors.{code}"]
         if refusal.field:
-            keys.insert(0, f"errors.{refusal.errcode}.{refusal.field}")
+            keys.insert(0, f"errors.{code}.{refusal.field}")
         for key in keys:
             if translate.text(key) is not None:
                 return translate(key, **values)
