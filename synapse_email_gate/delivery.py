@@ -134,6 +134,16 @@ class MailDelivery:
         results: dict[str, SendResult] = {}
         sendable: list[tuple[outbox.ClaimedMail, EmailMessage]] = []
         for mail in claimed:
+            expires_ts = mail.facts.expires_ts
+            if mail.kind == "token" and expires_ts is not None and expires_ts <= now:
+                # Sent now it would carry a dead token: the person asks again instead.
+                results[mail.outbox_id] = SendResult(
+                    ok=False,
+                    permanent=True,
+                    error="the token expired before the mail could be sent",
+                    reason="token_expired",
+                )
+                continue
             try:
                 message = build_message(
                     self._composer.compose(mail.facts, now),

@@ -180,6 +180,33 @@ def test_a_mail_not_taken_within_mail_retry_for_fails(
     assert "mail failed for good, reason=expired" in synapse.log_text()
 
 
+def test_a_mail_whose_token_expired_in_the_queue_is_not_sent(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    mailbox.refuse("451 4.3.0 Try again later")
+    accepted(synapse, "stale1", "stale1@example.org")
+    wait_outbox(synapse, "stale1", lambda r: r["attempts"] >= 1 and r["last_error"])
+    # The token's lifetime runs out while the mail waits (moved, not waited for).
+    db_execute(
+        synapse,
+        "UPDATE email_gate_requests SET expires_ts = ? WHERE localpart = ?",
+        (int(time.time() * 1000) - 1, "stale1"),
+    )
+    mailbox.accept()
+    db_execute(
+        synapse,
+        """
+        UPDATE email_gate_outbox SET next_attempt_ts = 0
+        WHERE request_id IN (SELECT id FROM email_gate_requests WHERE localpart = ?)
+        """,
+        ("stale1",),
+    )
+    row = wait_outbox(synapse, "stale1", lambda r: r["status"] == "failed")
+    assert "expired" in row["last_error"]
+    assert mails_to(mailbox, "stale1@example.org") == []
+    assert "mail failed for good, reason=token_expired" in synapse.log_text()
+
+
 def test_a_long_queue_goes_out_over_few_connections(
     synapse: SynapseServer, mailbox: SmtpCatcher
 ) -> None:
