@@ -76,6 +76,12 @@ def test_empty_config_takes_the_documented_defaults() -> None:
     assert config.approval == "off"
     assert config.retention == RetentionConfig(unfinished_ms=7 * DAY, finished_ms=90 * DAY)
     assert config.mail_retry_for_ms == DAY
+    assert config.mail_retry_initial_ms == 30 * SECOND
+    assert config.mail_sweep_interval_ms == 10 * SECOND
+    assert config.approval_reason_min_length == 30
+    assert config.approval_notify_emails == ()
+    assert config.moderation_room is None
+    assert config.bot_localpart == "email-gate"
     assert config.privacy == PrivacyConfig(hash_emails=False, hash_secret=None)
     # Policy lists: empty, and unset scalars (the built policy fills them in).
     assert config.policy.banned_usernames == ()
@@ -337,6 +343,91 @@ def test_privacy_hash_secret_inline_or_from_a_file(tmp_path: Path) -> None:
     assert "sixteen" not in repr(from_file)
 
 
+def test_challenge_approval_and_mail_keys() -> None:
+    config = parse(
+        {
+            "challenge": {
+                "enabled": True,
+                "difficulty": 20,
+                "lifetime": "5m",
+                "secret": "0123456789abcdef",
+                "adaptive": {"max_increase": 6, "threshold": 50, "window": "5m"},
+            },
+            "approval": "required",
+            "approval_reason_min_length": 0,
+            "approval_notify_emails": ["mods@example.org"],
+            "moderation_room": "#signups:example.org",
+            "bot_localpart": "gatekeeper",
+            "mail_retry_initial": "1m",
+            "mail_sweep_interval": "500ms",
+        }
+    )
+    challenge = config.challenge
+    assert (challenge.enabled, challenge.difficulty, challenge.lifetime_ms) == (
+        True,
+        20,
+        5 * MINUTE,
+    )
+    assert (challenge.max_increase, challenge.busy_threshold) == (6, 50)
+    assert challenge.busy_window_ms == 5 * MINUTE
+    assert "0123456789abcdef" not in repr(challenge)
+    assert config.approval == "required"
+    assert config.approval_reason_min_length == 0
+    assert config.approval_notify_emails == ("mods@example.org",)
+    assert config.moderation_room == "#signups:example.org"
+    assert config.bot_localpart == "gatekeeper"
+    assert (config.mail_retry_initial_ms, config.mail_sweep_interval_ms) == (MINUTE, 500)
+
+
+def test_challenge_adaptive_increase_stays_within_32_bits() -> None:
+    assert parse({"challenge": {"difficulty": 30}}).challenge.max_increase == 2
+    assert parse({}).challenge.max_increase == 4
+
+
+def test_pages_keys() -> None:
+    pages = parse(
+        {
+            "branding": {
+                "display_name": "Example Chat",
+                "logo_url": "/logo.png",
+                "intro": {"en": "Hello", "de": "Hallo"},
+                "rules_url": "https://example.org/rules",
+            },
+            "clients": [{"name": "FluffyChat", "url": "https://fluffychat.im/?hs={server_name}"}],
+            "password": {"min_length": 12, "min_score": 0},
+            "after_registration": {
+                "join_rooms": ["#welcome:example.org", "!abc:example.org"],
+                "welcome": {"sender": "@welcome:example.org", "message": "Welcome!"},
+            },
+            "web_registration": {"enabled": False, "client_api_url": "http://127.0.0.1:8008"},
+            "default_language": "fr",
+        }
+    ).pages
+    assert pages.branding.display_name == "Example Chat"
+    assert pages.branding.intro == {"en": "Hello", "de": "Hallo"}
+    assert pages.branding.consent_required is True  # a link is set
+    assert [c.name for c in pages.clients] == ["FluffyChat"]
+    assert (pages.password.min_length, pages.password.min_score) == (12, 0)
+    assert pages.after_registration.join_rooms == ("#welcome:example.org", "!abc:example.org")
+    assert pages.after_registration.welcome is not None
+    assert pages.web_registration.enabled is False
+    assert pages.web_registration.client_api_url == "http://127.0.0.1:8008/"
+    assert pages.default_language == "fr"
+
+
+def test_pages_defaults() -> None:
+    pages = parse({}).pages
+    assert pages.branding.display_name is None
+    assert pages.branding.consent_required is False
+    assert [c.name for c in pages.clients] == ["Element"]
+    assert (pages.password.min_length, pages.password.min_score) == (10, 3)
+    assert pages.after_registration.join_rooms == ()
+    assert pages.after_registration.welcome is None
+    assert pages.web_registration.enabled is True
+    assert pages.default_language == "en"
+    assert pages.translations_dir is None
+
+
 def test_null_values_take_the_defaults() -> None:
     raw = {"smtp": {"port": None}, "token_lifetime": None, "banned_ips": None, "retention": None}
     assert parse(raw) == parse({})
@@ -429,6 +520,53 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"privacy": {"hash_secret_file": MISSING}}, "privacy.hash_secret_file", "cannot read"),
     ({"privacy": {"hash_email": True}}, "privacy.hash_email", "did you mean 'hash_emails'"),
+    ({"challenge": {"secret": "short"}}, "challenge.secret", "at least 16"),
+    ({"challenge": {"secret_file": MISSING}}, "challenge.secret_file", "cannot read"),
+    (
+        {"challenge": {"secret": "0123456789abcdef", "secret_file": MISSING}},
+        "challenge.secret_file",
+        "either",
+    ),
+    (
+        {"challenge": {"difficulty": 30, "adaptive": {"max_increase": 3}}},
+        "challenge.adaptive.max_increase",
+        "at most 2",
+    ),
+    ({"challenge": {"adaptive": {"threshold": 0}}}, "challenge.adaptive.threshold", "at least 1"),
+    ({"challenge": {"adaptive": {"window": "5s"}}}, "challenge.adaptive.window", "at least 10s"),
+    ({"approval_reason_min_length": 2001}, "approval_reason_min_length", "at most 2000"),
+    ({"approval_notify_emails": ["mods"]}, "approval_notify_emails", "'mods'"),
+    ({"approval_notify_emails": "mods@example.org"}, "approval_notify_emails", "list"),
+    ({"moderation_room": "mods"}, "moderation_room", "'mods'"),
+    ({"bot_localpart": "Email Gate"}, "bot_localpart", "'Email Gate'"),
+    ({"mail_retry_initial": "2d"}, "mail_retry_initial", "mail_retry_for"),
+    ({"mail_sweep_interval": "100ms"}, "mail_sweep_interval", "at least 500ms"),
+    ({"branding": {"logo_url": "https://cdn.example/l.png"}}, "branding.logo_url", "path"),
+    ({"branding": {"display_name": "two\nlines"}}, "branding.display_name", "one line"),
+    ({"branding": {"rules_url": "javascript:alert(1)"}}, "branding.rules_url", "URL"),
+    ({"branding": {"consent_required": True}}, "branding.consent_required", "rules_url"),
+    ({"branding": {"intro": {"english": "hi"}}}, "branding.intro", "'english'"),
+    ({"clients": [{"name": "X", "url": "javascript:alert(1)"}]}, "clients", "item 0"),
+    ({"clients": [{"name": "X", "url": "https://x/{token}"}]}, "clients", "token"),
+    ({"clients": [{"name": "X"}]}, "clients", "item 0"),
+    ({"password": {"min_length": 0}}, "password.min_length", "at least 1"),
+    ({"password": {"min_score": 5}}, "password.min_score", "at most 4"),
+    ({"after_registration": {"join_rooms": ["lobby"]}}, "after_registration.join_rooms", "lobby"),
+    (
+        {"after_registration": {"welcome": {"message": "Hi!"}}},
+        "after_registration.welcome.sender",
+        "required",
+    ),
+    (
+        {"after_registration": {"welcome": {"sender": "@w:example.org"}}},
+        "after_registration.welcome.message",
+        "required",
+    ),
+    ({"web_registration": {"client_api_url": "ftp://x"}}, "web_registration.client_api_url", "URL"),
+    ({"web_registration": {"enabled": "yes"}}, "web_registration.enabled", "true or false"),
+    ({"translations_dir": MISSING}, "translations_dir", "not a directory"),
+    ({"default_language": "english"}, "default_language", "'english'"),
+    ({"default_language": "xx"}, "default_language", "xx"),
 ]
 
 
