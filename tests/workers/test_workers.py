@@ -175,6 +175,16 @@ def test_a_flood_split_across_workers_gets_the_per_ip_limit_of_one_process(
     assert statuses(answers_alone) == {202: 5, 429: 15}
 
 
+def test_many_clients_at_once_across_workers_are_all_answered(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher
+) -> None:
+    """40 clients, 20 at a time, one request each: every process writes the shared
+    `global` bucket row at once. Conflicts are retried; nobody gets a 5xx."""
+    crowd = [(u, f"{u}@example.org", client_ip()) for u in (unique("crowd") for _ in range(40))]
+    answers = ask_many(deployment.base_url, crowd, concurrency=20)
+    assert statuses(answers) == {202: len(crowd)}, [a for a in answers if a.status != 202][:3]
+
+
 def test_the_email_cooldown_is_shared_by_every_process(
     deployment: WorkerDeployment, mailbox: SmtpCatcher
 ) -> None:
