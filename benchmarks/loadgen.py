@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -161,8 +162,11 @@ async def health(args: argparse.Namespace) -> dict[str, Any]:
     errors = 0
     request = build_request("GET", "/health", args.port, None, [])
     deadline = time.monotonic() + args.duration
+    stop = asyncio.Event()  # SIGTERM/SIGINT end the polling early, with a report
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     reader, writer = await asyncio.open_connection(HOST, args.port)
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         start = time.perf_counter()
         try:
             writer.write(request)
