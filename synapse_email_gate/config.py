@@ -79,19 +79,19 @@ class ChallengeConfig:
     """Proof-of-work on the request page and API (docs/challenge.md)."""
 
     enabled: bool = False
-    difficulty: int = 18
+    difficulty: int = 22
     lifetime_ms: int = 10 * _MINUTE_MS
     # The MAC secret shared by every process; None: one is made and kept in the database.
     secret: str | None = attrs.field(default=None, repr=False)
     # Adaptive difficulty: up to `max_increase` bits more while more than
     # `busy_threshold` challenges are solved per `busy_window_ms`.
-    max_increase: int = 4
+    max_increase: int = 3
     busy_threshold: int = 20
     busy_window_ms: int = _MINUTE_MS
 
     @staticmethod
     def from_section(section: Section) -> ChallengeConfig:
-        difficulty = section.integer("difficulty", 18, minimum=1, maximum=32)
+        difficulty = section.integer("difficulty", 22, minimum=1, maximum=32)
         secret = section.optional_string("secret")
         secret_file = section.optional_string("secret_file")
         if secret is not None and secret_file is not None:
@@ -107,7 +107,7 @@ class ChallengeConfig:
             lifetime_ms=section.duration_ms("lifetime", 10 * _MINUTE_MS, minimum_ms=10_000),
             secret=secret,
             max_increase=adaptive.integer(
-                "max_increase", min(4, 32 - difficulty), minimum=0, maximum=32 - difficulty
+                "max_increase", min(3, 32 - difficulty), minimum=0, maximum=32 - difficulty
             ),
             busy_threshold=adaptive.integer("threshold", 20, minimum=1),
             busy_window_ms=adaptive.duration_ms("window", _MINUTE_MS, minimum_ms=10_000),

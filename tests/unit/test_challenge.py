@@ -263,7 +263,8 @@ def _parse(raw: dict[str, Any]) -> ChallengeConfig:
 def test_config_defaults_and_adaptive_keys(tmp_path: Path) -> None:
     default = _parse({})
     assert default == ChallengeConfig()
-    assert default.max_increase == 4 and default.busy_threshold == 20
+    assert default.difficulty == 22
+    assert default.max_increase == 3 and default.busy_threshold == 20
     assert default.busy_window_ms == 60_000 and default.secret is None
     secret_file = tmp_path / "secret"
     secret_file.write_text("0123456789abcdef0123\n")

@@ -70,7 +70,7 @@ def test_empty_config_takes_the_documented_defaults() -> None:
     assert config.policy_file is None
     assert config.policy_check_interval_ms == 2 * SECOND
     assert config.challenge == ChallengeConfig(
-        enabled=False, difficulty=18, lifetime_ms=10 * MINUTE
+        enabled=False, difficulty=22, lifetime_ms=10 * MINUTE
     )
     assert config.moderators == ()
     assert config.approval == "off"
@@ -381,7 +381,7 @@ def test_challenge_approval_and_mail_keys() -> None:
 
 def test_challenge_adaptive_increase_stays_within_32_bits() -> None:
     assert parse({"challenge": {"difficulty": 30}}).challenge.max_increase == 2
-    assert parse({}).challenge.max_increase == 4
+    assert parse({}).challenge.max_increase == 3
 
 
 def test_pages_keys() -> None:
