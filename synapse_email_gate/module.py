@@ -1,0 +1,212 @@
+"""`EmailGate`: reads the config and wires the parts together; nothing else.
+
+See docs/internals.md for the shape of the module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from email.utils import formataddr
+from pathlib import Path
+from typing import Any
+
+from synapse.http.site import SynapseRequest
+from synapse.logging.context import make_deferred_yieldable
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import ConfigError
+from synapse.util.async_helpers import ObservableDeferred
+from twisted.internet import reactor
+
+from synapse_email_gate.admin_service import AdminService
+from synapse_email_gate.after_registration import AfterRegistration
+from synapse_email_gate.asyncio_bridge import AsyncioThread
+from synapse_email_gate.challenge_gate import ChallengeGate
+from synapse_email_gate.config import GateConfig
+from synapse_email_gate.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
+from synapse_email_gate.i18n import Translations
+from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.mail import MailComposer
+from synapse_email_gate.moderation_room import ModerationRoom
+from synapse_email_gate.netrules import IpRules
+from synapse_email_gate.policy_sync import PolicySync
+from synapse_email_gate.registration import RegistrationHooks
+from synapse_email_gate.schema import create_schema
+from synapse_email_gate.service import RequestService
+from synapse_email_gate.store import PendingRequest
+from synapse_email_gate.web.admin import AdminHandlers, Moderators
+from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
+from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
+from synapse_email_gate.web.http import respond_json
+from synapse_email_gate.web.pages import PageKit
+from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIR = str(Path(__file__).resolve().parent / "templates")
+
+
+class EmailGate:
+    def __init__(self, config: GateConfig, api: ModuleApi) -> None:
+        self._api = api
+        self._config = config
+        self._policy = LivePolicy(
+            config.policy, config.policy_file, api.get_current_time_msec, api.server_name
+        )
+        self._policy_sync = PolicySync(api, self._policy)
+        self._bridge = AsyncioThread(reactor)
+        pages_config = config.pages
+        translations = Translations.load(
+            pages_config.translations_dir, pages_config.default_language
+        )
+        kit = PageKit(api, pages_config, translations)
+        composer = MailComposer(
+            lambda names: api.read_templates(names, TEMPLATE_DIR),
+            server_name=api.server_name,
+            sender=config.sender or formataddr((api.server_name, f"noreply@{api.server_name}")),
+            page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
+            translations=translations,
+            display_name=kit.display_name,
+        )
+        self._delivery = MailDelivery(
+            api,
+            config.smtp,
+            composer,
+            self._bridge,
+            RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
+            forget_addresses=config.privacy.hash_emails,
+        )
+        self._service = RequestService(api, config, self._policy, self._delivery)
+        after = AfterRegistration(
+            api, pages_config.after_registration, pages_config.default_language
+        )
+        RegistrationHooks(api, self._policy, after.run if after.active else None).register()
+
+        self._schema = ObservableDeferred(
+            api.run_as_background_process("email_gate_schema", self._create_schema),
+            consumeErrors=True,
+        )
+        challenges = ChallengeGate(api, config.challenge)
+        pages = RequestHandlers(
+            api,
+            self._service,
+            api.read_templates(PAGE_TEMPLATES, TEMPLATE_DIR),
+            IpRules.compile(config.trusted_proxies),
+            challenges,
+            kit,
+        )
+        (register_page,) = api.read_templates([REGISTER_TEMPLATE], TEMPLATE_DIR)
+        finish = FinishHandlers(api, kit, register_page, pages_config)
+        moderators = Moderators(api, config.moderators)
+        admin_service = AdminService(
+            api, self._policy_sync, self._delivery, config.token_lifetime_ms
+        )
+        (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
+        admin = AdminHandlers(
+            moderators,
+            admin_service,
+            admin_page,
+            {"server_name": api.server_name, "base_path": BASE_PATH},
+        )
+        self._room = self._moderation_room(admin_service, moderators)
+        routes: dict[tuple[str, str], Handler] = {
+            ("GET", ""): self._when_ready(pages.page),
+            ("POST", ""): self._when_ready(pages.form_post),
+            ("POST", "api/request"): self._when_ready(pages.api_request),
+            ("GET", "api/challenge"): self._when_ready(challenges.fetch),
+            ("GET", "register"): self._when_ready(finish.landing),
+            ("POST", "register"): self._when_ready(finish.submit),
+            ("GET", "verify"): self._when_ready(pages.verify_page),
+            ("POST", "verify"): self._when_ready(pages.verify_post),
+            ("GET", "static/*"): pages.static,
+            ("GET", "admin"): admin.page,
+            ("GET", "admin/*"): self._when_ready(admin.handle),
+            ("POST", "admin/*"): self._when_ready(admin.handle),
+            ("DELETE", "admin/*"): self._when_ready(admin.handle),
+        }
+        api.register_web_resource(BASE_PATH, GateResource(routes))
+
+        api.looping_background_call(
+            self._check_policy, config.policy_check_interval_ms, run_on_all_instances=True
+        )
+        api.looping_background_call(self._sweep, config.mail_sweep_interval_ms)
+        housekeeping = Housekeeping(api, config, self._policy)
+        api.looping_background_call(self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS)
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> GateConfig:
+        try:
+            return GateConfig.parse(config)
+        except ConfigError as e:
+            raise ConfigError(f"email_gate: {e.msg}", e.path) from e
+
+    def _moderation_room(
+        self, service: AdminService, moderators: Moderators
+    ) -> ModerationRoom | None:
+        if self._config.moderation_room is None:
+            return None
+        room = ModerationRoom(
+            self._api,
+            self._config.moderation_room,
+            self._config.bot_localpart,
+            service,
+            moderators,
+        )
+        room.register()
+
+        async def announce(pending: PendingRequest) -> None:
+            await room.announce_pending(pending.request_id, pending.localpart, pending.statement)
+
+        self._service.on_pending = announce
+        return room
+
+    async def _create_schema(self) -> bool:
+        await self._api.run_db_interaction("email_gate_create_schema", create_schema)
+        await self._policy_sync.follow()
+        if self._room is not None:
+            try:
+                await self._room.ensure_bot()
+            except Exception:
+                logger.exception("could not create the moderation bot user")
+        return True
+
+    async def _schema_ready(self) -> bool:
+        try:
+            ready: bool | None = await make_deferred_yieldable(self._schema.observe())
+            return bool(ready)
+        except Exception:
+            return False
+
+    def _when_ready(self, handler: Handler) -> Handler:
+        """Requests that touch our tables wait for them to exist."""
+
+        async def wrapped(request: SynapseRequest) -> None:
+            if await self._schema_ready():
+                await handler(request)
+            else:
+                respond_json(
+                    request,
+                    503,
+                    {"errcode": "EMAIL_GATE_UNAVAILABLE", "error": "Not ready; see the server log"},
+                )
+
+        return wrapped
+
+    def _when_schema(self, task: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def wrapped() -> None:
+            if await self._schema_ready():
+                await task()
+
+        return wrapped
+
+    async def _check_policy(self) -> None:
+        self._policy.check()
+        if await self._schema_ready():
+            await self._policy_sync.follow()
+
+    async def _sweep(self) -> None:
+        if not await self._schema_ready():
+            return
+        await self._service.process_orphans()
+        await self._delivery.sweep()
