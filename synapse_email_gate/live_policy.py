@@ -64,6 +64,7 @@ class LivePolicy:
         self._file_lists = PolicyLists()
         self._stored_lists = PolicyLists()
         self._file_identity: tuple[int, int, int] | None = None
+        self._settling_identity: tuple[int, int, int] | None = None
         self.current = Policy.build([base], now_ms())
         if policy_file is not None:
             result = self.reload()
@@ -76,6 +77,8 @@ class LivePolicy:
         try:
             identity = _identity(self._file)
             lists = read_policy_file(self._file)
+            if _identity(self._file) != identity:
+                raise ValueError(f"{self._file}: changed while being read; try again")
             policy = Policy.build([self._base, lists, self._stored_lists], self._now_ms())
         except ValueError as e:
             logger.error("policy file refused, previous policy stays in force: %s", e)
@@ -121,6 +124,11 @@ class LivePolicy:
                 self._file_identity = None
             return
         if identity != self._file_identity:
+            # Reload only once the file has stood still for one interval: an
+            # editor rewriting it in place may have written only part of it.
+            if identity != self._settling_identity:
+                self._settling_identity = identity
+                return
             result = self.reload()
             if not result.ok:
                 # Don't retry an unchanged broken file every few seconds.

@@ -61,7 +61,7 @@ class RequestService:
         self.on_pending: Callable[[store.PendingRequest], Awaitable[None]] | None = None
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
-        self._empty_until: dict[str, int] = {}
+        self._empty_until: dict[str, tuple[int, Bucket]] = {}
 
     @property
     def approval_required(self) -> bool:
@@ -138,7 +138,7 @@ class RequestService:
         )
         if empty is not None:
             key, wait = empty
-            self._remember_empty(key, now + wait)
+            self._remember_empty(key, dict(limits)[key], now + wait)
             return self._limited(wait)
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
@@ -260,18 +260,21 @@ class RequestService:
         return [(f"ip:{ip}", limits.per_ip), ("global", limits.global_)]
 
     def _known_wait(self, limits: list[tuple[str, Bucket]], now: int) -> int:
-        for key, _ in limits:
-            until = self._empty_until.get(key)
-            if until is not None:
-                if until > now:
-                    return until - now
-                del self._empty_until[key]
+        for key, bucket in limits:
+            known = self._empty_until.get(key)
+            if known is None:
+                continue
+            until, remembered = known
+            # A memory made under other limits (a reload changed them) is void.
+            if until > now and remembered == bucket:
+                return until - now
+            del self._empty_until[key]
         return 0
 
-    def _remember_empty(self, key: str, until: int) -> None:
+    def _remember_empty(self, key: str, bucket: Bucket, until: int) -> None:
         if len(self._empty_until) > 100_000:
             self._empty_until.clear()
-        self._empty_until[key] = until
+        self._empty_until[key] = (until, bucket)
 
     def _limited(self, wait_ms: int) -> Refusal:
         logger.info("request refused: reason=rate_limited")
