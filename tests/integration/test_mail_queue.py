@@ -238,9 +238,12 @@ def test_a_long_queue_goes_out_over_few_connections(
 # --- crashes -----------------------------------------------------------------
 
 
-def test_sigkill_with_a_queue_then_restart_delivers_each_mail_exactly_once(
+def test_sigkill_with_a_queue_and_an_orphan_then_restart_delivers_each_mail_once(
     synapse: SynapseServer, mailbox: SmtpCatcher
 ) -> None:
+    """Synapse killed with mails queued (their first attempt refused) and with a
+    request orphaned between its 202 and its processing; after the restart each
+    mail arrives exactly once and the orphan is finished by the sweep."""
     names = ["kill1", "kill2", "kill3"]
     mailbox.refuse("451 4.3.0 Try again later")
     for name in names:
@@ -248,14 +251,32 @@ def test_sigkill_with_a_queue_then_restart_delivers_each_mail_exactly_once(
     for name in names:
         wait_outbox(synapse, name, lambda r: r["attempts"] >= 1 and r["last_error"])
     synapse.kill()
+    orphan(synapse, "orphan1")
     mailbox.accept()
     synapse.start()
-    for name in names:
+    for name in [*names, "orphan1"]:
         mailbox.wait_for_rcpt(f"{name}@example.org", timeout=15)
         wait_outbox(synapse, name, lambda r: r["status"] == "sent")
+    assert "@orphan1:test.local" in mails_to(mailbox, "orphan1@example.org")[0].text
     assert quiet(mailbox, 1.5) == []
-    for name in names:
+    for name in [*names, "orphan1"]:
         assert len(mails_to(mailbox, f"{name}@example.org")) == 1, name
+
+
+def orphan(synapse: SynapseServer, localpart: str) -> None:
+    """The state a crash right after the 202 leaves: the request recorded as
+    `received`, its processing never run (written while Synapse is down)."""
+    created = int(time.time() * 1000) - 60_000  # older than the orphan threshold (30 s)
+    address = f"{localpart}@example.org"
+    db_execute(
+        synapse,
+        """
+        INSERT INTO email_gate_requests
+            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')
+        """,
+        (f"orphan-{localpart}", created, created, localpart, address, address, "127.0.0.1", "en"),
+    )
 
 
 def test_a_crash_between_the_250_and_the_commit_resends_after_the_lease(
@@ -294,37 +315,3 @@ def test_a_crash_between_the_250_and_the_commit_resends_after_the_lease(
     copies = mails_to(mailbox, "crash1@example.org")
     assert len(copies) == 2
     assert token_from(copies[0]) == token_from(copies[1]) == token_from(first)
-
-
-def test_a_request_orphaned_before_processing_is_picked_up_by_the_sweep(
-    synapse: SynapseServer, mailbox: SmtpCatcher
-) -> None:
-    """The state a crash right after the 202 leaves: the request recorded as
-    `received`, its processing never run."""
-    synapse.kill()
-    now_ms = int(time.time() * 1000)
-    created = now_ms - 60_000  # older than the orphan threshold (30 s)
-    db_execute(
-        synapse,
-        """
-        INSERT INTO email_gate_requests
-            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received')
-        """,
-        (
-            "orphan-request-1",
-            created,
-            created,
-            "orphan1",
-            "orphan1@example.org",
-            "orphan1@example.org",
-            "127.0.0.1",
-            "en",
-        ),
-    )
-    synapse.start()
-    mail = mailbox.wait_for_rcpt("orphan1@example.org", timeout=15)
-    assert "@orphan1:test.local" in mail.text
-    wait_outbox(synapse, "orphan1", lambda r: r["status"] == "sent")
-    assert quiet(mailbox, 1.0) == []
-    assert len(mails_to(mailbox, "orphan1@example.org")) == 1
