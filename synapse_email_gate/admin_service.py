@@ -9,7 +9,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import admin_store, store
+from synapse_email_gate import admin_store, metrics, store
 from synapse_email_gate.config import is_plain_user_id
 from synapse_email_gate.configreader import parse_duration_ms
 from synapse_email_gate.delivery import MailDelivery
@@ -143,6 +143,8 @@ class AdminService:
             )
         action = "request.approve" if approve else "request.deny"
         await self._audit(actor, action, request_id, message or "")
+        if approve:
+            metrics.token_issued(self._api.server_name, source="approval")
         self._delivery.kick(decision.outbox_id)
         return await self.show_request(request_id)
 
@@ -183,6 +185,7 @@ class AdminService:
         if not created:
             raise AdminError(400, "M_INVALID_PARAM", "this token exists already")
         await self._audit(actor, "token.create", token, f"uses_allowed={uses} expiry={expiry_ts}")
+        metrics.token_issued(self._api.server_name, source="invite")
         return await self.show_token(token)
 
     def _expiry(self, body: dict[str, Any]) -> int | None:

@@ -81,7 +81,9 @@ class EmailGate:
         after = AfterRegistration(
             api, pages_config.after_registration, pages_config.default_language
         )
-        RegistrationHooks(api, self._policy, after.run if after.active else None).register()
+        hooks = RegistrationHooks(api, self._policy, after.run if after.active else None)
+        hooks.tables_ready = self._schema_ready
+        hooks.register()
 
         self._schema = ObservableDeferred(
             api.run_as_background_process("email_gate_schema", self._create_schema),
@@ -128,11 +130,18 @@ class EmailGate:
         api.register_web_resource(BASE_PATH, GateResource(routes))
 
         api.looping_background_call(
-            self._check_policy, config.policy_check_interval_ms, run_on_all_instances=True
+            self._check_policy,
+            config.policy_check_interval_ms,
+            desc="email_gate_check_policy",
+            run_on_all_instances=True,
         )
-        api.looping_background_call(self._sweep, config.mail_sweep_interval_ms)
+        api.looping_background_call(
+            self._sweep, config.mail_sweep_interval_ms, desc="email_gate_sweep"
+        )
         housekeeping = Housekeeping(api, config, self._policy)
-        api.looping_background_call(self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS)
+        api.looping_background_call(
+            self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS, desc="email_gate_purge"
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> GateConfig:

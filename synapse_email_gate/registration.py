@@ -39,6 +39,8 @@ class RegistrationHooks:
         self._api = api
         self._policy = policy
         self._after = after
+        # Set by the module: waits until its tables exist (False if they never will).
+        self.tables_ready: Callable[[], Awaitable[bool]] | None = None
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -94,6 +96,8 @@ class RegistrationHooks:
 
     async def on_user_registration(self, user_id: str) -> None:
         try:
+            if self.tables_ready is not None and not await self.tables_ready():
+                return
             localpart = user_id[1:].split(":", 1)[0]
             request_id = await self._api.run_db_interaction(
                 "email_gate_link_account",

@@ -214,7 +214,7 @@ class LogMark:
 
 def context_of(line: str) -> str:
     """The log context (Synapse's ``request`` field) of a log line: ``POST-12``,
-    ``_sweep-3``, ..."""
+    ``email_gate_sweep-3``, ..."""
     parts = line.split(" - ")
     return parts[4] if len(parts) > 5 else ""
 

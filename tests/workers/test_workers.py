@@ -347,19 +347,21 @@ def test_the_mail_sweep_runs_only_on_the_background_tasks_instance(
         mail_to(mailbox, f"{user}@example.org", timeout=15)
     mark.wait_for(BACKGROUND_ON, "mail sent", count=len(users))  # logged after the send
     sent = {name: mark.lines(name, "mail sent") for name in deployment.processes}
-    assert all(context_of(line).startswith("_sweep-") for line in sent[BACKGROUND_ON]), sent
+    assert all(context_of(line).startswith("email_gate_sweep-") for line in sent[BACKGROUND_ON]), (
+        sent
+    )
     assert not any(lines for name, lines in sent.items() if name != BACKGROUND_ON), sent
 
     # Synapse counts every background process it starts, by name: the sweep was
     # started on that one instance only; the policy check on every process.
     for name in deployment.processes:
         metrics = deployment.metrics(name)
-        sweeps = _started(metrics, "_sweep")
+        sweeps = _started(metrics, "email_gate_sweep")
         if deployment.instance_name(name) == BACKGROUND_ON:
             assert sweeps > 0, name
         else:
             assert sweeps == 0, name
-        assert _started(metrics, "_check_policy") > 0, name
+        assert _started(metrics, "email_gate_check_policy") > 0, name
 
 
 # --- helpers ------------------------------------------------------------------
