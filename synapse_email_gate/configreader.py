@@ -108,6 +108,8 @@ class Section:
         options = tuple(choices)
 
         def convert(value: object) -> str:
+            if value is False and "off" in options:
+                value = "off"  # YAML reads a bare `off` as false
             if value not in options:
                 raise ValueError(f"must be one of {', '.join(options)}; got {value!r}")
             return str(value)
@@ -127,7 +129,8 @@ class Section:
                 continue
             close = difflib.get_close_matches(str(name), sorted(self._known), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{self.key(str(name))}: unknown key{hint}")
+            key = self.key(str(name))
+            raise ConfigError(f"{key}: unknown key{hint}", path=key.split("."))
 
 
 def _kind(value: object) -> str:

@@ -2,7 +2,7 @@
 
 A `Policy` is built from layers of `PolicyLists` (homeserver.yaml first, then
 `policy_file`): ban lists are united; scalar settings from later layers win.
-Each decision returns a reason code (docs/reason-codes.md) or None.
+Each decision returns a reason code (docs/api.md#reason-codes) or None.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ class PolicySync:
     async def reload_everywhere(self) -> ReloadResult:
         """Re-read the file and the stored bans here, and tell every other process."""
         result = self._policy.reload()
-        await self.changed()
+        if result.ok:
+            await self.changed()
         return result
 
     async def changed(self) -> None:

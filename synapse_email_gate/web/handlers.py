@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 from synapse.http.site import SynapseRequest
@@ -71,6 +72,7 @@ class RequestHandlers:
         self._form, self._sent, self._refused, self._verify = templates
         self._trusted_proxies = trusted_proxies
         self._secure_cookies = api.public_baseurl.startswith("https://")
+        self._own_origin = origin_of(api.public_baseurl)
         self._static = {
             path.name: path.read_bytes()
             for path in _STATIC_DIR.iterdir()
@@ -221,6 +223,11 @@ class RequestHandlers:
             respond_json(request, outcome.status, {"status": "accepted"})
 
     async def _api_outcome(self, request: SynapseRequest) -> Outcome:
+        # Synapse answers every CORS preflight with "*": without this, any website
+        # could make its visitors' browsers send requests from their addresses.
+        origin = request.getHeader("Origin")
+        if origin is not None and origin != self._own_origin:
+            return Refusal(403, outcomes.ORIGIN, "Requests from other websites are not accepted.")
         body = read_body(request)
         if body is None:
             return Refusal(413, "M_TOO_LARGE", "The request body is too large.")
@@ -312,3 +319,9 @@ def _read_input(
     if len(form_input.reason) > MAX_REASON_LENGTH:
         return form_input, outcomes.bad_param("'reason' is too long.", "reason")
     return form_input, None
+
+
+def origin_of(url: str) -> str:
+    """`https://matrix.example.org/` -> `https://matrix.example.org` (scheme://host[:port])."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

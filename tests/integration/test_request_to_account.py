@@ -188,3 +188,22 @@ def test_landing_page_shows_the_reserved_id_and_the_token(
     unknown = http.get(synapse.gate_url + "register?token=NOPE")
     assert unknown.status == 404
     assert "NOPE" not in unknown.text
+
+
+def test_the_json_api_refuses_requests_sent_by_other_websites(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    foreign = http.post(
+        synapse.gate_url + "api/request",
+        json={"username": "crosssite", "email": "crosssite@example.org"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert foreign.status == 403
+    assert foreign.json()["errcode"] == "EMAIL_GATE_FOREIGN_ORIGIN"
+    own = http.post(
+        synapse.gate_url + "api/request",
+        json={"username": "samesite", "email": "samesite@example.org"},
+        headers={"Origin": synapse.base_url},
+    )
+    assert own.status == 202
+    assert quiet(mailbox, to="crosssite@example.org") == []

@@ -304,3 +304,12 @@ def test_a_changed_file_is_picked_up_by_check(tmp_path: Path) -> None:
     live.check()
     assert live.current.username_ban("twofold") == "^two"
     assert live.current.username_ban("oneness") is None
+
+
+def test_ipv6_clients_share_one_rate_limit_per_64() -> None:
+    from synapse_email_gate.service import rate_limit_key
+
+    assert rate_limit_key("2001:db8:1:2::1") == rate_limit_key("2001:db8:1:2:ffff::9")
+    assert rate_limit_key("2001:db8:1:2::1") != rate_limit_key("2001:db8:1:3::1")
+    assert rate_limit_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert rate_limit_key("203.0.113.7") == "203.0.113.7"
