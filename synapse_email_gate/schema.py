@@ -12,6 +12,11 @@ from synapse.storage.engines import PostgresEngine
 
 SCHEMA_VERSION = 1
 
+# Statements that bring tables created at version N-1 to version N, run in order
+# under the lock. `_TABLES` always describes the newest version, for new installs.
+# Add a step here (and bump SCHEMA_VERSION) whenever a table above changes.
+MIGRATIONS: dict[int, list[str]] = {}
+
 # An arbitrary constant naming this module's advisory lock ("EGATE" in ASCII).
 _ADVISORY_LOCK_ID = 0x4547415445
 
@@ -181,3 +186,8 @@ def create_schema(txn: LoggingTransaction) -> None:
             f"email_gate tables are at version {row[0]}, newer than this module "
             f"({SCHEMA_VERSION}); upgrade synapse-email-gate"
         )
+    else:
+        for version in range(row[0] + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                txn.execute(statement)
+        txn.execute("UPDATE email_gate_schema_version SET version = ?", (SCHEMA_VERSION,))
