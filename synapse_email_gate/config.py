@@ -123,12 +123,14 @@ class RetentionConfig:
 
     unfinished_ms: int = 7 * _DAY_MS
     finished_ms: int = 90 * _DAY_MS
+    purge_interval_ms: int = _HOUR_MS
 
     @staticmethod
     def from_section(section: Section) -> RetentionConfig:
         config = RetentionConfig(
             unfinished_ms=section.duration_ms("unfinished", 7 * _DAY_MS, minimum_ms=_HOUR_MS),
             finished_ms=section.duration_ms("finished", 90 * _DAY_MS, minimum_ms=_HOUR_MS),
+            purge_interval_ms=section.duration_ms("purge_interval", _HOUR_MS, minimum_ms=1000),
         )
         section.finish()
         return config

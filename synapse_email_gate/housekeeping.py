@@ -12,7 +12,6 @@ from synapse_email_gate.live_policy import LivePolicy
 
 logger = logging.getLogger(__name__)
 
-PURGE_INTERVAL_MS = 3_600_000
 _MAX_REFILL_MS = 30 * 86_400_000
 
 

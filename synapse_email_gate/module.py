@@ -24,7 +24,7 @@ from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.challenge_gate import ChallengeGate
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
-from synapse_email_gate.housekeeping import PURGE_INTERVAL_MS, Housekeeping
+from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.i18n import Translations
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
@@ -140,7 +140,9 @@ class EmailGate:
         )
         housekeeping = Housekeeping(api, config, self._policy)
         api.looping_background_call(
-            self._when_schema(housekeeping.purge), PURGE_INTERVAL_MS, desc="email_gate_purge"
+            self._when_schema(housekeeping.purge),
+            config.retention.purge_interval_ms,
+            desc="email_gate_purge",
         )
 
     @staticmethod
