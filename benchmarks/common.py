@@ -104,6 +104,7 @@ class Context:
         self._patterns: list[str] | None = None
         self._seeded: dict[int, Path] = {}
         self.servers: list[SynapseServer] = []
+        self._made = 0
 
     # sizes -------------------------------------------------------------------
     @property
@@ -167,7 +168,8 @@ class Context:
     ) -> SynapseServer:
         """A Synapse (not started) with the module (None: without), optionally on a
         database already holding ``seed_rows`` stored requests."""
-        directory = self.tmp / f"synapse-{len(self.servers)}"
+        self._made += 1
+        directory = self.tmp / f"synapse-{self._made}"
         directory.mkdir()
         server = SynapseServer(
             module_config,
