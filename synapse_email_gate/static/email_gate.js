@@ -55,6 +55,16 @@
     });
   });
 
+  // --- a field's error goes once the field is changed ---------------------
+  document.querySelectorAll("[aria-invalid=true]").forEach(function (field) {
+    var error = document.getElementById(field.id + "-error");
+    if (!error) { return; }
+    field.addEventListener(field.type === "checkbox" ? "change" : "input", function () {
+      field.removeAttribute("aria-invalid");
+      error.hidden = true;
+    }, { once: true });
+  });
+
   // --- username availability --------------------------------------------
   var input = document.querySelector("input#username[data-available-url]");
   var status = document.getElementById("username-status");
