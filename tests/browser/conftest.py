@@ -1,8 +1,10 @@
 """Headless Chromium for browser tests, through Playwright's sync API.
 
-- ``browser``: one Chromium per test process (session scope), the system's
-  /usr/bin/chromium (or $CHROMIUM); Playwright never downloads a browser here.
-  Tests are skipped when no Chromium is installed.
+- ``browser``: one Chromium per test process (started on first use, closed at
+  the end of the session), the system's /usr/bin/chromium (or $CHROMIUM);
+  Playwright never downloads a browser here. Tests are skipped when no
+  Chromium is installed. Other tests of the same process, and `asyncio.run()`
+  inside browser tests, keep working (see `_chromium`).
 - ``page``: a fresh context (own cookies, storage) and page per test. Console
   messages and page errors are collected in ``page_log``; when the test fails a
   screenshot and the log are saved under test-artifacts/<test id>/.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -21,8 +24,9 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.harness.synapse import REPO_ROOT
 
@@ -47,17 +51,73 @@ def artifact_dir(nodeid: str) -> Path:
     return ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
 
+@attrs.frozen
+class _Playwright:
+    playwright: Playwright
+    browser: Browser
+    loop: asyncio.AbstractEventLoop
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def _chromium() -> Iterator[_Playwright]:
+    """Playwright and one Chromium for the whole test process, started on first use.
+
+    Playwright's sync API runs its event loop in a greenlet of the main thread
+    and, between calls, marks that loop as the thread's running loop; then
+    `asyncio.run()` refuses to start ("cannot be called from a running event
+    loop"). So the mark is set only while a browser test runs (see `browser`),
+    and other tests of the same process are unaffected.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("no Chromium installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    playwright = sync_playwright().start()
+    loop = _marked_loop()
+    try:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+    except BaseException:
+        playwright.stop()
+        asyncio._set_running_loop(None)
+        raise
+    asyncio._set_running_loop(None)
+    try:
+        yield _Playwright(playwright, chromium, loop)
+    finally:
+        asyncio._set_running_loop(loop)
         try:
-            yield chromium
-        finally:
             chromium.close()
+        finally:
+            playwright.stop()
+            asyncio._set_running_loop(None)
+
+
+def _marked_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio._get_running_loop()
+    assert loop is not None, "Playwright did not mark its loop as running"
+    return loop
+
+
+@pytest.fixture
+def browser(_chromium: _Playwright, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
+    """The session's Chromium, for this test. Within the test `asyncio.run()` still
+    works (e.g. matrix-nio in tests.integration.helpers): it steps out of
+    Playwright's loop for the time it runs."""
+    real_run = asyncio.run
+
+    def run(main: Any, **kwargs: Any) -> Any:
+        marked = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            return real_run(main, **kwargs)
+        finally:
+            asyncio._set_running_loop(marked)
+
+    monkeypatch.setattr(asyncio, "run", run)
+    asyncio._set_running_loop(_chromium.loop)
+    try:
+        yield _chromium.browser
+    finally:
+        asyncio._set_running_loop(None)
 
 
 class PageLog(list[str]):
