@@ -9,7 +9,9 @@ synapse_email_gate.challenge, and lets the page's own solver
     .venv/bin/python benchmarks/challenge_solve.py -d 19 -n 40      # one difficulty
     .venv/bin/python benchmarks/challenge_solve.py --engine webcrypto  # WebCrypto only
 
-Prints, per difficulty: median / p90 / max solve time and the hash rate.
+Prints, per difficulty: median / p90 / max solve time, the hash rate, and -
+since the machine may be busy with other work - the rate per CPU-second of
+Chromium and the median that implies on an idle machine (one core per worker).
 Uses /usr/bin/chromium (never downloads a browser); --chromium to change.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import statistics
@@ -64,6 +67,29 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def descendants_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's descendants (Chromium)."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-d", "--difficulty", type=int, action="append")
@@ -95,6 +121,7 @@ def main() -> None:
             for bits in difficulties:
                 times, rates = [], []
                 engines: set[str] = set()
+                hashes, cpu_before = 0, descendants_cpu_s()
                 for _ in range(args.runs):
                     issued = challenge.issue(key, int(time.time() * 1000), 600_000, bits)
                     result = page.evaluate(
@@ -110,6 +137,9 @@ def main() -> None:
                     times.append(result["ms"] / 1000)
                     engines.add(result["engine"])
                     rates.append(result["hashes"] / max(result["ms"], 1) * 1000)
+                    hashes += result["hashes"]
+                    workers = result["workers"]
+                cpu_rate = hashes / max(descendants_cpu_s() - cpu_before, 1e-3)
                 times.sort()
                 row = {
                     "difficulty": bits,
@@ -118,6 +148,10 @@ def main() -> None:
                     "max_s": times[-1],
                     "hashes_per_s": statistics.median(rates),
                     "engine": "+".join(sorted(engines)),
+                    # Load-independent: hashes per CPU-second of Chromium, and the median
+                    # solve time it implies on an idle machine (start-up not included).
+                    "hashes_per_cpu_s": cpu_rate,
+                    "idle_median_estimate_s": math.log(2) * 2**bits / (cpu_rate * workers),
                     "load": os.getloadavg()[0],
                 }
                 if args.json:
@@ -127,7 +161,9 @@ def main() -> None:
                         f"difficulty {bits:2d}: median {row['median_s']:.2f} s, "
                         f"p90 {row['p90_s']:.2f} s, max {row['max_s']:.2f} s, "
                         f"{row['hashes_per_s'] / 1000:.0f}k hashes/s ({row['engine']}; "
-                        f"load {row['load']:.1f})"
+                        f"load {row['load']:.1f}); "
+                        f"{cpu_rate / 1e6:.2f}M hashes per CPU-second, idle estimate "
+                        f"{row['idle_median_estimate_s']:.2f} s"
                     )
             browser.close()
     finally:
