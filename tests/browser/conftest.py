@@ -2,7 +2,7 @@
 
 - ``browser``: one Chromium per test process (started on first use, closed at
   the end of the session), the system's /usr/bin/chromium (or $CHROMIUM);
-  Playwright never downloads a browser here. Tests are skipped when no
+  Playwright never downloads a browser here. Tests fail when no
   Chromium is installed. Other tests of the same process, and `asyncio.run()`
   inside browser tests, keep working (see `_chromium`).
 - ``page``: a fresh context (own cookies, storage) and page per test. Console
@@ -70,7 +70,7 @@ def _chromium() -> Iterator[_Playwright]:
     """
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium installed (apt-get install chromium)")
+        pytest.fail("no Chromium installed: scripts/test.sh installs it (apt-get install chromium)")
     playwright = sync_playwright().start()
     loop = _marked_loop()
     try:
