@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -63,6 +64,7 @@ class RequestService:
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
+        self._flood_log = FloodLog(logger)
 
     @property
     def approval_required(self) -> bool:
@@ -75,7 +77,7 @@ class RequestService:
     async def submit(self, form: RequestInput, ip: str) -> Outcome:
         policy = self._policy.current
         if policy.ip_ban(ip) is not None:
-            logger.info("request refused: reason=ip_banned")
+            self._flood_log.refused("ip_banned")
             metrics.request_answered(self._api.server_name, "refused", "ip_banned")
             return outcomes.ip_banned()
         now = self._api.get_current_time_msec()
@@ -243,7 +245,7 @@ class RequestService:
         # database; a flood of banned names is then answered without a query
         # (benchmarks/bench_flood.py).
         if self._policy.current.username_ban(localpart) is not None:
-            logger.info("request refused: reason=username_banned")
+            self._flood_log.refused("username_banned")
             metrics.request_answered(self._api.server_name, "refused", "username_banned")
             return Refusal(
                 400,
@@ -281,7 +283,7 @@ class RequestService:
         self._empty_until[key] = (until, bucket)
 
     def _limited(self, wait_ms: int) -> Refusal:
-        logger.info("request refused: reason=rate_limited")
+        self._flood_log.refused("rate_limited")
         metrics.request_answered(self._api.server_name, "refused", "rate_limited")
         return outcomes.rate_limited(math.ceil(wait_ms / 1000))
 
@@ -325,3 +327,34 @@ def _domain_refusal(reason: str) -> Refusal:
         "Addresses at this domain are not accepted here. Please use another address.",
         "email",
     )
+
+
+class FloodLog:
+    """At most one line per second per refusal reason that a flood can repeat.
+
+    Under a flood the same refusal comes thousands of times a second; writing
+    each to the log cost more than deciding it (benchmarks/bench_flood.py). The
+    first refusal of a second is logged at once, the rest are counted into the
+    next line; the metrics count every one.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._windows: dict[str, list[float]] = {}  # reason -> [window start, unlogged]
+
+    def refused(self, reason: str) -> None:
+        now = time.monotonic()
+        window = self._windows.get(reason)
+        if window is not None and now - window[0] < 1.0:
+            window[1] += 1
+            return
+        unlogged = int(window[1]) if window is not None else 0
+        if unlogged:
+            self._log.info(
+                "request refused: reason=%s (and %d more since the last such line)",
+                reason,
+                unlogged,
+            )
+        else:
+            self._log.info("request refused: reason=%s", reason)
+        self._windows[reason] = [now, 0]
