@@ -59,10 +59,16 @@ class BrandingConfig:
         return any((self.rules_url, self.terms_url, self.privacy_url))
 
     def intro_for(self, lang: str, default_lang: str) -> str:
+        return self.intro_in(lang, default_lang)[0]
+
+    def intro_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
+        """The intro for `lang` and the language it is written in (None: unknown)."""
         for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
             if key in self.intro:
-                return self.intro[key]
-        return next(iter(self.intro.values()), "")
+                return self.intro[key], None if key == "*" else key
+        for key, text in self.intro.items():
+            return text, None if key == "*" else key
+        return "", None
 
     @staticmethod
     def from_section(section: Section) -> BrandingConfig:

@@ -82,6 +82,7 @@ class PageKit:
             }
             for language in self.translations.languages()
         ]
+        intro, intro_lang = branding.intro_in(translate.code, self._config.default_language)
         return {
             "server_name": self._api.server_name,
             "display_name": self.display_name,
@@ -95,7 +96,8 @@ class PageKit:
             "consent_required": branding.consent_required,
             "logo_url": branding.logo_url,
             "logo_alt": branding.logo_alt or translate("page.logo_alt", server=self.display_name),
-            "intro": branding.intro_for(translate.code, self._config.default_language),
+            "intro": intro,
+            "intro_lang": intro_lang if intro_lang != translate.code else None,
             "homeserver_url": self._api.public_baseurl,
         }
 
