@@ -57,7 +57,7 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        ratio = "—" if self.ratio is None else f"{self.ratio:.2f}x"
+        ratio = "—" if self.ratio is None else f"{self.ratio:.3g}x"
         verdict = {True: "MET", False: "MISSED", None: "n/a"}[self.ok]
         return (
             f"  {self.measure:<46} module {self.module:<22} baseline {self.baseline:<24} "
