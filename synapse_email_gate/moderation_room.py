@@ -47,9 +47,12 @@ class ModerationRoom:
         """On the background instance at start-up: the bot user exists."""
         if not self._api.should_run_background_tasks():
             return
-        if await self._api.check_user_exists(self._bot) is None:
-            await self._api.register_user(self._bot_localpart, displayname="Registration gate")
-            logger.info("moderation bot %s created", self._bot)
+        try:
+            if await self._api.check_user_exists(self._bot) is None:
+                await self._api.register_user(self._bot_localpart, displayname="Registration gate")
+                logger.info("moderation bot %s created", self._bot)
+        except Exception:
+            logger.exception("could not create the moderation bot user %s", self._bot)
 
     async def _resolve_room(self) -> str | None:
         if self._room_id is None:

@@ -176,10 +176,9 @@ class EmailGate:
         await self._api.run_db_interaction("email_gate_create_schema", create_schema)
         await self._policy_sync.follow()
         if self._room is not None:
-            try:
-                await self._room.ensure_bot()
-            except Exception:
-                logger.exception("could not create the moderation bot user")
+            # Not awaited: registering the bot runs our own on_user_registration,
+            # which waits for this very function to finish.
+            self._api.run_as_background_process("email_gate_bot", self._room.ensure_bot)
         return True
 
     async def _schema_ready(self) -> bool:

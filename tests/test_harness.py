@@ -130,7 +130,7 @@ class TestSynapse:
         assert metrics.status == 200
         db_line = "psycopg2" if db == "postgres" else "sqlite3"
         assert db_line in server.config_file.read_text()
-        assert "Loaded module <synapse_email_gate.EmailGate" in server.log_text()
+        assert "Loaded module <synapse_email_gate.module.EmailGate" in server.log_text()
         pid = server.pid
         assert pid is not None
         assert server.stop() == 0
