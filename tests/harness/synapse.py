@@ -67,7 +67,22 @@ def log_config(log_file: Path, level: str = "INFO") -> dict[str, Any]:
     }
 
 
-class SynapseServer:
+class GateUrls:
+    """URLs of the client API and the module's pages, below `base_url`."""
+
+    @property
+    def base_url(self) -> str:
+        raise NotImplementedError
+
+    def url(self, path: str) -> str:
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    @property
+    def gate_url(self) -> str:
+        return self.url(GATE_PATH + "/")
+
+
+class SynapseServer(GateUrls):
     """``python -m synapse.app.homeserver`` on 127.0.0.1:<port>, with the module loaded.
 
     module_config: the ``config:`` of ``synapse_email_gate.EmailGate`` (``module=None``
@@ -308,13 +323,6 @@ class SynapseServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
-
-    @property
-    def gate_url(self) -> str:
-        return self.url(GATE_PATH + "/")
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"

@@ -35,7 +35,7 @@ import yaml
 from . import http
 from .ports import free_port
 from .postgres import PostgresCluster
-from .synapse import GATE_PATH, REPO_ROOT, SynapseServer, log_config
+from .synapse import REPO_ROOT, GateUrls, SynapseServer, log_config
 
 MAIN = "main"  # the main process's name in instance_map ...
 MASTER = "master"  # ... and in run_background_tasks_on
@@ -152,7 +152,7 @@ class RedisServer:
 # --- Synapse workers ----------------------------------------------------------
 
 
-class SynapseWorker:
+class SynapseWorker(GateUrls):
     """``python -m synapse.app.generic_worker -c homeserver.yaml -c <name>.yaml``."""
 
     def __init__(self, main: SynapseServer, name: str, directory: Path) -> None:
@@ -228,13 +228,6 @@ class SynapseWorker:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
-
-    @property
-    def gate_url(self) -> str:
-        return self.url(GATE_PATH + "/")
 
     def log_text(self) -> str:
         try:
@@ -401,7 +394,7 @@ def _prepare_cmd(config_file: Path) -> list[str]:
     ]
 
 
-class WorkerDeployment:
+class WorkerDeployment(GateUrls):
     """PostgreSQL database + redis + Synapse main and generic workers + nginx.
 
     ``background_on`` names the instance for ``run_background_tasks_on``
@@ -544,13 +537,6 @@ class WorkerDeployment:
     def base_url(self) -> str:
         """nginx: where clients connect."""
         return self.proxy.base_url
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
-
-    @property
-    def gate_url(self) -> str:
-        return self.url(GATE_PATH + "/")
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """One statement on the deployment's database (``?`` placeholders); committed
