@@ -16,6 +16,7 @@ from common import (
     API_REQUEST,
     Context,
     Result,
+    cpu_seconds,
     finish,
     gate_config,
     load_generator,
@@ -41,6 +42,7 @@ def _issued(server: SynapseServer, prefix: str) -> int:
 def _one_run(server: SynapseServer, run_no: int, duration: float) -> dict[str, float]:
     prefix = f"acc{run_no}x"
     body = f'{{"username": "{prefix}{{n}}", "email": "{prefix}{{n}}@example.org"}}'
+    cpu0 = cpu_seconds(server.pid or 0)
     start = time.monotonic()
     report = finish(
         start_load(server.port, API_REQUEST, body=body, duration=duration, concurrency=CONCURRENCY),
@@ -56,7 +58,9 @@ def _one_run(server: SynapseServer, run_no: int, duration: float) -> dict[str, f
             break
         time.sleep(0.05)
     done = time.monotonic()
+    cpu = cpu_seconds(server.pid or 0) - cpu0
     return {
+        "cpu_ms_per_request": cpu * 1000 / max(1, issued),
         "accepted": accepted,
         "other": sum(n for code, n in report["statuses"].items() if code != "202"),
         "statuses": report["statuses"],
@@ -93,7 +97,8 @@ def run(ctx: Context) -> list[Result]:
             f"    {engine}: {rate:.0f} issued/s (runs {each}); answers {answer_rate:.0f}/s, "
             f"last token {backlog:.2f} s after the last answer; answer p50 "
             f"{median([r['p50_ms'] for r in runs]):.1f} ms; {refused:.0f} not accepted, "
-            f"{missing:.0f} not issued"
+            f"{missing:.0f} not issued; Synapse CPU "
+            f"{median([r['cpu_ms_per_request'] for r in runs]):.2f} ms per request"
         )
         if refused:
             say(f"    answers other than 202: {[r['statuses'] for r in runs]}")
@@ -107,7 +112,8 @@ def run(ctx: Context) -> list[Result]:
                 "≥ 300/s",
                 rate >= 300 and not missing and not refused,
                 f"{load_generator()}, {CONCURRENCY} connections, {duration:.0f} s; answers "
-                f"{answer_rate:.0f}/s",
+                f"{answer_rate:.0f}/s; Synapse CPU "
+                f"{median([r['cpu_ms_per_request'] for r in runs]):.2f} ms per request",
                 {"runs": runs},
             )
         )

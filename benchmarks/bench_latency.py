@@ -2,8 +2,8 @@
 
 Two Synapse processes with the module, the same but for the policy file (10,000
 username patterns, or none), both running; sequential accepted requests
-(distinct usernames and addresses) alternate between them run by run, so drift
-on the machine hits both alike. Figure: median answer latency of
+(distinct usernames and addresses) alternate between them request by request,
+so drift on the machine hits both alike. Figure: median answer latency of
 POST /_synapse/client/email_gate/api/request.
 """
 
@@ -14,10 +14,10 @@ from common import (
     Result,
     fmt_ms,
     gate_config,
+    interleaved_latencies,
     median,
     say,
     spread,
-    timed_requests,
     warm_up,
 )
 
@@ -33,11 +33,9 @@ def run(ctx: Context) -> list[Result]:
             server.start(timeout=120)
             warm_up(server)
         for run_no in range(ctx.runs):
-            order = [("with", with_patterns), ("without", without)]
-            if run_no % 2:
-                order.reverse()
-            for label, server in order:
-                runs[label].append(median(timed_requests(server, count, f"lat{run_no}")))
+            servers = {"with": with_patterns, "without": without}
+            for label, samples in interleaved_latencies(servers, count, f"l{run_no}").items():
+                runs[label].append(median(samples))
     finally:
         with_patterns.stop()
         without.stop()

@@ -18,6 +18,7 @@ import time
 from common import (
     Context,
     Result,
+    busy_cpu,
     cpu_seconds,
     finish,
     gate_config,
@@ -86,7 +87,7 @@ def _one_run(ctx: Context, server: SynapseServer, tag: str) -> dict[str, float]:
     smtp.clear()
     poller = start_loadgen("health", server.port, "--duration", "30", "--interval", "0.005")
     time.sleep(0.5)
-    cpu0 = cpu_seconds(server.pid or 0)
+    cpu0, busy0 = cpu_seconds(server.pid or 0), busy_cpu()
     start = time.monotonic()
     _queue(server, tag, MAILS)
     try:
@@ -95,6 +96,7 @@ def _one_run(ctx: Context, server: SynapseServer, tag: str) -> dict[str, float]:
     except AssertionError:
         elapsed = float("inf")
     cpu = cpu_seconds(server.pid or 0) - cpu0
+    machine = (busy_cpu() - busy0) / (time.monotonic() - start)
     time.sleep(0.2)
     poller.send_signal(signal.SIGTERM)
     health = finish(poller, 30)
@@ -107,6 +109,7 @@ def _one_run(ctx: Context, server: SynapseServer, tag: str) -> dict[str, float]:
         "stalls": health["over_stall"],
         "polls": health["requests"],
         "cpu_ms_per_mail": cpu * 1000 / max(1, ours),
+        "machine_busy_cores": machine,
     }
 
 
@@ -135,7 +138,8 @@ def run(ctx: Context) -> list[Result]:
             f"{median([r['health_max_ms'] for r in runs]):.1f} ms median, {worst:.1f} ms worst, "
             f"p99 {median([r['health_p99_ms'] for r in runs]):.1f} ms; "
             f"{stalls} polls over 50 ms of {sum(r['polls'] for r in runs)}; Synapse CPU "
-            f"{median([r['cpu_ms_per_mail'] for r in runs]):.2f} ms per mail"
+            f"{median([r['cpu_ms_per_mail'] for r in runs]):.2f} ms per mail; machine busy "
+            f"{median([r['machine_busy_cores'] for r in runs]):.2f} of 2 cores"
         )
         results.append(
             Result(

@@ -280,6 +280,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 # --- load generator processes ------------------------------------------------------
 
 
@@ -586,6 +593,30 @@ def timed_requests(server: SynapseServer, count: int, tag: str, expect: int = 20
                 raise RuntimeError(f"expected {expect}, got {status}: {answer[:200]!r}")
     finally:
         client.close()
+    return latencies
+
+
+def interleaved_latencies(
+    servers: dict[str, SynapseServer], count: int, tag: str
+) -> dict[str, list[float]]:
+    """``count`` sequential accepted requests to each server, alternating server by
+    server (the order flips each round), so that the machine's moods fall on all
+    alike; the answer latencies per server, in seconds."""
+    clients = {label: Client(server.port) for label, server in servers.items()}
+    latencies: dict[str, list[float]] = {label: [] for label in servers}
+    labels = list(servers)
+    try:
+        for i in range(count):
+            for label in labels if i % 2 == 0 else labels[::-1]:
+                body = {"username": f"{tag}{label}u{i}", "email": f"{tag}{label}u{i}@example.org"}
+                start = time.perf_counter()
+                status, answer = clients[label].request("POST", API_REQUEST, body)
+                latencies[label].append(time.perf_counter() - start)
+                if status != 202:
+                    raise RuntimeError(f"expected 202, got {status}: {answer[:200]!r}")
+    finally:
+        for client in clients.values():
+            client.close()
     return latencies
 
 
