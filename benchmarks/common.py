@@ -317,7 +317,8 @@ def finish(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     return result
 
 
-WRK = shutil.which("wrk")
+# BENCH_NO_WRK=1 forces the Python load generator even when wrk is installed.
+WRK = None if os.environ.get("BENCH_NO_WRK") else shutil.which("wrk")
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_load.lua"
 
 

@@ -1,7 +1,7 @@
 """Run the module's benchmarks, each beside its baseline, and print the ratios.
 
     .venv/bin/python benchmarks/run.py                 # all, ~15 min on 2 cores
-    .venv/bin/python benchmarks/run.py --quick         # smoke run: 3 runs, 100k history
+    .venv/bin/python benchmarks/run.py --quick         # smoke run, ~3 min: 3 runs, 100k history
     .venv/bin/python benchmarks/run.py flood mail      # chosen benchmarks
     .venv/bin/python benchmarks/run.py --json out.json # also write every figure
 
@@ -9,7 +9,8 @@ Benchmarks: vetting, latency, history, flood, accepted, registration, mail,
 memory (see each bench_<name>.py). Figures are medians of --runs runs (5 by
 default). Real Synapse processes (tests/harness) on 127.0.0.1, a private
 PostgreSQL cluster, an SMTP catcher; load from wrk when installed (apt-get
-install wrk), else from benchmarks/loadgen.py. Not part of the test suite.
+install wrk), else from benchmarks/loadgen.py (BENCH_NO_WRK=1 forces it).
+Not part of the test suite. Latest figures: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
