@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from synapse.storage.database import LoggingTransaction
 
@@ -39,3 +40,49 @@ def take_txn(txn: LoggingTransaction, key: str, bucket: Bucket, now_ms: int) -> 
         (key, tokens - 1, now_ms),
     )
     return 0
+
+
+class BucketBook:
+    """The buckets a batch of requests takes from: each row read once, written once.
+
+    Taking in memory between the two gives each request, in order, the answer
+    `take_txn` would have given it in a transaction of its own.
+    """
+
+    def __init__(self, txn: LoggingTransaction, keys: Collection[str]) -> None:
+        self._txn = txn
+        self._rows: dict[str, tuple[float, int]] = {}
+        self._changed: set[str] = set()
+        if keys:
+            ordered = sorted(keys)
+            marks = ", ".join("?" for _ in ordered)
+            txn.execute(
+                f"SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket IN ({marks})",  # noqa: S608,E501 - placeholders only
+                ordered,
+            )
+            for key, tokens, updated_ts in txn.fetchall():
+                self._rows[str(key)] = (float(tokens), int(updated_ts))
+
+    def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
+        """Take one token from bucket `key`; 0 when taken, else ms to wait."""
+        row = self._rows.get(key)
+        tokens = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
+        if tokens < 1:
+            return wait_ms(tokens, bucket)
+        self._rows[key] = (tokens - 1, max(now_ms, row[1]) if row is not None else now_ms)
+        self._changed.add(key)
+        return 0
+
+    def write(self) -> None:
+        """Store the buckets taken from (call once, after the last `take`)."""
+        if not self._changed:
+            return
+        self._txn.execute_batch(
+            """
+            INSERT INTO email_gate_buckets (bucket, tokens, updated_ts) VALUES (?, ?, ?)
+            ON CONFLICT (bucket)
+            DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
+            """,
+            [(key, *self._rows[key]) for key in sorted(self._changed)],
+        )
+        self._changed.clear()

@@ -15,20 +15,23 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate import metrics, outcomes, store
+from synapse_email_gate import metrics, outcomes, request_txns, store
 from synapse_email_gate.config import GateConfig
-from synapse_email_gate.dbretry import run_db_retrying
 from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import InvalidEmail, ParsedEmail, parse_email
+from synapse_email_gate.group_commit import GroupCommit
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.outcomes import Outcome, Refusal
 from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.request_txns import IntakeRefusal, IssueParams, NewRequest, NotIssued
+from synapse_email_gate.store import IssuedToken
 from synapse_email_gate.tokens import new_id, new_token
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,12 @@ class RequestService:
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
         self._flood_log = FloodLog(logger)
+        self._intake: GroupCommit[NewRequest, IntakeRefusal | None] = GroupCommit(
+            api, "email_gate_intake", request_txns.intake_txn
+        )
+        self._issue: GroupCommit[IssueParams, IssuedToken | NotIssued | None] = GroupCommit(
+            api, "email_gate_issue", self._issue_txn
+        )
 
     @property
     def approval_required(self) -> bool:
@@ -112,11 +121,19 @@ class RequestService:
             metrics.request_answered(self._api.server_name, "refused", domain_problem)
             return _domain_refusal(domain_problem)
 
-        holder = await self._api.run_db_interaction(
-            "email_gate_reservation", store.reservation_holder_txn, localpart, now
+        request = NewRequest(
+            id=new_id(),
+            now_ms=now,
+            localpart=localpart,
+            email=email.address,
+            email_key=self._email_key(email),
+            ip=ip,
+            lang=form.lang,
+            statement=form.reason.strip() if self._config.approval == "required" else None,
+            limits=tuple(limits),
         )
-        email_key = self._email_key(email)
-        if holder is not None and holder != email_key:
+        refusal = await self._intake.run(request)
+        if refusal is not None and refusal.reason == "username_reserved":
             logger.info("request refused: reason=username_reserved")
             metrics.request_answered(self._api.server_name, "refused", "username_reserved")
             return Refusal(
@@ -125,24 +142,10 @@ class RequestService:
                 "This username is reserved by another pending request. Please choose another.",
                 "username",
             )
-
-        request = store.NewRequest(
-            id=new_id(),
-            now_ms=now,
-            localpart=localpart,
-            email=email.address,
-            email_key=email_key,
-            ip=ip,
-            lang=form.lang,
-            statement=form.reason.strip() if self._config.approval == "required" else None,
-        )
-        empty = await run_db_retrying(  # hot rows: the shared rate-limit buckets
-            self._api, "email_gate_intake", store.intake_txn, request, limits
-        )
-        if empty is not None:
-            key, wait = empty
-            self._remember_empty(key, dict(limits)[key], now + wait)
-            return self._limited(wait)
+        if refusal is not None:
+            bucket = dict(limits)[refusal.bucket]
+            self._remember_empty(refusal.bucket, bucket, now + refusal.wait_ms)
+            return self._limited(refusal.wait_ms)
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
         self._api.run_as_background_process("email_gate_process", self.process, request.id)
@@ -151,40 +154,22 @@ class RequestService:
     async def process(self, request_id: str) -> None:
         """Decide the email side of a recorded request; issue and mail a token if due."""
         policy = self._policy.current
-        now = self._api.get_current_time_msec()
-        address = await self._api.run_db_interaction(
-            "email_gate_request_email", store.request_email_txn, request_id
+        params = IssueParams(
+            request_id=request_id,
+            now_ms=self._api.get_current_time_msec(),
+            token=new_token(),
+            token_lifetime_ms=self._config.token_lifetime_ms,
+            cooldown_ms=self._config.email_cooldown_ms,
+            multiple_users_per_email=self._config.multiple_users_per_email,
+            per_email=policy.rate_limits.per_email,
+            outbox_id=new_id(),
+            approval=self._config.approval == "required",
+            forget_address=self._config.privacy.hash_emails,
         )
-        if address is None:
-            return
-        reason = policy.email_ban(parse_email(address))
-        try:
-            if reason is not None:
-                raise store.Suppressed("email_banned")
-            params = store.IssueParams(
-                request_id=request_id,
-                now_ms=now,
-                token=new_token(),
-                token_lifetime_ms=self._config.token_lifetime_ms,
-                cooldown_ms=self._config.email_cooldown_ms,
-                multiple_users_per_email=self._config.multiple_users_per_email,
-                per_email=policy.rate_limits.per_email,
-                outbox_id=new_id(),
-                approval=self._config.approval == "required",
-            )
-            issued = await run_db_retrying(self._api, "email_gate_issue", store.issue_txn, params)
-        except store.Suppressed as e:
-            await run_db_retrying(
-                self._api,
-                "email_gate_suppress",
-                store.suppress_txn,
-                request_id,
-                e.reason,
-                now,
-                self._config.privacy.hash_emails,
-            )
-            logger.info("request %s: no mail, reason=%s", request_id, e.reason)
-            metrics.request_processed(self._api.server_name, "suppressed", e.reason)
+        issued = await self._issue.run(params)
+        if isinstance(issued, NotIssued):
+            logger.info("request %s: no mail, reason=%s", request_id, issued.reason)
+            metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
             return
         if issued is None:
             return
@@ -198,6 +183,14 @@ class RequestService:
             metrics.request_processed(self._api.server_name, "issued", "issued")
             metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
+
+    def _issue_txn(
+        self, txn: LoggingTransaction, batch: Sequence[IssueParams]
+    ) -> list[IssuedToken | NotIssued | None]:
+        policy = self._policy.current  # the policy when the batch runs
+        return request_txns.issue_txn(
+            txn, batch, lambda address: policy.email_ban(parse_email(address)) is not None
+        )
 
     async def verify_address(self, code: str) -> bool:
         """Approval mode: the link in the mail was followed; moderators are told."""

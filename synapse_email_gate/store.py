@@ -15,36 +15,6 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.policy_lists import Bucket
-from synapse_email_gate.ratelimit import take_txn
-
-
-@attrs.frozen
-class NewRequest:
-    id: str
-    now_ms: int
-    localpart: str
-    email: str
-    email_key: str
-    ip: str
-    lang: str
-    statement: str | None = None
-
-
-@attrs.frozen
-class IssueParams:
-    request_id: str
-    now_ms: int
-    token: str
-    token_lifetime_ms: int
-    cooldown_ms: int
-    multiple_users_per_email: bool
-    per_email: Bucket
-    outbox_id: str
-    # With `approval: required` the address is verified first: `token` becomes the
-    # verification code and no registration token exists yet.
-    approval: bool = False
-
 
 @attrs.frozen
 class IssuedToken:
@@ -65,102 +35,7 @@ class Suppressed(Exception):
         self.reason = reason
 
 
-def intake_txn(
-    txn: LoggingTransaction, request: NewRequest, limits: list[tuple[str, Bucket]]
-) -> tuple[str, int] | None:
-    """Take the request-side rate limits and record the request.
-
-    Returns None when recorded, else the first empty bucket and the ms to wait.
-    The work is the same whatever the address is, so the answer's timing says
-    nothing about it.
-    """
-    for key, bucket in limits:
-        wait = take_txn(txn, key, bucket, request.now_ms)
-        if wait:
-            return key, wait
-    txn.execute(
-        """
-        INSERT INTO email_gate_requests
-            (id, created_ts, updated_ts, localpart, email, email_key, ip, lang, status, statement)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)
-        """,
-        (
-            request.id,
-            request.now_ms,
-            request.now_ms,
-            request.localpart,
-            request.email,
-            request.email_key,
-            request.ip,
-            request.lang,
-            request.statement,
-        ),
-    )
-    return None
-
-
-def reservation_holder_txn(txn: LoggingTransaction, localpart: str, now_ms: int) -> str | None:
-    """The email key holding an unexpired reservation of `localpart`, if any."""
-    txn.execute(
-        "SELECT email_key FROM email_gate_reservations WHERE localpart = ? AND expires_ts > ?",
-        (localpart, now_ms),
-    )
-    row = txn.fetchone()
-    return None if row is None else str(row[0])
-
-
-def issue_txn(txn: LoggingTransaction, p: IssueParams) -> IssuedToken | None:
-    """Turn a received request into a token + queued mail, or raise Suppressed.
-
-    Returns None when the request is no longer waiting (another process did it).
-    """
-    txn.execute(
-        """
-        SELECT localpart, email, email_key, lang FROM email_gate_requests
-        WHERE id = ? AND status = 'received'
-        """,
-        (p.request_id,),
-    )
-    row = txn.fetchone()
-    if row is None:
-        return None
-    localpart, email, email_key, lang = row
-    expires_ts = p.now_ms + p.token_lifetime_ms
-
-    if reservation_holder_txn(txn, localpart, p.now_ms) not in (None, email_key):
-        raise Suppressed("username_reserved")
-    _claim_address(txn, email_key, p)
-    if take_txn(txn, f"email:{email_key}", p.per_email, p.now_ms):
-        raise Suppressed("rate_limited_email")
-    previous_request = _claim_reservation(txn, localpart, email_key, p.request_id, expires_ts, p)
-    if previous_request is not None:
-        _retire_request(txn, previous_request, p.now_ms)
-
-    if p.approval:
-        txn.execute(
-            """
-            UPDATE email_gate_requests
-            SET status = 'verifying', verify_code = ?, expires_ts = ?, updated_ts = ?
-            WHERE id = ?
-            """,
-            (p.token, expires_ts, p.now_ms, p.request_id),
-        )
-        queue_mail_txn(txn, p.outbox_id, p.request_id, "verify", None, p.now_ms)
-    else:
-        _grant_token_txn(txn, p.request_id, p.token, expires_ts, p.now_ms)
-        queue_mail_txn(txn, p.outbox_id, p.request_id, "token", None, p.now_ms)
-    return IssuedToken(
-        request_id=p.request_id,
-        outbox_id=p.outbox_id,
-        token=p.token,
-        localpart=localpart,
-        email=email,
-        lang=lang,
-        expires_ts=expires_ts,
-    )
-
-
-def _grant_token_txn(
+def grant_token_txn(
     txn: LoggingTransaction, request_id: str, token: str, expires_ts: int, now_ms: int
 ) -> None:
     txn.execute(
@@ -199,96 +74,6 @@ def queue_mail_txn(
     )
 
 
-def _claim_address(txn: LoggingTransaction, email_key: str, p: IssueParams) -> None:
-    """Mark the address as mailed now, unless in cooldown or already used."""
-    single_use = "" if p.multiple_users_per_email else "AND email_gate_addresses.accounts = 0"
-    txn.execute(
-        f"""
-        INSERT INTO email_gate_addresses (email_key, last_sent_ts, accounts) VALUES (?, ?, 0)
-        ON CONFLICT (email_key) DO UPDATE SET last_sent_ts = excluded.last_sent_ts
-        WHERE email_gate_addresses.last_sent_ts <= ? {single_use}
-        """,  # noqa: S608 - the only interpolation is a constant clause
-        (email_key, p.now_ms, p.now_ms - p.cooldown_ms),
-    )
-    if txn.rowcount == 1:
-        return
-    txn.execute("SELECT accounts FROM email_gate_addresses WHERE email_key = ?", (email_key,))
-    row = txn.fetchone()
-    if row is not None and row[0] > 0 and not p.multiple_users_per_email:
-        raise Suppressed("already_used")
-    raise Suppressed("cooldown")
-
-
-def _claim_reservation(
-    txn: LoggingTransaction,
-    localpart: str,
-    email_key: str,
-    request_id: str,
-    expires_ts: int,
-    p: IssueParams,
-) -> str | None:
-    """Reserve `localpart` for this request; returns the request it replaces, if any."""
-    txn.execute("SELECT request_id FROM email_gate_reservations WHERE localpart = ?", (localpart,))
-    row = txn.fetchone()
-    previous = None if row is None else str(row[0])
-    txn.execute(
-        """
-        INSERT INTO email_gate_reservations (localpart, request_id, email_key, expires_ts)
-        VALUES (?, ?, ?, ?)
-        ON CONFLICT (localpart) DO UPDATE SET
-            request_id = excluded.request_id,
-            email_key = excluded.email_key,
-            expires_ts = excluded.expires_ts
-        WHERE email_gate_reservations.expires_ts <= ?
-           OR email_gate_reservations.email_key = excluded.email_key
-        """,
-        (localpart, request_id, email_key, expires_ts, p.now_ms),
-    )
-    if txn.rowcount != 1:
-        raise Suppressed("username_reserved")
-    return previous
-
-
-def _retire_request(txn: LoggingTransaction, request_id: str, now_ms: int) -> None:
-    """A newer request took over the reservation: its unused token stops working."""
-    txn.execute(
-        """
-        SELECT token FROM email_gate_requests
-        WHERE id = ? AND status IN ('issued', 'verifying', 'pending')
-        """,
-        (request_id,),
-    )
-    row = txn.fetchone()
-    if row is None:
-        return
-    if row[0] is not None:
-        txn.execute(
-            "DELETE FROM registration_tokens WHERE token = ? AND pending = 0 AND completed = 0",
-            (row[0],),
-        )
-    txn.execute(
-        """
-        UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
-        WHERE id = ? AND status IN ('issued', 'verifying', 'pending')
-        """,
-        (now_ms, request_id),
-    )
-
-
-def suppress_txn(
-    txn: LoggingTransaction, request_id: str, reason: str, now_ms: int, forget_address: bool
-) -> None:
-    txn.execute(
-        """
-        UPDATE email_gate_requests SET status = 'suppressed', reason = ?, updated_ts = ?
-        WHERE id = ? AND status = 'received'
-        """,
-        (reason, now_ms, request_id),
-    )
-    if forget_address:
-        forget_address_txn(txn, request_id)
-
-
 def forget_address_txn(txn: LoggingTransaction, request_id: str) -> None:
     """With hash_emails: once no mail is due, keep only the keyed hash."""
     txn.execute("UPDATE email_gate_requests SET email = email_key WHERE id = ?", (request_id,))
@@ -303,15 +88,6 @@ def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit:
         (older_than_ms, limit),
     )
     return [str(row[0]) for row in txn.fetchall()]
-
-
-def request_email_txn(txn: LoggingTransaction, request_id: str) -> str | None:
-    txn.execute(
-        "SELECT email FROM email_gate_requests WHERE id = ? AND status = 'received'",
-        (request_id,),
-    )
-    row = txn.fetchone()
-    return None if row is None else str(row[0])
 
 
 # --- registration ---------------------------------------------------------
@@ -570,7 +346,7 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
     )
     if txn.rowcount != 1:
         return "username_taken"
-    _grant_token_txn(txn, d.request_id, d.token, expires_ts, d.now_ms)
+    grant_token_txn(txn, d.request_id, d.token, expires_ts, d.now_ms)
     txn.execute(
         """
         UPDATE email_gate_requests SET decided_by = ?, decision_message = ? WHERE id = ?

@@ -11,7 +11,10 @@ TOKEN_LENGTH = 24
 
 
 def new_token(length: int = TOKEN_LENGTH) -> str:
-    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(length))
+    # One read of random bytes, cut into 5-bit symbols: as uniform as a choice per
+    # symbol, and one system call instead of one per symbol.
+    value = int.from_bytes(secrets.token_bytes((5 * length + 7) // 8), "big")
+    return "".join(_TOKEN_ALPHABET[(value >> (5 * i)) & 31] for i in range(length))
 
 
 def new_id() -> str:

@@ -39,6 +39,9 @@ class Txn:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         self._cursor.execute(sql.replace("?", "%s") if self._pg else sql, params)
 
+    def execute_batch(self, sql: str, args: list[tuple[Any, ...]]) -> None:
+        self._cursor.executemany(sql.replace("?", "%s") if self._pg else sql, args)
+
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
 

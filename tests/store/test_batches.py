@@ -1,0 +1,122 @@
+"""A batch of requests in one transaction answers each as its own transaction would.
+
+request_txns.py on real SQLite and PostgreSQL: the group commit (group_commit.py)
+relies on these answers being the ones sequential transactions would give.
+"""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from synapse_email_gate import store
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.ratelimit import BucketBook, take_txn
+from synapse_email_gate.request_txns import (
+    IntakeRefusal,
+    NewRequest,
+    NotIssued,
+    intake_txn,
+    issue_txn,
+)
+from tests.store.conftest import Txn
+from tests.store.test_store import NOW, issue_params, new_request, receive, status, token_row
+
+TIGHT = Bucket(burst=2, per_second=0.5)
+
+
+def limited(request: NewRequest, *limits: tuple[str, Bucket]) -> NewRequest:
+    return attrs.evolve(request, limits=limits)
+
+
+def test_intake_batch_takes_limits_in_arrival_order(txn: Txn) -> None:
+    requests = [
+        limited(new_request(f"r{n}", f"user{n}", f"u{n}@example.org"), ("ip:x", TIGHT))
+        for n in range(3)
+    ]
+    assert intake_txn(txn, requests) == [None, None, IntakeRefusal("rate_limited", "ip:x", 2000)]
+    txn.commit()
+    txn.execute("SELECT id FROM email_gate_requests ORDER BY id")
+    assert [row[0] for row in txn.fetchall()] == ["r0", "r1"]
+    # The stored bucket is what two sequential takes would have left.
+    assert take_txn(txn, "ip:x", TIGHT, NOW) == 2000
+
+
+def test_intake_batch_stops_at_the_first_empty_bucket_like_sequential_takes(txn: Txn) -> None:
+    one = Bucket(burst=1, per_second=0.0)
+    requests = [
+        limited(new_request("a", "a", "a@example.org"), ("ip:a", TIGHT), ("global", one)),
+        limited(new_request("b", "b", "b@example.org"), ("ip:a", TIGHT), ("global", one)),
+    ]
+    answers = intake_txn(txn, requests)
+    assert answers[0] is None
+    assert answers[1] is not None and answers[1].bucket == "global"
+    txn.commit()
+    # The refused request still took its per-IP token, as it would alone: none is left.
+    assert take_txn(txn, "ip:a", TIGHT, NOW) == 2000
+
+
+def test_a_reserved_username_is_refused_without_taking_a_token(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    issue_txn(txn, [issue_params("r1")], lambda _: False)
+    txn.commit()
+    requests = [
+        limited(new_request("r2", "alice", "eve@example.org"), ("ip:y", Bucket(1, 0.0))),
+        limited(new_request("r3", "alice", "alice@example.org"), ("ip:y", Bucket(1, 0.0))),
+    ]
+    # The holder's own address may ask again; the stranger is refused and costs nothing.
+    assert intake_txn(txn, requests) == [IntakeRefusal("username_reserved"), None]
+
+
+def test_bucket_book_answers_like_take_txn(txn: Txn) -> None:
+    times = [NOW, NOW, NOW, NOW + 1000, NOW + 1000, NOW + 5000, NOW + 5000, NOW + 5000]
+    sequential = [take_txn(txn, "seq", TIGHT, t) for t in times]
+    book = BucketBook(txn, {"book"})
+    assert [book.take("book", TIGHT, t) for t in times] == sequential
+    book.write()
+    txn.execute("SELECT tokens FROM email_gate_buckets WHERE bucket IN ('seq', 'book')")
+    rows = txn.fetchall()
+    assert len(rows) == 2 and rows[0][0] == pytest.approx(rows[1][0])
+
+
+def test_issue_batch_rolls_back_only_the_suppressed_request(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "same@example.org")
+    receive(txn, "r2", "bob", "same@example.org")
+    receive(txn, "r3", "carol", "carol@example.org")
+    answers = issue_txn(
+        txn, [issue_params("r1"), issue_params("r2"), issue_params("r3")], lambda _: False
+    )
+    txn.commit()
+    assert isinstance(answers[0], store.IssuedToken)
+    assert answers[1] == NotIssued("cooldown")
+    assert isinstance(answers[2], store.IssuedToken)
+    assert token_row(txn, "Tr1") is not None and token_row(txn, "Tr3") is not None
+    assert token_row(txn, "Tr2") is None
+    assert status(txn, "r2") == ("suppressed", "cooldown")
+    # r2's work was undone: no reservation of "bob", no mail queued for it.
+    txn.execute("SELECT localpart FROM email_gate_reservations ORDER BY localpart")
+    assert [row[0] for row in txn.fetchall()] == ["alice", "carol"]
+    txn.execute("SELECT id FROM email_gate_outbox ORDER BY id")
+    assert [row[0] for row in txn.fetchall()] == ["or1", "or3"]
+
+
+def test_issue_batch_answers_a_repeated_request_once(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    first, second = issue_txn(
+        txn, [issue_params("r1"), issue_params("r1", token="T2", outbox_id="o2")], lambda _: False
+    )
+    txn.commit()
+    assert isinstance(first, store.IssuedToken) and second is None
+    assert token_row(txn, "T2") is None
+
+
+def test_issue_batch_suppresses_banned_addresses(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "spam@bad.example")
+    receive(txn, "r2", "bob", "bob@example.org")
+    answers = issue_txn(
+        txn, [issue_params("r1"), issue_params("r2")], lambda address: address.endswith(".example")
+    )
+    txn.commit()
+    assert answers[0] == NotIssued("email_banned")
+    assert isinstance(answers[1], store.IssuedToken)
+    assert status(txn, "r1") == ("suppressed", "email_banned")
