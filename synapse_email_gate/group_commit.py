@@ -5,8 +5,9 @@ committed: each transaction costs Synapse's bookkeeping, a round trip per
 statement, a commit (an fsync on SQLite) and, on PostgreSQL, a serialisation
 conflict on the shared rate-limit rows. Here the first item starts a flush at
 once (a lone request waits for nothing), and items that arrive while a flush
-runs go together into the next one. Within a process the flushes of one queue
-run one after another, so they never conflict with each other.
+runs go together into the next one. With `parallel` = 1 the flushes of a queue
+run one after another and never conflict with each other; more let a database
+with several connections (PostgreSQL) work on several batches at once.
 """
 
 from __future__ import annotations
@@ -34,21 +35,27 @@ class GroupCommit(Generic[T, R]):
     """Runs `txn_body(txn, items)`, which answers each item in order, for batches of items."""
 
     def __init__(
-        self, api: ModuleApi, desc: str, txn_body: BatchTxn[T, R], max_batch: int = MAX_BATCH
+        self,
+        api: ModuleApi,
+        desc: str,
+        txn_body: BatchTxn[T, R],
+        max_batch: int = MAX_BATCH,
+        parallel: int = 1,
     ) -> None:
         self._api = api
         self._desc = desc
         self._txn_body = txn_body
         self._max_batch = max_batch
         self._waiting: list[tuple[T, Deferred[R]]] = []
-        self._flushing = False
+        self.parallel = parallel
+        self._flushers = 0
 
     async def run(self, item: T) -> R:
         """The answer for `item`, from the transaction of the batch it joined."""
         answer: Deferred[R] = Deferred()
         self._waiting.append((item, answer))
-        if not self._flushing:
-            self._flushing = True
+        if self._flushers < self.parallel:
+            self._flushers += 1
             self._api.run_as_background_process(self._desc, self._flush_all)
         return await make_deferred_yieldable(answer)
 
@@ -59,7 +66,7 @@ class GroupCommit(Generic[T, R]):
                 del self._waiting[: self._max_batch]
                 await self._flush(batch)
         finally:
-            self._flushing = False
+            self._flushers -= 1
 
     async def _flush(self, batch: list[tuple[T, Deferred[R]]]) -> None:
         items = [item for item, _ in batch]

@@ -43,25 +43,27 @@ def take_txn(txn: LoggingTransaction, key: str, bucket: Bucket, now_ms: int) -> 
 
 
 class BucketBook:
-    """The buckets a batch of requests takes from: each row read once, written once.
+    """Buckets a batch of requests takes from: each row read once, written once.
 
     Taking in memory between the two gives each request, in order, the answer
     `take_txn` would have given it in a transaction of its own.
     """
 
-    def __init__(self, txn: LoggingTransaction, keys: Collection[str]) -> None:
-        self._txn = txn
-        self._rows: dict[str, tuple[float, int]] = {}
-        self._changed: set[str] = set()
-        if keys:
-            ordered = sorted(keys)
-            marks = ", ".join("?" for _ in ordered)
-            txn.execute(
-                f"SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket IN ({marks})",  # noqa: S608,E501 - placeholders only
-                ordered,
-            )
-            for key, tokens, updated_ts in txn.fetchall():
-                self._rows[str(key)] = (float(tokens), int(updated_ts))
+    def __init__(self, rows: dict[str, tuple[float, int]] | None = None) -> None:
+        self._rows = dict(rows or {})  # key -> (tokens, updated_ts)
+        self._changed: dict[str, None] = {}  # insertion-ordered set
+
+    @classmethod
+    def load(cls, txn: LoggingTransaction, keys: Collection[str]) -> BucketBook:
+        if not keys:
+            return cls()
+        ordered = sorted(keys)
+        marks = ", ".join("?" for _ in ordered)
+        txn.execute(
+            f"SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket IN ({marks})",  # noqa: S608 - placeholders only
+            ordered,
+        )
+        return cls({str(key): (float(tokens), int(ts)) for key, tokens, ts in txn.fetchall()})
 
     def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
         """Take one token from bucket `key`; 0 when taken, else ms to wait."""
@@ -69,20 +71,20 @@ class BucketBook:
         tokens = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
         if tokens < 1:
             return wait_ms(tokens, bucket)
-        self._rows[key] = (tokens - 1, max(now_ms, row[1]) if row is not None else now_ms)
-        self._changed.add(key)
+        self._rows[key] = (tokens - 1, now_ms if row is None else max(now_ms, row[1]))
+        self._changed[key] = None
         return 0
 
-    def write(self) -> None:
-        """Store the buckets taken from (call once, after the last `take`)."""
+    def write(self, txn: LoggingTransaction) -> None:
+        """Store the buckets taken from (after the last `take`)."""
         if not self._changed:
             return
-        self._txn.execute_batch(
+        txn.execute_batch(
             """
             INSERT INTO email_gate_buckets (bucket, tokens, updated_ts) VALUES (?, ?, ?)
             ON CONFLICT (bucket)
             DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
             """,
-            [(key, *self._rows[key]) for key in sorted(self._changed)],
+            [(key, *self._rows[key]) for key in self._changed],
         )
         self._changed.clear()

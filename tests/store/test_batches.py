@@ -6,20 +6,20 @@ relies on these answers being the ones sequential transactions would give.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import attrs
 import pytest
 
 from synapse_email_gate import store
+from synapse_email_gate.issue_txns import NotIssued, issue_txn
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import BucketBook, take_txn
-from synapse_email_gate.request_txns import (
-    IntakeRefusal,
-    NewRequest,
-    NotIssued,
-    intake_txn,
-    issue_txn,
-)
-from tests.store.conftest import Txn
+from synapse_email_gate.request_txns import IntakeRefusal, NewRequest, intake_txn
+from synapse_email_gate.schema import create_schema
+from tests.harness.postgres import PostgresCluster
+from tests.store.conftest import REGISTRATION_TOKENS, Txn
 from tests.store.test_store import NOW, issue_params, new_request, receive, status, token_row
 
 TIGHT = Bucket(burst=2, per_second=0.5)
@@ -71,9 +71,9 @@ def test_a_reserved_username_is_refused_without_taking_a_token(txn: Txn) -> None
 def test_bucket_book_answers_like_take_txn(txn: Txn) -> None:
     times = [NOW, NOW, NOW, NOW + 1000, NOW + 1000, NOW + 5000, NOW + 5000, NOW + 5000]
     sequential = [take_txn(txn, "seq", TIGHT, t) for t in times]
-    book = BucketBook(txn, {"book"})
+    book = BucketBook.load(txn, {"book"})
     assert [book.take("book", TIGHT, t) for t in times] == sequential
-    book.write()
+    book.write(txn)
     txn.execute("SELECT tokens FROM email_gate_buckets WHERE bucket IN ('seq', 'book')")
     rows = txn.fetchall()
     assert len(rows) == 2 and rows[0][0] == pytest.approx(rows[1][0])
@@ -120,3 +120,58 @@ def test_issue_batch_suppresses_banned_addresses(txn: Txn) -> None:
     assert answers[0] == NotIssued("email_banned")
     assert isinstance(answers[1], store.IssuedToken)
     assert status(txn, "r1") == ("suppressed", "email_banned")
+
+
+def test_one_batch_hands_a_username_on_within_the_same_address(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    receive(txn, "r2", "alice", "alice@example.org")
+    receive(txn, "r3", "alice", "eve@example.org")
+    answers = issue_txn(
+        txn,
+        [issue_params(n, cooldown_ms=0) for n in ("r1", "r2", "r3")],
+        lambda _: False,
+    )
+    txn.commit()
+    assert isinstance(answers[0], store.IssuedToken)
+    assert isinstance(answers[1], store.IssuedToken)
+    assert answers[2] == NotIssued("username_reserved")
+    # r2 took over r1's reservation: r1's token, issued in this same batch, is gone.
+    assert status(txn, "r1") == ("superseded", None)
+    assert token_row(txn, "Tr1") is None and token_row(txn, "Tr2") is not None
+
+
+def test_concurrent_batches_cannot_both_take_a_username_on_postgres(
+    postgres: PostgresCluster,
+) -> None:
+    """Two processes issue for one username at once: the second to commit fails with a
+    serialisation error (Synapse's REPEATABLE READ), and its retry sees the winner."""
+    db = postgres.create_database("store_concurrent_batches")
+    first, second = (Txn(postgres.connect(db), "psycopg2") for _ in range(2))
+    first.execute(REGISTRATION_TOKENS)
+    create_schema(first)
+    first.commit()
+    for t in (first, second):
+        t._connection.set_session(isolation_level="REPEATABLE READ")
+    receive(first, "r1", "alice", "alice@example.org")
+    receive(first, "r2", "alice", "eve@example.org")
+
+    assert isinstance(issue_txn(first, [issue_params("r1")], lambda _: False)[0], store.IssuedToken)
+    outcome: list[object] = []
+
+    def contender() -> None:
+        try:
+            outcome.append(issue_txn(second, [issue_params("r2")], lambda _: False))
+        except Exception as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=contender)
+    thread.start()
+    time.sleep(0.5)  # the contender now waits on the uncommitted reservation
+    first.commit()
+    thread.join(10)
+    (error,) = outcome
+    assert getattr(error, "pgcode", None) == "40001", error
+    second.rollback()
+    assert issue_txn(second, [issue_params("r2")], lambda _: False) == [
+        NotIssued("username_reserved")
+    ]

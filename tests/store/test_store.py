@@ -5,16 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from synapse_email_gate import outbox, store
+from synapse_email_gate.issue_txns import IssueParams, NotIssued, issue_txn
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import take_txn
-from synapse_email_gate.request_txns import (
-    IntakeRefusal,
-    IssueParams,
-    NewRequest,
-    NotIssued,
-    intake_txn,
-    issue_txn,
-)
+from synapse_email_gate.request_txns import IntakeRefusal, NewRequest, intake_txn
 from tests.store.conftest import Txn
 
 HOUR = 3_600_000

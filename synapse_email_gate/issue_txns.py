@@ -1,0 +1,307 @@
+"""The email side of recorded requests, a batch per transaction: token + queued
+mail, or a reason for no mail.
+
+A batch costs a few statements whatever its size (on PostgreSQL each statement
+is a round trip):
+
+1. read the batch's requests, the reservations of their usernames, their
+   addresses' rows and per-address buckets: one SELECT each;
+2. decide each request in memory, in arrival order (`decide`), each one seeing
+   what the earlier ones of the batch did;
+3. write what was decided: one batched statement per kind of write.
+
+Other processes writing at the same time: on PostgreSQL (REPEATABLE READ) a
+row read here, or a key found free here, that another transaction changes
+before this one commits makes this one fail with a serialisation error, and the
+batch is retried on fresh reads (dbretry.py); on SQLite there is one writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import attrs
+from synapse.storage.database import LoggingTransaction
+
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.ratelimit import BucketBook
+from synapse_email_gate.store import IssuedToken
+
+_LIVE = "('issued', 'verifying', 'pending')"  # statuses whose token or code still works
+
+
+@attrs.frozen
+class IssueParams:
+    request_id: str
+    now_ms: int
+    token: str
+    token_lifetime_ms: int
+    cooldown_ms: int
+    multiple_users_per_email: bool
+    per_email: Bucket
+    outbox_id: str
+    # With `approval: required` the address is verified first: `token` becomes the
+    # verification code and no registration token exists yet.
+    approval: bool = False
+    # With hash_emails: a request that gets no mail keeps only its address's hash.
+    forget_address: bool = False
+
+
+@attrs.frozen
+class NotIssued:
+    """The request was decided without a mail; `reason` is a reason code."""
+
+    reason: str
+
+
+IssueOutcome = IssuedToken | NotIssued | None
+
+
+@attrs.frozen
+class Waiting:
+    """A recorded request whose email side is not decided yet."""
+
+    localpart: str
+    email: str
+    email_key: str
+    lang: str
+
+
+@attrs.frozen
+class Held:
+    """A username's reservation."""
+
+    request_id: str
+    email_key: str
+    expires_ts: int
+
+
+@attrs.define
+class IssueBook:
+    """The rows a batch's decisions read, kept up to date as they are decided."""
+
+    waiting: dict[str, Waiting]
+    reservations: dict[str, Held]
+    addresses: dict[str, tuple[int, int]]  # email key -> (last_sent_ts, accounts)
+    buckets: BucketBook
+
+
+@attrs.define
+class Writes:
+    """Everything a batch decided, to be written in `apply`."""
+
+    addresses: dict[str, int] = attrs.Factory(dict)  # email key -> last_sent_ts
+    reservations: dict[str, Held] = attrs.Factory(dict)
+    tokens: list[tuple[str, int]] = attrs.Factory(list)
+    issued: list[tuple[str, int, int, str]] = attrs.Factory(list)
+    verifying: list[tuple[str, int, int, str]] = attrs.Factory(list)
+    retired: list[tuple[int, str]] = attrs.Factory(list)
+    mails: list[tuple[str, str, str, int, int]] = attrs.Factory(list)
+    suppressed: list[tuple[str, int, str]] = attrs.Factory(list)
+    forgotten: list[tuple[str]] = attrs.Factory(list)
+
+
+def issue_txn(
+    txn: LoggingTransaction,
+    batch: Sequence[IssueParams],
+    email_banned: Callable[[str], bool],
+) -> list[IssueOutcome]:
+    """Decide each request of the batch; None for one no longer waiting (decided by
+    another process, or by an earlier item of this batch)."""
+    book = load(txn, [p.request_id for p in batch])
+    writes = Writes()
+    outcomes = []
+    for p in batch:
+        waiting = book.waiting.get(p.request_id)
+        banned = waiting is not None and email_banned(waiting.email)
+        outcomes.append(decide(book, writes, p, banned))
+    book.buckets.write(txn)
+    apply(txn, writes)
+    return outcomes
+
+
+def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> IssueOutcome:
+    """One request's outcome, recorded in `writes` and in `book` for the next ones."""
+    w = book.waiting.pop(p.request_id, None)
+    if w is None:
+        return None
+    reason = "email_banned" if banned else _refusal(book, p, w)
+    if reason is not None:
+        writes.suppressed.append((reason, p.now_ms, p.request_id))
+        if p.forget_address:
+            writes.forgotten.append((p.request_id,))
+        return NotIssued(reason)
+
+    expires_ts = p.now_ms + p.token_lifetime_ms
+    _, accounts = book.addresses.get(w.email_key, (0, 0))
+    book.addresses[w.email_key] = (p.now_ms, accounts)
+    writes.addresses[w.email_key] = p.now_ms
+    previous = book.reservations.get(w.localpart)
+    if previous is not None:  # its unused token or code stops working
+        writes.retired.append((p.now_ms, previous.request_id))
+    held = Held(p.request_id, w.email_key, expires_ts)
+    book.reservations[w.localpart] = held
+    writes.reservations[w.localpart] = held
+    if p.approval:
+        writes.verifying.append((p.token, expires_ts, p.now_ms, p.request_id))
+        writes.mails.append((p.outbox_id, p.request_id, "verify", p.now_ms, p.now_ms))
+    else:
+        writes.tokens.append((p.token, expires_ts))
+        writes.issued.append((p.token, expires_ts, p.now_ms, p.request_id))
+        writes.mails.append((p.outbox_id, p.request_id, "token", p.now_ms, p.now_ms))
+    return IssuedToken(
+        request_id=p.request_id,
+        outbox_id=p.outbox_id,
+        token=p.token,
+        localpart=w.localpart,
+        email=w.email,
+        lang=w.lang,
+        expires_ts=expires_ts,
+    )
+
+
+def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
+    """Why this request gets no mail, or None; takes its per-address token if not."""
+    held = book.reservations.get(w.localpart)
+    if held is not None and held.expires_ts > p.now_ms and held.email_key != w.email_key:
+        return "username_reserved"
+    address = book.addresses.get(w.email_key)
+    if address is not None:
+        last_sent_ts, accounts = address
+        if accounts > 0 and not p.multiple_users_per_email:
+            return "already_used"
+        if last_sent_ts > p.now_ms - p.cooldown_ms:
+            return "cooldown"
+    # Last: a refused request must not have taken a token.
+    if book.buckets.take(f"email:{w.email_key}", p.per_email, p.now_ms):
+        return "rate_limited_email"
+    return None
+
+
+def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
+    ids = list(dict.fromkeys(request_ids))
+    rows = _select_in(
+        txn,
+        "SELECT id, localpart, email, email_key, lang FROM email_gate_requests"
+        " WHERE status = 'received' AND id",
+        ids,
+    )
+    waiting = {str(r[0]): Waiting(str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows}
+    localparts = {w.localpart for w in waiting.values()}
+    keys = {w.email_key for w in waiting.values()}
+    reservations = _select_in(
+        txn,
+        "SELECT localpart, request_id, email_key, expires_ts FROM email_gate_reservations"
+        " WHERE localpart",
+        localparts,
+    )
+    addresses = _select_in(
+        txn,
+        "SELECT email_key, last_sent_ts, accounts FROM email_gate_addresses WHERE email_key",
+        keys,
+    )
+    return IssueBook(
+        waiting=waiting,
+        reservations={str(r[0]): Held(str(r[1]), str(r[2]), int(r[3])) for r in reservations},
+        addresses={str(r[0]): (int(r[1]), int(r[2])) for r in addresses},
+        buckets=BucketBook.load(txn, {f"email:{key}" for key in keys}),
+    )
+
+
+def _select_in(txn: LoggingTransaction, sql: str, values: Collection[str]) -> list[Any]:
+    """`sql` (ending in a column) IN `values`: the rows, or none without a query."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    txn.execute(f"{sql} IN ({', '.join('?' for _ in ordered)})", ordered)
+    return list(txn.fetchall())
+
+
+def apply(txn: LoggingTransaction, w: Writes) -> None:
+    """Write a batch's decisions, in an order where each write finds what it needs."""
+    _batch(
+        txn,
+        """
+        INSERT INTO email_gate_addresses (email_key, last_sent_ts, accounts) VALUES (?, ?, 0)
+        ON CONFLICT (email_key) DO UPDATE SET last_sent_ts = excluded.last_sent_ts
+        """,
+        list(w.addresses.items()),
+    )
+    _batch(
+        txn,
+        """
+        INSERT INTO email_gate_reservations (localpart, request_id, email_key, expires_ts)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (localpart) DO UPDATE SET request_id = excluded.request_id,
+            email_key = excluded.email_key, expires_ts = excluded.expires_ts
+        """,
+        [(lp, h.request_id, h.email_key, h.expires_ts) for lp, h in w.reservations.items()],
+    )
+    _batch(
+        txn,
+        """
+        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
+        VALUES (?, 1, 0, 0, ?)
+        """,
+        w.tokens,
+    )
+    _batch(
+        txn,
+        """
+        UPDATE email_gate_requests SET status = 'issued', token = ?, expires_ts = ?,
+            updated_ts = ?
+        WHERE id = ?
+        """,
+        w.issued,
+    )
+    _batch(
+        txn,
+        """
+        UPDATE email_gate_requests SET status = 'verifying', verify_code = ?, expires_ts = ?,
+            updated_ts = ?
+        WHERE id = ?
+        """,
+        w.verifying,
+    )
+    # After the tokens above: a request retired here may have been issued in this batch.
+    _batch(
+        txn,
+        f"""
+        DELETE FROM registration_tokens WHERE pending = 0 AND completed = 0 AND token = (
+            SELECT token FROM email_gate_requests WHERE id = ? AND status IN {_LIVE}
+        )
+        """,  # noqa: S608 - a constant list
+        [(request_id,) for _, request_id in w.retired],
+    )
+    _batch(
+        txn,
+        f"""
+        UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
+        WHERE id = ? AND status IN {_LIVE}
+        """,  # noqa: S608 - a constant list
+        w.retired,
+    )
+    _batch(
+        txn,
+        """
+        INSERT INTO email_gate_outbox (id, request_id, kind, recipient, status, created_ts,
+            attempts, next_attempt_ts, lease_until_ts)
+        VALUES (?, ?, ?, NULL, 'queued', ?, 0, ?, 0)
+        """,
+        w.mails,
+    )
+    _batch(
+        txn,
+        """
+        UPDATE email_gate_requests SET status = 'suppressed', reason = ?, updated_ts = ?
+        WHERE id = ? AND status = 'received'
+        """,
+        w.suppressed,
+    )
+    _batch(txn, "UPDATE email_gate_requests SET email = email_key WHERE id = ?", w.forgotten)
+
+
+def _batch(txn: LoggingTransaction, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    if rows:
+        txn.execute_batch(sql, rows)
