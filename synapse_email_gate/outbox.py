@@ -16,7 +16,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.mail import MailFacts
-from synapse_email_gate.store import forget_address_txn, mail_facts_txn
+from synapse_email_gate.store import mail_facts_txn
 
 # The longest pause between two attempts at one mail.
 MAX_RETRY_DELAY_MS = 1_800_000
@@ -75,25 +75,34 @@ def claim_txn(
             """,
             (now_ms, now_ms, limit),
         )
+    ids = [str(row_id) for (row_id,) in txn.fetchall()]
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    lease_until = now_ms + lease_ms
+    # One statement for the batch: on SQLite nothing else writes in between; on
+    # PostgreSQL a row another claimer took since the SELECT fails this transaction
+    # with a serialisation error (REPEATABLE READ), and the retry skips that row.
+    txn.execute(
+        f"""
+        UPDATE email_gate_outbox SET lease_until_ts = ?, attempts = attempts + 1
+        WHERE id IN ({marks}) AND status = 'queued' AND lease_until_ts <= ?
+        """,  # noqa: S608 - only placeholders are interpolated
+        (lease_until, *ids, now_ms),
+    )
+    if txn.rowcount != len(ids):
+        raise RuntimeError("outbox rows changed while being claimed; the claim is retried")
+    rows = {str(row[0]): row[1:] for row in mail_facts_txn(txn, ids)}
     claimed = []
-    for (row_id,) in txn.fetchall():
-        txn.execute(
-            """
-            UPDATE email_gate_outbox SET lease_until_ts = ?, attempts = attempts + 1
-            WHERE id = ? AND status = 'queued' AND lease_until_ts <= ?
-            """,
-            (now_ms + lease_ms, row_id, now_ms),
-        )
-        if txn.rowcount != 1:
-            continue
-        row = mail_facts_txn(txn, row_id)
+    for row_id in ids:
+        row = rows.get(row_id)
         if row is None:
             continue
         (kind, attempts, created_ts, recipient, request_id, email, localpart, token,
          expires_ts, verify_code, statement, decision_message, ip, lang) = row  # fmt: skip
         claimed.append(
             ClaimedMail(
-                outbox_id=str(row_id),
+                outbox_id=row_id,
                 kind=kind,
                 attempts=attempts,
                 created_ts=created_ts,
@@ -119,57 +128,47 @@ def claim_txn(
 def record_txn(
     txn: LoggingTransaction, outcomes: Sequence[Disposition], now_ms: int, forget_address: bool
 ) -> None:
-    """Write the outcome of a batch of attempts, all in one transaction."""
-    for outcome in outcomes:
-        if outcome.state == "sent":
-            mark_sent_txn(txn, outcome.mail, now_ms, forget_address)
-        elif outcome.state == "failed":
-            mark_failed_txn(txn, outcome.mail, outcome.error or "", forget_address)
-        else:
-            mark_retry_txn(
-                txn, outcome.mail.outbox_id, outcome.error or "", outcome.next_attempt_ts
-            )
-
-
-def mark_sent_txn(
-    txn: LoggingTransaction, mail: ClaimedMail, now_ms: int, forget_address: bool
-) -> None:
-    txn.execute(
+    """Write the outcome of a batch of attempts: one batched statement per kind."""
+    sent = [o.mail for o in outcomes if o.state == "sent"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    retried = [o for o in outcomes if o.state == "retry"]
+    _batch(
+        txn,
         """
         UPDATE email_gate_outbox SET status = 'sent', sent_ts = ?, last_error = NULL,
             lease_until_ts = 0
         WHERE id = ?
         """,
-        (now_ms, mail.outbox_id),
+        [(now_ms, mail.outbox_id) for mail in sent],
     )
-    if forget_address and mail.kind in FINAL_KINDS:
-        forget_address_txn(txn, mail.facts.request_id)
-
-
-def mark_retry_txn(
-    txn: LoggingTransaction, outbox_id: str, error: str, next_attempt_ts: int
-) -> None:
-    txn.execute(
-        """
-        UPDATE email_gate_outbox SET last_error = ?, next_attempt_ts = ?, lease_until_ts = 0
-        WHERE id = ?
-        """,
-        (error, next_attempt_ts, outbox_id),
-    )
-
-
-def mark_failed_txn(
-    txn: LoggingTransaction, mail: ClaimedMail, error: str, forget_address: bool
-) -> None:
-    txn.execute(
+    _batch(
+        txn,
         """
         UPDATE email_gate_outbox SET status = 'failed', last_error = ?, lease_until_ts = 0
         WHERE id = ?
         """,
-        (error, mail.outbox_id),
+        [(o.error or "", o.mail.outbox_id) for o in failed],
     )
-    if forget_address and mail.kind in FINAL_KINDS:
-        forget_address_txn(txn, mail.facts.request_id)
+    _batch(
+        txn,
+        """
+        UPDATE email_gate_outbox SET last_error = ?, next_attempt_ts = ?, lease_until_ts = 0
+        WHERE id = ?
+        """,
+        [(o.error or "", o.next_attempt_ts, o.mail.outbox_id) for o in retried],
+    )
+    if forget_address:
+        finished = [*sent, *(o.mail for o in failed)]
+        _batch(
+            txn,
+            "UPDATE email_gate_requests SET email = email_key WHERE id = ?",
+            [(m.facts.request_id,) for m in finished if m.kind in FINAL_KINDS],
+        )
+
+
+def _batch(txn: LoggingTransaction, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    if rows:
+        txn.execute_batch(sql, rows)
 
 
 def queue_state_txn(txn: LoggingTransaction) -> tuple[int, int | None]:

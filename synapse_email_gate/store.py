@@ -10,6 +10,7 @@ and the retry sees the winner's row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -357,20 +358,23 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
     return None
 
 
-def mail_facts_txn(txn: LoggingTransaction, outbox_id: str) -> tuple[Any, ...] | None:
-    """Everything a queued mail needs, from its outbox row and its request."""
+def mail_facts_txn(txn: LoggingTransaction, outbox_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Everything the queued mails need, from their outbox rows and their requests:
+    one row per mail found, its outbox id first."""
+    if not outbox_ids:
+        return []
+    marks = ", ".join("?" for _ in outbox_ids)
     txn.execute(
-        """
-        SELECT o.kind, o.attempts, o.created_ts, o.recipient, r.id, r.email, r.localpart,
+        f"""
+        SELECT o.id, o.kind, o.attempts, o.created_ts, o.recipient, r.id, r.email, r.localpart,
                r.token, r.expires_ts, r.verify_code, r.statement, r.decision_message, r.ip,
                r.lang
         FROM email_gate_outbox o JOIN email_gate_requests r ON r.id = o.request_id
-        WHERE o.id = ?
-        """,
-        (outbox_id,),
+        WHERE o.id IN ({marks})
+        """,  # noqa: S608 - only placeholders are interpolated
+        list(outbox_ids),
     )
-    row = txn.fetchone()
-    return None if row is None else tuple(row)
+    return [tuple(row) for row in txn.fetchall()]
 
 
 # --- proof-of-work challenges (challenge_gate.py) ---------------------------

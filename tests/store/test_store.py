@@ -175,7 +175,7 @@ def test_hashing_forgets_the_address_once_mailed(txn: Txn) -> None:
     issue(txn, "r1")
     (mail,) = outbox.claim_txn(txn, NOW, None, 10)
     assert mail.facts.to == "alice@example.org"
-    outbox.mark_sent_txn(txn, mail, NOW, True)
+    outbox.record_txn(txn, [outbox.Disposition(mail, "sent")], NOW, True)
     txn.execute("SELECT email FROM email_gate_requests WHERE id = 'r1'")
     assert txn.fetchone() == ("hmac:abc",)
 
@@ -198,3 +198,36 @@ def test_purge_keeps_what_retention_allows_and_deletes_the_rest(txn: Txn) -> Non
     assert [row[0] for row in txn.fetchall()] == ["new-finished"]
     txn.execute("SELECT email_key FROM email_gate_addresses ORDER BY email_key")
     assert [row[0] for row in txn.fetchall()] == ["c@example.org", "d@example.org"]
+
+
+def test_a_batch_of_attempts_is_claimed_and_recorded_together(txn: Txn) -> None:
+    for n in range(4):
+        receive(txn, f"r{n}", f"user{n}", f"u{n}@example.org")
+        issue(txn, f"r{n}")
+    leased = outbox.claim_txn(txn, NOW, ["or0"], 10)
+    assert [m.outbox_id for m in leased] == ["or0"]
+    # Named rows already leased are skipped; the others are claimed with their facts.
+    claimed = outbox.claim_txn(txn, NOW, ["or0", "or1", "or2", "or3"], 10)
+    assert sorted(m.outbox_id for m in claimed) == ["or1", "or2", "or3"]
+    by_id = {m.outbox_id: m for m in claimed}
+    assert by_id["or2"].facts.to == "u2@example.org" and by_id["or2"].attempts == 1
+    outbox.record_txn(
+        txn,
+        [
+            outbox.Disposition(by_id["or1"], "sent"),
+            outbox.Disposition(by_id["or2"], "failed", "550 no such user"),
+            outbox.Disposition(by_id["or3"], "retry", "451 later", NOW + 30_000),
+        ],
+        NOW,
+        False,
+    )
+    txn.commit()
+    txn.execute(
+        "SELECT id, status, last_error, next_attempt_ts, lease_until_ts FROM email_gate_outbox"
+        " WHERE id <> 'or0' ORDER BY id"
+    )
+    assert [tuple(row) for row in txn.fetchall()] == [
+        ("or1", "sent", None, NOW, 0),
+        ("or2", "failed", "550 no such user", NOW, 0),
+        ("or3", "queued", "451 later", NOW + 30_000, 0),
+    ]
