@@ -21,6 +21,7 @@ from synapse.storage.database import LoggingTransaction
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from synapse_email_gate import metrics
 from synapse_email_gate.dbretry import run_db_retrying
 
 T = TypeVar("T")
@@ -32,18 +33,23 @@ BatchTxn = Callable[[LoggingTransaction, Sequence[T]], Sequence[R]]
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs `txn_body(txn, items)`, which answers each item in order, for batches of items."""
+    """Runs `txn_body(txn, items)`, which answers each item in order, for batches of items.
+
+    `step` names the queue in the metrics and, as `email_gate_<step>`, the
+    transaction in Synapse's logs and metrics.
+    """
 
     def __init__(
         self,
         api: ModuleApi,
-        desc: str,
+        step: str,
         txn_body: BatchTxn[T, R],
         max_batch: int = MAX_BATCH,
         parallel: int = 1,
     ) -> None:
         self._api = api
-        self._desc = desc
+        self._step = step
+        self._desc = f"email_gate_{step}"
         self._txn_body = txn_body
         self._max_batch = max_batch
         self._waiting: list[tuple[T, Deferred[R]]] = []
@@ -80,6 +86,7 @@ class GroupCommit(Generic[T, R]):
                 for _, answer in batch:
                     answer.errback(failure)
             return
+        metrics.batch_committed(self._api.server_name, self._step, len(items))
         # Waiters resume in their own logging contexts (make_deferred_yieldable).
         with PreserveLoggingContext():
             for (_, answer), result in zip(batch, answers, strict=True):

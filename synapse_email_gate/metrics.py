@@ -82,6 +82,18 @@ QUEUE_OLDEST_AGE = _make(
     "mail_queue_oldest_age_seconds",
     "Age of the oldest mail waiting in the outbox; 0 when empty (set by the sweep).",
 )
+BATCHES = _make(
+    Counter,
+    "batches",
+    "Transactions of the request path (group commit), by step: intake, issue.",
+    ("step",),
+)
+BATCHED_REQUESTS = _make(
+    Counter,
+    "batched_requests",
+    "Requests those transactions served, by step; divided by batches: the mean batch size.",
+    ("step",),
+)
 POLICY_RELOADS = _make(
     Counter, "policy_reloads", "Policy reloads, by result (ok, failed).", ("result",)
 )
@@ -122,6 +134,11 @@ def mail_failed(server_name: str, reason: str) -> None:
 def queue_state(server_name: str, length: int, oldest_age_s: float) -> None:
     QUEUE_LENGTH.labels(server_name=server_name).set(length)
     QUEUE_OLDEST_AGE.labels(server_name=server_name).set(oldest_age_s)
+
+
+def batch_committed(server_name: str, step: str, size: int) -> None:
+    BATCHES.labels(step=step, server_name=server_name).inc()
+    BATCHED_REQUESTS.labels(step=step, server_name=server_name).inc(size)
 
 
 def policy_reloaded(server_name: str, ok: bool) -> None:

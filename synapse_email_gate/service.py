@@ -73,10 +73,10 @@ class RequestService:
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
         self._flood_log = FloodLog(logger)
         self._intake: GroupCommit[NewRequest, IntakeRefusal | None] = GroupCommit(
-            api, "email_gate_intake", request_txns.intake_txn
+            api, "intake", request_txns.intake_txn
         )
         self._issue: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
-            api, "email_gate_issue", self._issue_txn
+            api, "issue", self._issue_txn
         )
 
     def use_connection_pool(self, postgres: bool) -> None:
@@ -241,6 +241,19 @@ class RequestService:
             logger.info("request refused: reason=username_missing")
             metrics.request_answered(self._api.server_name, "refused", "username_missing")
             return outcomes.missing_param("username")
+        if not localpart.isascii():
+            # Synapse refuses these too; refused here before the ban patterns, which
+            # cannot match text that is not valid Unicode (a lone surrogate from JSON).
+            logger.info("request refused: reason=username_M_INVALID_USERNAME")
+            metrics.request_answered(
+                self._api.server_name, "refused", "username_M_INVALID_USERNAME"
+            )
+            return Refusal(
+                400,
+                "M_INVALID_USERNAME",
+                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+                "username",
+            )
         # The bans first: they are matched in memory, while Synapse's check asks the
         # database; a flood of banned names is then answered without a query
         # (benchmarks/bench_flood.py).

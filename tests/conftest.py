@@ -139,7 +139,7 @@ def synapse(
 ) -> Iterator[SynapseServer]:
     """A running Synapse with the module, shared by the tests of one module and database."""
     server = _new_server(
-        request, synapse_db, module_config_for(smtp, gate_config), extra=synapse_extra
+        request, synapse_db, module_config_for(smtp, gate_config), extra=synapse_extra, metrics=True
     )
     try:
         _start(server, f"{request.node.nodeid}[{synapse_db}]")

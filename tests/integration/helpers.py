@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from nio import AsyncClient, AsyncClientConfig, RegisterResponse
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import http
 from tests.harness.smtp import Mail, SmtpCatcher
@@ -225,3 +226,25 @@ def confirm_address(synapse: SynapseServer, mail: Mail) -> http.Response:
         form={"code": code.group(1), "csrf": csrf.group(1)},
         cookies=page.cookies,
     )
+
+
+SERVER = "test.local"
+
+
+def scrape(synapse: SynapseServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """{(sample name, labels without server_name): value} of our metrics."""
+    answer = http.get(f"http://127.0.0.1:{synapse.metrics_port}/_synapse/metrics")
+    assert answer.status == 200, answer
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if not sample.name.startswith("synapse_email_gate_"):
+                continue
+            labels = dict(sample.labels)
+            assert labels.pop("server_name") == SERVER, sample
+            samples[(sample.name, frozenset(labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)

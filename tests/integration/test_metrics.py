@@ -12,23 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from synapse_email_gate import metrics
 from tests.conftest import module_config_for
-from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import (
+    SERVER,
     ask,
     register,
     registered,
     reload_policy,
     request_outcome,
+    scrape,
     token_from,
+    value,
 )
-
-SERVER = "test.local"
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +60,6 @@ def metered(smtp: SmtpCatcher, policy_file: Path) -> Iterator[SynapseServer]:
         yield server
     finally:
         server.close()
-
-
-def scrape(synapse: SynapseServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """{(sample name, labels without server_name): value} of our metrics."""
-    answer = http.get(f"http://127.0.0.1:{synapse.metrics_port}/_synapse/metrics")
-    assert answer.status == 200, answer
-    samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            if not sample.name.startswith("synapse_email_gate_"):
-                continue
-            labels = dict(sample.labels)
-            assert labels.pop("server_name") == SERVER, sample
-            samples[(sample.name, frozenset(labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def wait_metric(
