@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from email.message import EmailMessage
+from email.message import Message
 
 import attrs
 from synapse.module_api import ModuleApi
@@ -26,7 +26,8 @@ from synapse_email_gate import metrics, outbox
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.dbretry import run_db_retrying
 from synapse_email_gate.mail import MailComposer
-from synapse_email_gate.smtp import SendResult, SmtpSettings, build_message, send_batch
+from synapse_email_gate.mime import build_message
+from synapse_email_gate.smtp import SendResult, SmtpSettings, send_batch
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class MailDelivery:
         MIME message takes milliseconds, and a batch of 50 built on the reactor
         stalled every other request for 100 ms and more (benchmarks/bench_mail.py)."""
         results: dict[str, SendResult] = {}
-        sendable: list[tuple[outbox.ClaimedMail, EmailMessage]] = []
+        sendable: list[tuple[outbox.ClaimedMail, Message]] = []
         for mail in mails:
             try:
                 message = build_message(

@@ -16,7 +16,7 @@ import attrs
 import jinja2
 
 from synapse_email_gate.i18n import Translations
-from synapse_email_gate.smtp import OutgoingMail
+from synapse_email_gate.mime import OutgoingMail
 
 TemplateLoader = Callable[[list[str]], list[jinja2.Template]]
 

@@ -1,4 +1,4 @@
-"""Build the gate's emails and send them over SMTP with aiosmtplib.
+"""Send the gate's emails (built by mime.py) over SMTP with aiosmtplib.
 
 :func:`send_batch` is an asyncio coroutine: from Synapse (Twisted) code run it through
 :class:`synapse_email_gate.asyncio_bridge.AsyncioThread`.
@@ -9,65 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import email.policy
 import re
 import ssl
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from email.headerregistry import AddressHeader, BaseHeader, HeaderRegistry
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from collections.abc import Sequence
+from email.message import Message
 from typing import Literal, Protocol
 
 import aiosmtplib
 import attrs
 
-
-class _HeaderClasses(HeaderRegistry):
-    """The standard header registry, but each header's class is made once.
-
-    The stdlib's ``HeaderRegistry.__getitem__`` builds a new class every time a
-    header is set or counted (about 30 per mail): 40 % of build_message's time,
-    and cyclic garbage that Synapse's collector then has to sweep from the
-    reactor thread (benchmarks/bench_mail.py).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._made: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = super().__getitem__(name)
-        return made
-
-
-# email.policy.default with the caching registry.
-_POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
-
-# Headers build_message sets itself; extra headers may not replace them.
-_MANAGED_HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "sender",
-        "reply-to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    }
-)
-# Everything str.splitlines() breaks on (CR and LF included).
-_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-# RFC 5322 field name: printable ASCII except the colon.
-_FIELD_NAME = re.compile(r"[!-9;-~]+")
 # Something that looks like an address inside an error text (SMTP replies echo them).
 _ADDRESS = re.compile(r"([^\s@<>'\"(),;:\[\]]+)@([A-Za-z0-9.\-\[\]:]+)")
 
@@ -94,60 +44,11 @@ class SmtpSettings(Protocol):
 
 
 @attrs.frozen
-class OutgoingMail:
-    to: str
-    subject: str
-    text: str
-    html: str | None
-    sender: str
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen
 class SendResult:
     ok: bool
     permanent: bool = False
     error: str | None = None
     reason: str | None = None  # a reason code for a permanent failure, if not "permanent"
-
-
-def _no_newlines(what: str, value: str) -> str:
-    if any(char in _LINE_BREAKS for char in value):
-        raise ValueError(f"{what} must not contain line breaks")
-    return value
-
-
-def _set_single_address(msg: EmailMessage, name: str, value: str) -> None:
-    msg[name] = _no_newlines(name, value)
-    header = msg[name]
-    assert isinstance(header, AddressHeader) and isinstance(header, BaseHeader)
-    if header.defects or len(header.addresses) != 1 or not header.addresses[0].domain:
-        raise ValueError(f"{name} must be exactly one valid address: {value!r}")
-
-
-def build_message(mail: OutgoingMail, *, message_id_domain: str) -> EmailMessage:
-    """Build a UTF-8 message: text/plain, or multipart/alternative with text/html.
-
-    Raises ValueError on a line break (CR, LF, ...) in any header, on a bad address,
-    and on an extra header that would replace one set here.
-    """
-    msg = EmailMessage(policy=_POLICY)
-    _set_single_address(msg, "From", mail.sender)
-    _set_single_address(msg, "To", mail.to)
-    msg["Subject"] = _no_newlines("Subject", mail.subject)
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=_no_newlines("domain", message_id_domain))
-    msg["Auto-Submitted"] = "auto-generated"
-    for name, value in mail.headers.items():
-        if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
-            raise ValueError(f"header name not allowed: {name!r}")
-        del msg[name]
-        msg[name] = _no_newlines(name, value)
-    # Quoted-printable keeps the message 7-bit: no reliance on the server's 8BITMIME.
-    msg.set_content(mail.text, charset="utf-8", cte="quoted-printable")
-    if mail.html is not None:
-        msg.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
 
 
 def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -189,7 +90,7 @@ def _describe(exc: BaseException, secrets: Sequence[str]) -> str:
 
 
 async def send_batch(
-    settings: SmtpSettings, mails: Sequence[EmailMessage], time_limit_s: float | None = None
+    settings: SmtpSettings, mails: Sequence[Message], time_limit_s: float | None = None
 ) -> list[SendResult]:
     """Send ``mails`` over one SMTP connection; one result per mail, in order.
 
@@ -240,9 +141,7 @@ async def send_batch(
     return results
 
 
-async def _send_one(
-    client: aiosmtplib.SMTP, msg: EmailMessage, secrets: Sequence[str]
-) -> SendResult:
+async def _send_one(client: aiosmtplib.SMTP, msg: Message, secrets: Sequence[str]) -> SendResult:
     try:
         await client.send_message(msg)
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from synapse_email_gate.smtp import OutgoingMail, SendResult, build_message, send_batch
+from synapse_email_gate.mime import OutgoingMail, as_wire, build_message
+from synapse_email_gate.smtp import SendResult, send_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "gate", "s3cret-pässword"
@@ -155,7 +156,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def mail(to: str = "alice@example.org", **kwargs: Any) -> EmailMessage:
+def mail(to: str = "alice@example.org", **kwargs: Any) -> Message:
+    """A message as build_message makes it, ready for send_batch."""
     fields: dict[str, Any] = {
         "to": to,
         "subject": "Your registration token",
@@ -167,7 +169,18 @@ def mail(to: str = "alice@example.org", **kwargs: Any) -> EmailMessage:
     return build_message(OutgoingMail(**{**fields, **kwargs}), message_id_domain="example.org")
 
 
-def send(settings: Settings, mails: list[EmailMessage]) -> list[SendResult]:
+def received(to: str = "alice@example.org", **kwargs: Any) -> EmailMessage:
+    """The same message as a receiving server stores it (LF line ends)."""
+    wire = as_wire(mail(to, **kwargs))
+    assert wire.isascii()  # headers encoded, bodies transfer-encoded
+    assert b"\n" not in wire.replace(b"\r\n", b"")  # CRLF only, as SMTP wants
+    assert max(len(line) for line in wire.split(b"\r\n")) <= 78
+    parsed = email.message_from_bytes(wire.replace(b"\r\n", b"\n"), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage) and not parsed.defects, parsed.defects
+    return parsed
+
+
+def send(settings: Settings, mails: list[Message]) -> list[SendResult]:
     return asyncio.run(send_batch(settings, mails))
 
 
@@ -342,7 +355,8 @@ def test_through_the_bridge_under_the_epoll_reactor() -> None:
         from twisted.internet import task
 
         from synapse_email_gate.asyncio_bridge import AsyncioThread
-        from synapse_email_gate.smtp import OutgoingMail, build_message, send_batch
+        from synapse_email_gate.mime import OutgoingMail, build_message
+        from synapse_email_gate.smtp import send_batch
 
 
         class Settings:
@@ -391,7 +405,7 @@ def test_through_the_bridge_under_the_epoll_reactor() -> None:
 
 
 def test_text_only_message() -> None:
-    msg = mail(headers={"X-Email-Gate-Request": "42"})
+    msg = received(headers={"X-Email-Gate-Request": "42"})
     assert msg.get_content_type() == "text/plain"
     assert msg.get_content_charset() == "utf-8"
     assert msg["From"] == "Email Gate <gate@example.org>"
@@ -405,7 +419,7 @@ def test_text_only_message() -> None:
 
 
 def test_html_alternative() -> None:
-    msg = mail(html="<p>Token: <b>abc</b></p>")
+    msg = received(html="<p>Token: <b>abc</b></p>")
     assert msg.get_content_type() == "multipart/alternative"
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -415,11 +429,11 @@ def test_html_alternative() -> None:
 
 
 def test_message_ids_are_unique() -> None:
-    assert mail()["Message-ID"] != mail()["Message-ID"]
+    assert received()["Message-ID"] != received()["Message-ID"]
 
 
 def test_extra_header_replaces_default_auto_submitted() -> None:
-    msg = mail(headers={"Auto-Submitted": "auto-replied"})
+    msg = received(headers={"Auto-Submitted": "auto-replied"})
     assert msg.get_all("Auto-Submitted") == ["auto-replied"]
 
 
@@ -427,11 +441,7 @@ def test_non_ascii_round_trip() -> None:
     subject = "Ваш токен — 登録 ✓ « Grüße »"
     text = "Hallo Jürgen,\nvotre jeton : ✓ abc\n" + "ü" * 200 + "\n"
     html = "<p>Jürgen ✓ 登録</p>"
-    msg = mail(subject=subject, text=text, html=html, sender="Gäte Bot <gate@example.org>")
-    wire = msg.as_bytes()
-    assert wire.isascii()  # headers encoded, bodies transfer-encoded
-    parsed = email.message_from_bytes(wire, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
+    parsed = received(subject=subject, text=text, html=html, sender="Gäte Bot <gate@example.org>")
     assert parsed["Subject"] == subject
     assert parsed["From"].addresses[0].display_name == "Gäte Bot"
     plain, rich = parsed.iter_parts()
@@ -483,3 +493,13 @@ def test_stdlib_policy_alone_refuses_crlf() -> None:
 def test_bad_addresses_and_headers_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         mail(**kwargs)
+
+
+def test_bodies_cannot_end_or_split_the_multipart() -> None:
+    """The boundary starts with "=_", which quoted-printable bodies never contain."""
+    text = "--=_\n=_ --=_x--\n" * 3
+    parsed = received(text=text, html=f"<pre>{text}</pre>")
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain, rich = parsed.iter_parts()
+    assert plain.get_content() == text
+    assert rich.get_content() == f"<pre>{text}</pre>\n"
