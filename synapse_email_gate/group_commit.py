@@ -58,12 +58,19 @@ class GroupCommit(Generic[T, R]):
 
     async def run(self, item: T) -> R:
         """The answer for `item`, from the transaction of the batch it joined."""
+        return await make_deferred_yieldable(self.enqueue(item))
+
+    def enqueue(self, item: T) -> Deferred[R]:
+        """Queue `item`; the Deferred fires with its answer (or the batch's failure).
+
+        Callbacks added to it run in the sentinel logging context, from the flush.
+        """
         answer: Deferred[R] = Deferred()
         self._waiting.append((item, answer))
         if self._flushers < self.parallel:
             self._flushers += 1
             self._api.run_as_background_process(self._desc, self._flush_all)
-        return await make_deferred_yieldable(answer)
+        return answer
 
     async def _flush_all(self) -> None:
         try:

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
+from synapse_email_gate.emails import ParsedEmail
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import BucketBook
 from synapse_email_gate.store import IssuedToken
@@ -46,6 +47,8 @@ class IssueParams:
     approval: bool = False
     # With hash_emails: a request that gets no mail keeps only its address's hash.
     forget_address: bool = False
+    # The address as parsed when the request was answered (saves parsing it again).
+    parsed_email: ParsedEmail | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -53,6 +56,7 @@ class NotIssued:
     """The request was decided without a mail; `reason` is a reason code."""
 
     reason: str
+    request_id: str = attrs.field(default="", eq=False)
 
 
 IssueOutcome = IssuedToken | NotIssued | None
@@ -131,7 +135,7 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
         writes.suppressed.append((reason, p.now_ms, p.request_id))
         if p.forget_address:
             writes.forgotten.append((p.request_id,))
-        return NotIssued(reason)
+        return NotIssued(reason, p.request_id)
 
     expires_ts = p.now_ms + p.token_lifetime_ms
     _, accounts = book.addresses.get(w.email_key, (0, 0))

@@ -57,6 +57,10 @@ _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 # RFC 5322 field name: printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
 _ADDRESS_HEADERS = HeaderRegistry()
+# A bare address of the everyday shape (dot-atom @ host name): valid as a header
+# value as it is. Anything else is parsed in full.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 @attrs.frozen
@@ -132,6 +136,8 @@ def _sender_header(value: str) -> str:
 
 def _address_header(name: str, value: str) -> str:
     """Exactly one address with a domain, as an ASCII header value."""
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value
     header = _ADDRESS_HEADERS(name, _no_newlines(name, value))
     assert isinstance(header, AddressHeader) and isinstance(header, BaseHeader)
     if header.defects or len(header.addresses) != 1 or not header.addresses[0].domain:

@@ -21,6 +21,7 @@ import attrs
 from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
+from twisted.python.failure import Failure
 
 from synapse_email_gate import metrics, outcomes, request_txns, store
 from synapse_email_gate.config import GateConfig
@@ -155,13 +156,18 @@ class RequestService:
             return self._limited(refusal.wait_ms)
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
-        self._api.run_as_background_process("email_gate_process", self.process, request.id)
+        # Decided after the answer, with the next issue batch (no task per request).
+        decided = self._issue.enqueue(self._issue_params(request.id, email))
+        decided.addCallbacks(self._decided, self._not_decided, errbackArgs=(request.id,))
         return outcomes.ACCEPTED
 
     async def process(self, request_id: str) -> None:
         """Decide the email side of a recorded request; issue and mail a token if due."""
+        self._decided(await self._issue.run(self._issue_params(request_id)))
+
+    def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
         policy = self._policy.current
-        params = IssueParams(
+        return IssueParams(
             request_id=request_id,
             now_ms=self._api.get_current_time_msec(),
             token=new_token(),
@@ -172,14 +178,17 @@ class RequestService:
             outbox_id=new_id(),
             approval=self._config.approval == "required",
             forget_address=self._config.privacy.hash_emails,
+            parsed_email=email,
         )
-        issued = await self._issue.run(params)
+
+    def _decided(self, issued: IssueOutcome) -> None:
         if isinstance(issued, NotIssued):
-            logger.info("request %s: no mail, reason=%s", request_id, issued.reason)
+            logger.info("request %s: no mail, reason=%s", issued.request_id, issued.reason)
             metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
             return
         if issued is None:
             return
+        request_id = issued.request_id
         if self._config.approval == "required":
             logger.info("request %s: address check queued for %r", request_id, issued.localpart)
             metrics.request_processed(self._api.server_name, "verifying", "verifying")
@@ -191,13 +200,26 @@ class RequestService:
             metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
 
+    def _not_decided(self, failure: Failure, request_id: str) -> None:
+        # The request stays `received`; the mail sweep decides it later (process_orphans).
+        logger.error(
+            "request %s: not decided, retried by the sweep: %s",
+            request_id,
+            failure.getErrorMessage(),
+            exc_info=failure.value,
+        )
+
     def _issue_txn(
         self, txn: LoggingTransaction, batch: Sequence[IssueParams]
     ) -> list[IssueOutcome]:
         policy = self._policy.current  # the policy when the batch runs
-        return issue_txn(
-            txn, batch, lambda address: policy.email_ban(parse_email(address)) is not None
-        )
+        # Parsed when the request was answered; parsed again only for orphans.
+        parsed = {p.parsed_email.address: p.parsed_email for p in batch if p.parsed_email}
+
+        def banned(address: str) -> bool:
+            return policy.email_ban(parsed.get(address) or parse_email(address)) is not None
+
+        return issue_txn(txn, batch, banned)
 
     async def verify_address(self, code: str) -> bool:
         """Approval mode: the link in the mail was followed; moderators are told."""

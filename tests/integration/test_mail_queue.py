@@ -20,7 +20,7 @@ import pytest
 
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask, mails_to, quiet, token_from
+from tests.integration.helpers import ask, mails_to, quiet, request_outcome, token_from
 
 FAST = {"per_second": 1000, "burst": 1000}
 
@@ -315,3 +315,65 @@ def test_a_crash_between_the_250_and_the_commit_resends_after_the_lease(
     copies = mails_to(mailbox, "crash1@example.org")
     assert len(copies) == 2
     assert token_from(copies[0]) == token_from(copies[1]) == token_from(first)
+
+
+# --- a failing issue transaction ----------------------------------------------
+
+FAIL_DOOMED = {
+    "sqlite": [
+        """
+        CREATE TRIGGER gate_test_fail BEFORE INSERT ON email_gate_outbox
+        WHEN (SELECT localpart FROM email_gate_requests WHERE id = NEW.request_id) = 'doomed'
+        BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+        """
+    ],
+    "postgres": [
+        """
+        CREATE FUNCTION gate_test_fail() RETURNS trigger AS $$ BEGIN
+            IF (SELECT localpart FROM email_gate_requests WHERE id = NEW.request_id) = 'doomed'
+            THEN RAISE EXCEPTION 'injected failure'; END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql
+        """,
+        """
+        CREATE TRIGGER gate_test_fail BEFORE INSERT ON email_gate_outbox
+        FOR EACH ROW EXECUTE FUNCTION gate_test_fail()
+        """,
+    ],
+}
+
+
+def test_a_failed_issue_transaction_leaves_the_request_to_the_sweep(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    """The database refuses the issue batch: the answer was 202 already, the request
+    stays `received` (nothing half-written), the failure is logged, and the sweep
+    issues and mails it once the database works again."""
+    engine = "sqlite" if synapse.postgres is None else "postgres"
+    accepted(synapse, "prelude", "prelude@example.org")  # the tables exist once answered
+    mailbox.wait_for_rcpt("prelude@example.org")
+    for statement in FAIL_DOOMED[engine]:
+        db_execute(synapse, statement)
+    try:
+        accepted(synapse, "doomed", "doomed@example.org")
+        deadline = time.monotonic() + 10
+        while "not decided, retried by the sweep" not in synapse.log_text():
+            assert time.monotonic() < deadline, synapse.tail()
+            time.sleep(0.1)
+        status = synapse.query(
+            "SELECT status FROM email_gate_requests WHERE localpart = ?", ("doomed",)
+        )
+        assert status == [("received",)]
+        assert outbox_rows(synapse, "doomed") == []
+    finally:
+        on_table = "" if engine == "sqlite" else " ON email_gate_outbox"
+        db_execute(synapse, f"DROP TRIGGER gate_test_fail{on_table}")
+    # Older than the orphan threshold (30 s): the next sweep (every 500 ms) takes it.
+    db_execute(
+        synapse,
+        "UPDATE email_gate_requests SET created_ts = created_ts - 60000 WHERE localpart = ?",
+        ("doomed",),
+    )
+    mail = mailbox.wait_for_rcpt("doomed@example.org", timeout=15)
+    assert "@doomed:test.local" in mail.text
+    assert request_outcome(synapse, "doomed")[0] == "issued"
