@@ -24,6 +24,10 @@ from synapse_email_gate.policy_lists import PolicyLists
 
 logger = logging.getLogger(__name__)
 
+# libyaml's safe loader when PyYAML was built with it (its wheels are): the
+# pure-Python one took 0.5 s of a 10,000-pattern reload, on the reactor.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @attrs.frozen
 class ReloadResult:
@@ -35,7 +39,7 @@ def read_policy_file(path: str) -> PolicyLists:
     """Parse and validate a policy file; raises ValueError with a readable message."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except OSError as e:
         raise ValueError(f"{path}: cannot read: {e.strerror}") from e
     except yaml.YAMLError as e:

@@ -182,3 +182,16 @@ def test_verdicts_agree_with_python_re_on_arbitrary_text(patterns: list[str], te
     compiled = PatternSet.compile(patterns)
     expected = next((p for p in patterns if re.search(p, text, re.IGNORECASE)), None)
     assert compiled.first_match(text) == expected
+
+
+def test_a_rejected_pattern_is_rejected_again_when_its_verdict_is_remembered() -> None:
+    """Verdicts are kept across compiles (reloads recompile the same patterns)."""
+    messages = []
+    for _ in range(2):
+        with pytest.raises(PatternError) as caught:
+            PatternSet.compile(["^fine$", "(?<=x)y"])
+        messages.append((str(caught.value), caught.value.index))
+    assert messages[0] == messages[1]
+    assert messages[0][1] == 1 and "(?<=x)y" in messages[0][0]
+    # An accepted pattern stays accepted, and matches as before.
+    assert PatternSet.compile(["^fine$"]).first_match("fine") == "^fine$"
