@@ -3,8 +3,10 @@
 `submit` decides everything that may be said to the requester (IP ban, rate
 limits, username and domain problems), records the request and answers. The
 email-side work — bans on the address, cooldown, already used, per-address
-limit, token, mail — happens in `process`, after the answer, so every
-email-side outcome looks the same from outside, in body and in timing.
+limit, token, mail — is decided after the answer, in the next issue batch
+(issue_txns.py), so every email-side outcome looks the same from outside, in
+body and in timing. Recording and issuing each run one transaction for all the
+requests waiting for it (group_commit.py).
 """
 
 from __future__ import annotations
