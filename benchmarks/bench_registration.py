@@ -86,7 +86,7 @@ def _admin_tokens(server: SynapseServer, count: int) -> list[tuple[str, str]]:
 
 
 def run(ctx: Context) -> list[Result]:
-    per_run = 10 if ctx.quick else 20
+    per_run = 10 if ctx.quick else 50
     total = per_run * ctx.runs + 1
     with_module = ctx.server(gate_config(ctx, ctx.smtp))
     without = ctx.server(None)
