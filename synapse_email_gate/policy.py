@@ -36,8 +36,8 @@ class Policy:
         for layer in layers:
             if layer.block_disposable_emails is not None:
                 block_disposable = layer.block_disposable_emails
-            if layer.rate_limits is not None:
-                rate_limits = layer.rate_limits
+            if layer.rate_limits is not None:  # later layers change the values they set
+                rate_limits = layer.rate_limits.over(rate_limits)
         bans = [
             entry
             for layer in layers

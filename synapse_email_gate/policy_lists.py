@@ -40,21 +40,45 @@ DEFAULT_PER_EMAIL = Bucket(burst=2, per_second=1 / 3600)
 DEFAULT_GLOBAL = Bucket(burst=100, per_second=0.5)
 
 
+# Config key of each bucket -> RateLimits attribute.
+_BUCKETS = {"per_ip": "per_ip", "per_email": "per_email", "global": "global_"}
+
+
 @attrs.frozen
 class RateLimits:
     per_ip: Bucket = DEFAULT_PER_IP
     per_email: Bucket = DEFAULT_PER_EMAIL
     global_: Bucket = DEFAULT_GLOBAL
+    # The (bucket, value) pairs the section wrote, e.g. ("global", "burst"); the
+    # other values are the defaults here, and keep the lower layer's in `over`.
+    given: frozenset[tuple[str, str]] = attrs.field(default=frozenset(), eq=False)
 
     @staticmethod
     def from_section(section: Section) -> RateLimits:
+        given = set()
+        for name in _BUCKETS:
+            raw = section.raw(name)
+            if isinstance(raw, Mapping):
+                given |= {(name, value) for value in ("burst", "per_second") if value in raw}
         limits = RateLimits(
             per_ip=Bucket.from_section(section.section("per_ip"), DEFAULT_PER_IP),
             per_email=Bucket.from_section(section.section("per_email"), DEFAULT_PER_EMAIL),
             global_=Bucket.from_section(section.section("global"), DEFAULT_GLOBAL),
+            given=frozenset(given),
         )
         section.finish()
         return limits
+
+    def over(self, lower: RateLimits) -> RateLimits:
+        """`lower` with the values this layer wrote replaced, value by value."""
+        merged = lower
+        for name, value in sorted(self.given):
+            attribute = _BUCKETS[name]
+            bucket = attrs.evolve(
+                getattr(merged, attribute), **{value: getattr(getattr(self, attribute), value)}
+            )
+            merged = attrs.evolve(merged, **{attribute: bucket})
+        return attrs.evolve(merged, given=lower.given | self.given)
 
 
 @attrs.frozen

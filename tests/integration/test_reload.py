@@ -233,6 +233,22 @@ def test_a_limit_raised_by_reload_applies_at_once(
     mailbox.wait_for_rcpt("raise3@example.org")
 
 
+def test_a_file_changing_one_rate_limit_value_keeps_the_others_from_homeserver_yaml(
+    synapse: SynapseServer, mailbox: SmtpCatcher, policy_file: Path, admin_token: str
+) -> None:
+    """homeserver.yaml: per_ip burst 1000, 100 per second. The file sets only the
+    burst to 1: the refill rate stays 100 per second (not the built-in 5 an hour)."""
+    write_policy(policy_file, {"rate_limits": {"per_ip": {"burst": 1}}})
+    assert reload_policy(synapse, admin_token).status == 200
+    ip = "198.51.100.81"
+    request_token(synapse, mailbox, "merge1", "merge1@example.org", ip=ip)  # the one token
+    time.sleep(0.05)  # 5 tokens' worth at 100 per second; the bucket holds 1
+    # At the built-in 5 an hour this would wait 12 minutes (429).
+    again = ask_from(synapse, "merge2", "merge2@example.org", ip)
+    assert again.status == 202, again
+    mailbox.wait_for_rcpt("merge2@example.org")
+
+
 def test_ban_reasons_are_never_told_and_expired_bans_lift_by_themselves(
     synapse: SynapseServer, mailbox: SmtpCatcher, policy_file: Path, admin_token: str
 ) -> None:

@@ -118,14 +118,27 @@ def test_later_block_disposable_wins(base: bool | None, file: bool | None, block
     assert Policy.build(layers, NOW).block_disposable is blocked
 
 
-def test_later_rate_limits_win_as_a_whole() -> None:
-    base = lists({"rate_limits": {"per_ip": {"burst": 50}, "global": {"burst": 500}}})
+def test_later_rate_limits_change_only_the_values_they_set() -> None:
+    base = lists(
+        {"rate_limits": {"per_ip": {"burst": 50, "per_second": 1}, "global": {"burst": 500}}}
+    )
     file = lists({"rate_limits": {"per_ip": {"burst": 2}}})
     limits = Policy.build([base, file], NOW).rate_limits
-    assert limits.per_ip == Bucket(burst=2, per_second=RateLimits().per_ip.per_second)
-    # The file's rate_limits replaces the base's entirely: global is back to the default.
-    assert limits.global_ == RateLimits().global_
+    # The file's per_ip.burst wins; the base's per_ip.per_second and global stay.
+    assert limits.per_ip == Bucket(burst=2, per_second=1.0)
+    assert limits.global_ == Bucket(burst=500, per_second=RateLimits().global_.per_second)
+    assert limits.per_email == RateLimits().per_email
     assert Policy.build([base, lists({})], NOW).rate_limits.global_.burst == 500
+    # A third layer (stored bans never set limits, but the rule is general) on top.
+    top = lists({"rate_limits": {"global": {"per_second": 3}}})
+    stacked = Policy.build([base, file, top], NOW).rate_limits
+    assert stacked.global_ == Bucket(burst=500, per_second=3.0)
+    assert stacked.per_ip == Bucket(burst=2, per_second=1.0)
+
+
+def test_an_empty_rate_limits_block_changes_nothing() -> None:
+    base = lists({"rate_limits": {"global": {"burst": 500}}})
+    assert Policy.build([base, lists({"rate_limits": {}})], NOW).rate_limits.global_.burst == 500
 
 
 def test_allow_list_names_a_disposable_domain_explicitly() -> None:
