@@ -99,10 +99,22 @@
   var submitting = false;
 
   box.hidden = false;
-  say("The form is protected by a short anti-spam check that your browser solves by itself.");
+  // The page's language: the template puts each text on the status element.
+  var english = {
+    intro: "The form is protected by a short anti-spam check that your browser solves by itself.",
+    solving: "Solving the anti-spam check… The form is sent when it is done.",
+    done: "Anti-spam check done.",
+    sending: "Anti-spam check done. Sending…",
+    failed: "The anti-spam check could not be loaded. Please check your connection and press the button again."
+  };
+  function text(name) {
+    return status.getAttribute("data-" + name) || english[name];
+  }
 
-  function say(text, isError) {
-    status.textContent = text;
+  say(text("intro"));
+
+  function say(message, isError) {
+    status.textContent = message;
     status.classList.toggle("error", !!isError);
   }
 
@@ -124,7 +136,7 @@
     }).then(function (result) {
       current.result = result;
       bar.value = 100;
-      if (!submitting) { say("Anti-spam check done."); }
+      if (!submitting) { say(text("done")); }
       return current;
     }, function (error) {
       current.error = error;
@@ -137,7 +149,7 @@
   function send(done) {
     challengeField.value = done.challenge.challenge;
     nonceField.value = done.result.nonce;
-    say("Anti-spam check done. Sending…");
+    say(text("sending"));
     form.submit();
   }
 
@@ -155,7 +167,7 @@
     button.removeAttribute("aria-disabled");
     form.removeAttribute("aria-busy");
     bar.value = 0;
-    say("The form is protected by a short anti-spam check that your browser solves by itself.");
+    say(text("intro"));
   });
 
   form.addEventListener("submit", function (event) {
@@ -165,12 +177,12 @@
     button.setAttribute("aria-disabled", "true");
     form.setAttribute("aria-busy", "true");
     var current = start();
-    if (!current.result) { say("Solving the anti-spam check… The form is sent when it is done."); }
+    if (!current.result) { say(text("solving")); }
     current.promise.then(send, function () {
       submitting = false;
       button.removeAttribute("aria-disabled");
       form.removeAttribute("aria-busy");
-      say("The anti-spam check could not be loaded. Please check your connection and press the button again.", true);
+      say(text("failed"), true);
     });
   });
 }());

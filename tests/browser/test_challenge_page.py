@@ -95,6 +95,34 @@ def test_keyboard_only_submit_waits_for_the_solution_and_shows_progress(
     assert page_log.errors() == []
 
 
+@pytest.mark.parametrize(
+    ("lang", "intro", "solving", "failed"),
+    [
+        ("de", "kurzen Spam-Schutz", "wird gelöst", "ließ sich nicht laden"),
+        ("fr", "vérification anti-spam que", "en cours", "pas pu être chargée"),
+    ],
+)
+def test_the_challenge_speaks_the_page_language(
+    synapse: SynapseServer,
+    page: Page,
+    lang: str,
+    intro: str,
+    solving: str,
+    failed: str,
+) -> None:
+    held: list[Any] = []
+    page.route("**/api/challenge", lambda route: held.append(route))
+    page.goto(f"{synapse.gate_url}?lang={lang}")
+    status = page.locator("#challenge-status")
+    expect(status).to_contain_text(intro)
+    page.locator("input[name=username]").fill(f"speaks{lang}")
+    page.locator("input[name=email]").fill(f"speaks{lang}@example.org")
+    page.locator("button[type=submit]").click()
+    expect(status).to_contain_text(solving)
+    held[0].abort()  # the challenge cannot be fetched: the error, in the same language
+    expect(status).to_contain_text(failed)
+
+
 def test_without_javascript_the_page_says_so_and_nothing_is_sent(
     synapse: SynapseServer,
     mailbox: SmtpCatcher,
