@@ -32,7 +32,7 @@ from synapse_email_gate.moderation_room import ModerationRoom
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.registration import RegistrationHooks
-from synapse_email_gate.schema import create_schema, is_postgres_txn
+from synapse_email_gate.schema import create_schema
 from synapse_email_gate.service import RequestService
 from synapse_email_gate.store import PendingRequest
 from synapse_email_gate.web.admin import AdminHandlers, Moderators
@@ -174,9 +174,6 @@ class EmailGate:
 
     async def _create_schema(self) -> bool:
         await self._api.run_db_interaction("email_gate_create_schema", create_schema)
-        self._service.use_connection_pool(
-            await self._api.run_db_interaction("email_gate_engine", is_postgres_txn)
-        )
         await self._policy_sync.follow()
         if self._room is not None:
             # Not awaited: registering the bot runs our own on_user_registration,

@@ -167,11 +167,6 @@ _TABLES = [
 ]
 
 
-def is_postgres_txn(txn: LoggingTransaction) -> bool:
-    """PostgreSQL: several connections, so several transactions can run at once."""
-    return isinstance(txn.database_engine, PostgresEngine)
-
-
 def create_schema(txn: LoggingTransaction) -> None:
     if isinstance(txn.database_engine, PostgresEngine):
         # Synapse runs transactions at REPEATABLE READ, whose snapshot is taken by

@@ -43,10 +43,6 @@ MAX_FIELD_LENGTH = 320
 MAX_REASON_LENGTH = 2000
 # A request still `received` this long after intake was orphaned by a crash.
 ORPHAN_AFTER_MS = 30_000
-# Issue batches in flight at once on PostgreSQL, whose round trip per statement
-# leaves one connection idle most of a batch (benchmarks/bench_accepted.py).
-# SQLite has one connection: there a second batch would only wait.
-ISSUE_PARALLEL_POSTGRES = 2
 
 
 @attrs.frozen
@@ -81,9 +77,6 @@ class RequestService:
         self._issue: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
             api, "issue", self._issue_txn
         )
-
-    def use_connection_pool(self, postgres: bool) -> None:
-        self._issue.parallel = ISSUE_PARALLEL_POSTGRES if postgres else 1
 
     @property
     def approval_required(self) -> bool:
