@@ -92,8 +92,9 @@ class GroupCommit(Generic[T, R]):
                 for _, answer in batch:
                     answer.errback(failure)
             return
-        metrics.batch_committed(self._api.server_name, self._step, len(items))
         # Waiters resume in their own logging contexts (make_deferred_yieldable).
         with PreserveLoggingContext():
             for (_, answer), result in zip(batch, answers, strict=True):
                 answer.callback(result)
+        # Last: nothing here may keep a waiter from its answer.
+        metrics.batch_committed(self._api.server_name, self._step, len(items))

@@ -27,7 +27,7 @@ from synapse.storage.database import LoggingTransaction
 from synapse_email_gate.emails import ParsedEmail
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import BucketBook
-from synapse_email_gate.store import IssuedToken
+from synapse_email_gate.store import IssuedToken, batch_txn
 
 _LIVE = "('issued', 'verifying', 'pending')"  # statuses whose token or code still works
 
@@ -224,7 +224,7 @@ def _select_in(txn: LoggingTransaction, sql: str, values: Collection[str]) -> li
 
 def apply(txn: LoggingTransaction, w: Writes) -> None:
     """Write a batch's decisions, in an order where each write finds what it needs."""
-    _batch(
+    batch_txn(
         txn,
         """
         INSERT INTO email_gate_addresses (email_key, last_sent_ts, accounts) VALUES (?, ?, 0)
@@ -232,7 +232,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         list(w.addresses.items()),
     )
-    _batch(
+    batch_txn(
         txn,
         """
         INSERT INTO email_gate_reservations (localpart, request_id, email_key, expires_ts)
@@ -242,7 +242,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         [(lp, h.request_id, h.email_key, h.expires_ts) for lp, h in w.reservations.items()],
     )
-    _batch(
+    batch_txn(
         txn,
         """
         INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
@@ -250,7 +250,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         w.tokens,
     )
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_requests SET status = 'issued', token = ?, expires_ts = ?,
@@ -259,7 +259,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         w.issued,
     )
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_requests SET status = 'verifying', verify_code = ?, expires_ts = ?,
@@ -269,7 +269,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         w.verifying,
     )
     # After the tokens above: a request retired here may have been issued in this batch.
-    _batch(
+    batch_txn(
         txn,
         f"""
         DELETE FROM registration_tokens WHERE pending = 0 AND completed = 0 AND token = (
@@ -278,7 +278,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,  # noqa: S608 - a constant list
         [(request_id,) for _, request_id in w.retired],
     )
-    _batch(
+    batch_txn(
         txn,
         f"""
         UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
@@ -286,7 +286,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,  # noqa: S608 - a constant list
         w.retired,
     )
-    _batch(
+    batch_txn(
         txn,
         """
         INSERT INTO email_gate_outbox (id, request_id, kind, recipient, status, created_ts,
@@ -295,7 +295,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         w.mails,
     )
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_requests SET status = 'suppressed', reason = ?, updated_ts = ?
@@ -303,9 +303,4 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         w.suppressed,
     )
-    _batch(txn, "UPDATE email_gate_requests SET email = email_key WHERE id = ?", w.forgotten)
-
-
-def _batch(txn: LoggingTransaction, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    if rows:
-        txn.execute_batch(sql, rows)
+    batch_txn(txn, "UPDATE email_gate_requests SET email = email_key WHERE id = ?", w.forgotten)

@@ -16,7 +16,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.mail import MailFacts
-from synapse_email_gate.store import mail_facts_txn
+from synapse_email_gate.store import batch_txn, mail_facts_txn
 
 # The longest pause between two attempts at one mail.
 MAX_RETRY_DELAY_MS = 1_800_000
@@ -132,7 +132,7 @@ def record_txn(
     sent = [o.mail for o in outcomes if o.state == "sent"]
     failed = [o for o in outcomes if o.state == "failed"]
     retried = [o for o in outcomes if o.state == "retry"]
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_outbox SET status = 'sent', sent_ts = ?, last_error = NULL,
@@ -141,7 +141,7 @@ def record_txn(
         """,
         [(now_ms, mail.outbox_id) for mail in sent],
     )
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_outbox SET status = 'failed', last_error = ?, lease_until_ts = 0
@@ -149,7 +149,7 @@ def record_txn(
         """,
         [(o.error or "", o.mail.outbox_id) for o in failed],
     )
-    _batch(
+    batch_txn(
         txn,
         """
         UPDATE email_gate_outbox SET last_error = ?, next_attempt_ts = ?, lease_until_ts = 0
@@ -159,16 +159,11 @@ def record_txn(
     )
     if forget_address:
         finished = [*sent, *(o.mail for o in failed)]
-        _batch(
+        batch_txn(
             txn,
             "UPDATE email_gate_requests SET email = email_key WHERE id = ?",
             [(m.facts.request_id,) for m in finished if m.kind in FINAL_KINDS],
         )
-
-
-def _batch(txn: LoggingTransaction, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-    if rows:
-        txn.execute_batch(sql, rows)
 
 
 def queue_state_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
