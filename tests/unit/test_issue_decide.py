@@ -1,0 +1,131 @@
+"""issue_txns.decide: the email side of a batch of requests, decided in memory.
+
+Pure: no database. tests/store/test_batches.py runs the same decisions through
+real SQLite and PostgreSQL transactions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse_email_gate.issue_txns import (
+    Held,
+    IssueBook,
+    IssueParams,
+    NotIssued,
+    Waiting,
+    Writes,
+    decide,
+)
+from synapse_email_gate.policy_lists import Bucket
+from synapse_email_gate.ratelimit import BucketBook
+from synapse_email_gate.store import IssuedToken
+
+NOW = 1_800_000_000_000
+HOUR = 3_600_000
+
+
+def params(request_id: str, now: int = NOW, **overrides: Any) -> IssueParams:
+    fields: dict[str, Any] = dict(
+        request_id=request_id,
+        now_ms=now,
+        token=f"T{request_id}",
+        token_lifetime_ms=24 * HOUR,
+        cooldown_ms=HOUR,
+        multiple_users_per_email=False,
+        per_email=Bucket(burst=10, per_second=1.0),
+        outbox_id=f"o{request_id}",
+    )
+    fields.update(overrides)
+    return IssueParams(**fields)
+
+
+def book(waiting: dict[str, tuple[str, str]], **rows: Any) -> IssueBook:
+    """`waiting`: request id -> (localpart, address)."""
+    return IssueBook(
+        waiting={rid: Waiting(lp, addr, addr, "en") for rid, (lp, addr) in waiting.items()},
+        reservations=rows.get("reservations", {}),
+        addresses=rows.get("addresses", {}),
+        buckets=BucketBook(rows.get("buckets", {})),
+    )
+
+
+def test_a_request_gets_a_token_a_reservation_and_a_mail() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}), Writes()
+    issued = decide(b, w, params("r1"), banned=False)
+    assert isinstance(issued, IssuedToken) and issued.localpart == "alice"
+    assert w.tokens == [("Tr1", NOW + 24 * HOUR)]
+    assert w.reservations == {"alice": Held("r1", "a@example.org", NOW + 24 * HOUR)}
+    assert w.mails == [("or1", "r1", "token", NOW, NOW)]
+    assert w.addresses == {"a@example.org": NOW}
+
+
+def test_the_second_request_for_an_address_in_one_batch_meets_the_cooldown() -> None:
+    b, w = book({"r1": ("alice", "a@example.org"), "r2": ("bob", "a@example.org")}), Writes()
+    assert isinstance(decide(b, w, params("r1"), banned=False), IssuedToken)
+    assert decide(b, w, params("r2"), banned=False) == NotIssued("cooldown")
+    assert w.suppressed == [("cooldown", NOW, "r2")]
+    assert [m[1] for m in w.mails] == ["r1"]
+
+
+def test_refusals_in_order_and_a_refused_request_takes_no_token() -> None:
+    reserved = {"taken": Held("old", "other@example.org", NOW + HOUR)}
+    used = {"used@example.org": (NOW - 2 * HOUR, 1)}
+    empty = {"email:empty@example.org": (0.0, NOW)}
+    b = book(
+        {
+            "r1": ("taken", "x@example.org"),
+            "r2": ("free", "used@example.org"),
+            "r3": ("free2", "empty@example.org"),
+            "r4": ("free3", "banned@example.org"),
+        },
+        reservations=reserved,
+        addresses=used,
+        buckets=empty,
+    )
+    w = Writes()
+    tight = Bucket(burst=1, per_second=0.0)
+    assert decide(b, w, params("r1", per_email=tight), banned=False) == NotIssued(
+        "username_reserved"
+    )
+    assert decide(b, w, params("r2"), banned=False) == NotIssued("already_used")
+    assert decide(b, w, params("r3", per_email=tight), banned=False) == NotIssued(
+        "rate_limited_email"
+    )
+    assert decide(b, w, params("r4"), banned=True) == NotIssued("email_banned")
+    # r1 was refused before its per-address bucket: its one token is still there.
+    assert b.buckets.take("email:x@example.org", tight, NOW) == 0
+    assert w.tokens == [] and w.mails == [] and w.reservations == {} and w.addresses == {}
+
+
+def test_a_repeated_request_is_decided_once() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}), Writes()
+    assert isinstance(decide(b, w, params("r1"), banned=False), IssuedToken)
+    assert decide(b, w, params("r1", token="T2"), banned=False) is None
+    assert len(w.tokens) == 1
+
+
+def test_the_same_address_may_ask_again_for_its_name_after_the_cooldown() -> None:
+    held = {"alice": Held("old", "a@example.org", NOW + HOUR)}
+    b = book(
+        {"r1": ("alice", "a@example.org")},
+        reservations=held,
+        addresses={"a@example.org": (NOW - HOUR, 0)},
+    )
+    w = Writes()
+    assert isinstance(decide(b, w, params("r1"), banned=False), IssuedToken)
+    assert w.retired == [(NOW, "old")]  # the earlier token stops working
+
+
+def test_approval_mode_queues_an_address_check_and_no_token() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}), Writes()
+    assert isinstance(decide(b, w, params("r1", approval=True), banned=False), IssuedToken)
+    assert w.tokens == [] and w.issued == []
+    assert w.verifying == [("Tr1", NOW + 24 * HOUR, NOW, "r1")]
+    assert w.mails == [("or1", "r1", "verify", NOW, NOW)]
+
+
+def test_hash_emails_forgets_the_address_of_a_request_without_mail() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}), Writes()
+    assert decide(b, w, params("r1", forget_address=True), banned=True) == NotIssued("email_banned")
+    assert w.forgotten == [("r1",)]
