@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
+from typing import Any
 
 from synapse_email_gate import cli_commands as cmd
 from synapse_email_gate.cli_client import AdminClient, BadServerUrl, Refused, Unreachable
@@ -62,6 +63,31 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Takes `-u9cmz10TH` for a value when it is none of the command's options.
+
+    Request ids and hand-made tokens may begin with '-'. Plain argparse reads
+    them as an unknown option and then says the ID is missing.
+    """
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _is_dashed_value(arg_string, self._option_string_actions):
+            return None
+        return super()._parse_optional(arg_string)
+
+
+def _is_dashed_value(word: str, options: Mapping[str, object]) -> bool:
+    # Only single-dash words longer than a short option: `--bogus` stays an error,
+    # `-q` and `-qv` stay options, and `--` still ends the options.
+    return (
+        word.startswith("-")
+        and not word.startswith("--")
+        and len(word) > 2
+        and word[:2] not in options
+        and word.split("=", 1)[0] not in options
+    )
 
 
 def _common_options(json_only: bool = False, access_token: bool = True) -> argparse.ArgumentParser:
@@ -125,7 +151,8 @@ class _Tree:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Declared as the base class: subcommands are made with type(parser) at run time.
+    parser: argparse.ArgumentParser = _Parser(
         prog=PROG,
         description="Moderate synapse_email_gate from a shell: invite tokens, requests, bans, "
         "moderators, policy reload, audit log; and check its config offline.",

@@ -18,5 +18,12 @@ def new_token(length: int = TOKEN_LENGTH) -> str:
 
 
 def new_id() -> str:
-    """An opaque row id: 96 random bits, URL-safe."""
-    return secrets.token_urlsafe(12)
+    """An opaque row id: 96 random bits, URL-safe, never beginning with '-'.
+
+    Moderators pass ids to `synapse-email-gate requests approve ID`, where a
+    leading '-' would look like an option.
+    """
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        if not candidate.startswith("-"):
+            return candidate

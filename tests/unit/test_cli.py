@@ -17,6 +17,7 @@ import yaml
 from synapse_email_gate import cli_format as fmt
 from synapse_email_gate.cli import build_parser, main
 from synapse_email_gate.cli_client import admin_base_url
+from synapse_email_gate.tokens import new_id
 from tests.harness.ports import free_port
 
 ACCESS_TOKEN = "syt_secret_access_token_123"
@@ -164,6 +165,8 @@ def test_top_level_help_documents_exit_codes_and_environment(
         ["tokens", "create", "--count", "0"],
         ["tokens", "create", "--uses", "-1"],
         ["requests", "list", "--limit", "many"],
+        ["requests", "list", "--bogus"],
+        ["requests", "approve", "-x"],
         ["bans", "add", "planet", "x"],
         ["bogus"],
     ],
@@ -405,6 +408,27 @@ def test_approve_and_deny_post_to_the_request(
     assert f"request r1 (status: {status})" in capsys.readouterr().out
     assert run(api, "requests", verb, "r1", "--message", "Welcome") == 0
     assert api.last["body"] == {"message": "Welcome"}
+
+
+def test_ids_and_tokens_beginning_with_a_dash_are_values(
+    api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # CI once drew the request id "-u9cmz10TH--CyI2", and argparse took it for an option.
+    dashed = "-u9cmz10TH--CyI2"
+    api.answer("POST", f"requests/{dashed}/deny", body={"id": dashed, "status": "denied"})
+    assert run(api, "requests", "deny", dashed, "--message", "Full") == 0
+    assert api.last["path"] == f"{ADMIN}requests/{dashed}/deny"
+    assert api.last["body"] == {"message": "Full"}
+    assert f"request {dashed} (status: denied)" in capsys.readouterr().out
+    args = build_parser().parse_args(["tokens", "delete", "-abc", "-q-x", "--json"])
+    assert args.tokens == ["-abc", "-q-x"] and args.json is True
+    assert build_parser().parse_args(["tokens", "create", "-q"]).quiet is True
+
+
+def test_new_ids_never_begin_with_a_dash() -> None:
+    # One in 64 URL-safe ids would; 5,000 draws miss that with odds below 1e-30.
+    assert not [i for i in (new_id() for _ in range(5000)) if i.startswith("-")]
+    assert len({new_id() for _ in range(1000)}) == 1000
 
 
 def test_bans(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
