@@ -1,19 +1,65 @@
 """Free TCP ports on loopback."""
 
+import os
+import random
 import socket
+import time
+
+# Outgoing connections get their local port from the kernel's ephemeral range, and
+# a busy test run opens thousands of them. A port picked there can be taken between
+# being picked and being bound: CI once saw Synapse's replication listener fail with
+# "Address already in use". Ports below that range are only ever taken by a bind.
+_LOWEST = 10000
+_handed_out: set[int] = set()
+_rng = random.Random()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _own_ports() -> range:
+    """This process's share of the ports below the ephemeral range: pytest-xdist
+    workers get disjoint slices, so two workers never pick the same port."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    size = max(0, _ephemeral_low() - _LOWEST) // max(count, 1)
+    return range(_LOWEST + index * size, _LOWEST + (index + 1) * size)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port on ``host`` that is free now and that this process has not handed
+    out before, outside the range the kernel gives to outgoing connections."""
+    ports = _own_ports()
+    if len(ports) >= 100:
+        for _ in range(200):
+            port = ports[_rng.randrange(len(ports))]
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below it
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
+        port = s.getsockname()[1]
+        _handed_out.add(port)
         return port
 
 
 def wait_port_free(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
     """Wait until nothing listens on ``host:port`` any more."""
-    import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
