@@ -16,10 +16,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import ARTIFACTS
-from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import request_token
+from tests.integration.helpers import login, request_token
 
 SYNAPSE_DATABASES = ["sqlite"]
 SHOTS = ARTIFACTS / "screenshots"
@@ -77,17 +76,6 @@ def axe(page: Page, name: str) -> None:
         for v in bad
     ]
     assert not bad, f"axe on {name}:\n{json.dumps(summary, indent=1)}"
-
-
-def login(synapse: SynapseServer, localpart: str, password: str) -> http.Response:
-    return http.post(
-        synapse.url("/_matrix/client/v3/login"),
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": localpart},
-            "password": password,
-        },
-    )
 
 
 def check_page(page: Page, name: str, helper: Page | None = None) -> None:

@@ -248,3 +248,15 @@ def scrape(synapse: SynapseServer) -> dict[tuple[str, frozenset[tuple[str, str]]
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def login(synapse: SynapseServer, localpart: str, password: str) -> http.Response:
+    """Log in with a password through the client API, as a Matrix client would."""
+    return http.post(
+        synapse.url("/_matrix/client/v3/login"),
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": localpart},
+            "password": password,
+        },
+    )

@@ -14,7 +14,7 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import register, registered, request_token
+from tests.integration.helpers import login, register, registered, request_token
 
 PASSWORD = "kiwi lamp orbit fjord"
 WELCOME_SENDER = "welcome"
@@ -82,17 +82,6 @@ def finish(
     if consent:
         form["consent"] = "yes"
     return http.post(synapse.gate_url + "register", form=form, cookies=cookies)
-
-
-def login(synapse: SynapseServer, localpart: str, password: str) -> http.Response:
-    return http.post(
-        synapse.url("/_matrix/client/v3/login"),
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": localpart},
-            "password": password,
-        },
-    )
 
 
 def token_uses(synapse: SynapseServer, token: str) -> tuple[int, int]:
