@@ -10,12 +10,12 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate import admin_store, metrics, store
-from synapse_email_gate.config import is_plain_user_id
 from synapse_email_gate.configreader import parse_duration_ms
 from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import EmailRules
 from synapse_email_gate.live_policy import ReloadResult
 from synapse_email_gate.mail import describe_duration, format_utc
+from synapse_email_gate.moderator_rules import entry_problem
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.patterns import UsernamePatterns
 from synapse_email_gate.policy_lists import BanEntry, parse_timestamp_ms
@@ -38,7 +38,12 @@ BAN_KINDS: dict[str, Callable[[Sequence[str]], object]] = {
     "email": EmailRules.compile,
     "ip": IpRules.compile,
 }
-_TOKEN_TEXT = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+# Hand-chosen and generated tokens alike: at least 12 characters (a short one
+# can be guessed through the validity endpoint).
+MIN_TOKEN_LENGTH = 12
+MAX_TOKEN_LENGTH = 64
+_TOKEN_TEXT = re.compile(rf"^[A-Za-z0-9._~-]{{{MIN_TOKEN_LENGTH},{MAX_TOKEN_LENGTH}}}$")
+ADMIN_ONLY = "EMAIL_GATE_ADMIN_ONLY"
 DELETE_ALL_CONFIRMATION = "delete all tokens"
 MAX_PAGE = 500
 
@@ -59,6 +64,10 @@ def not_found(what: str) -> AdminError:
     return AdminError(404, "M_NOT_FOUND", f"{what} not found")
 
 
+def admin_only(what: str) -> AdminError:
+    return AdminError(403, ADMIN_ONLY, f"only server admins may {what}")
+
+
 class AdminService:
     def __init__(
         self, api: ModuleApi, policy: PolicySync, delivery: MailDelivery, token_lifetime_ms: int
@@ -70,6 +79,9 @@ class AdminService:
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
+
+    async def _is_admin(self, actor: str) -> bool:
+        return bool(await self._api.is_user_admin(actor))
 
     async def _audit(self, actor: str, action: str, target: str | None, detail: str) -> None:
         await self._api.run_db_interaction(
@@ -169,16 +181,27 @@ class AdminService:
     async def create_token(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         token = body.get("token")
         length = body.get("length", 16)
+        lengths = f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}"
         if token is not None and (not isinstance(token, str) or not _TOKEN_TEXT.match(token)):
-            raise bad("token must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+            raise bad(f"token must be {lengths} characters of A-Z a-z 0-9 . _ ~ -")
         if token is None:
-            if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 64:
-                raise bad("length must be an integer from 1 to 64")
+            if (
+                isinstance(length, bool)
+                or not isinstance(length, int)
+                or not MIN_TOKEN_LENGTH <= length <= MAX_TOKEN_LENGTH
+            ):
+                raise bad(f"length must be an integer from {lengths}")
             token = new_token(length)
         uses = body.get("uses_allowed", 1)
         if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or uses < 0):
             raise bad("uses_allowed must be a non-negative integer or null (unlimited)")
         expiry_ts = self._expiry(body)
+        if (uses is None or expiry_ts is None) and not await self._is_admin(actor):
+            raise admin_only(
+                "create tokens with unlimited uses"
+                if uses is None
+                else "create tokens that never expire"
+            )
         created = await self._api.run_db_interaction(
             "email_gate_create_token", admin_store.create_token_txn, token, uses, expiry_ts
         )
@@ -328,19 +351,23 @@ class AdminService:
     # --- moderators and reload ----------------------------------------------
 
     async def list_moderators(self) -> list[dict[str, Any]]:
+        """The stored entries; `problem` says why one that breaks today's rules
+        (stored before they existed) matches nobody."""
         rows: list[dict[str, Any]] = await self._api.run_db_interaction(
             "email_gate_moderators", admin_store.list_moderators_txn
         )
+        for row in rows:
+            row["problem"] = entry_problem(row["entry"], self._api.server_name)
         return rows
 
     async def allow(self, actor: str, entry: object) -> bool:
+        if not await self._is_admin(actor):
+            raise admin_only("change who moderates")
         if not isinstance(entry, str) or not entry:
             raise bad("entry must be a Matrix ID or a regex")
-        if not is_plain_user_id(entry):
-            try:
-                re.compile(entry)
-            except re.error as e:
-                raise bad(f"{entry!r} is neither a Matrix ID nor a valid regex: {e}") from e
+        problem = entry_problem(entry, self._api.server_name)
+        if problem is not None:
+            raise bad(problem)
         added = await self._api.run_db_interaction(
             "email_gate_allow", admin_store.add_moderator_txn, entry, actor, self._now()
         )
@@ -348,6 +375,8 @@ class AdminService:
         return bool(added)
 
     async def disallow(self, actor: str, entry: str) -> None:
+        if not await self._is_admin(actor):
+            raise admin_only("change who moderates")
         removed = await self._api.run_db_interaction(
             "email_gate_disallow", admin_store.remove_moderator_txn, entry
         )

@@ -9,8 +9,10 @@ from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.policy_lists import BanEntry, PolicyLists
 
+# Not `token`: a request's token goes to the person's mail and nowhere else
+# (a moderator who read it could register the reserved name as their own).
 REQUEST_COLUMNS = (
-    "id, created_ts, updated_ts, localpart, email, ip, status, reason, token, expires_ts, "
+    "id, created_ts, updated_ts, localpart, email, ip, status, reason, expires_ts, "
     "user_id, statement, decided_by, decision_message"
 )
 _REQUEST_KEYS = [c.strip() for c in REQUEST_COLUMNS.split(",")]
@@ -75,10 +77,12 @@ _TOKEN_KEYS = ("token", "uses_allowed", "pending", "completed", "expiry_time")
 
 
 def list_tokens_txn(txn: LoggingTransaction) -> list[dict[str, Any]]:
+    """Every token except those bound to a request (mailed to one person only)."""
     txn.execute(
         """
         SELECT t.token, t.uses_allowed, t.pending, t.completed, t.expiry_time, r.localpart
         FROM registration_tokens t LEFT JOIN email_gate_requests r ON r.token = t.token
+        WHERE r.id IS NULL
         ORDER BY t.expiry_time IS NULL, t.expiry_time, t.token
         """
     )

@@ -18,7 +18,13 @@ from importlib import metadata
 from typing import Any
 
 from synapse_email_gate import cli_commands as cmd
-from synapse_email_gate.cli_client import AdminClient, BadServerUrl, Refused, Unreachable
+from synapse_email_gate.cli_client import (
+    AdminClient,
+    BadServerUrl,
+    Refused,
+    Unreachable,
+    plain_http_warning,
+)
 from synapse_email_gate.cli_commands import UsageError
 
 PROG = "synapse-email-gate"
@@ -348,9 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_client() -> AdminClient:
         server, token = credentials(args, os.environ)
         try:
-            return AdminClient(server, token, timeout=args.timeout)
+            client = AdminClient(server, token, timeout=args.timeout)
         except BadServerUrl as e:
             raise UsageError(str(e)) from None
+        warning = plain_http_warning(client.base_url)
+        if warning is not None:
+            cmd.err(warning)
+        return client
 
     handler: Handler = args.handler
     status: int | None = None

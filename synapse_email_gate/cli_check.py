@@ -223,7 +223,7 @@ def check_homeserver(path: str) -> Report:
         )
     for index, raw in entries:
         prefix = f"modules[{index}].config." if len(entries) > 1 else ""
-        _check_module(path, prefix, raw, report)
+        _check_module(path, prefix, raw, report, config.get("server_name"))
     return report
 
 
@@ -258,15 +258,34 @@ def _module_entries(path: str, config: Mapping[Any, Any], report: Report) -> lis
     return entries
 
 
-def _check_module(path: str, prefix: str, raw: object, report: Report) -> None:
+def _check_module(path: str, prefix: str, raw: object, report: Report, server_name: object) -> None:
     problems = all_problems(parse_module_config, raw)
     for key, message in problems:
         report.problems.append(Problem(path, prefix + key if key else prefix.rstrip("."), message))
+    if isinstance(server_name, str) and not any(key == "moderators" for key, _ in problems):
+        for key, message in _moderator_problems(raw, server_name):
+            problems.append((key, message))
+            report.problems.append(Problem(path, prefix + key, message))
     if not problems:
         report.valid.append(f"{path}: {prefix}{MODULE_NAME} config")
     policy_file = raw.get("policy_file") if isinstance(raw, dict) else None
     if isinstance(policy_file, str):
         _check_policy_file(policy_file, report)
+
+
+def _moderator_problems(raw: object, server_name: str) -> list[tuple[str, str]]:
+    """What Synapse would refuse at start-up, knowing its server name."""
+    from synapse_email_gate.moderator_rules import entry_problem
+
+    entries = raw.get("moderators") if isinstance(raw, dict) else None
+    if not isinstance(entries, list):
+        return []
+    found = []
+    for index, entry in enumerate(entries):
+        problem = entry_problem(entry, server_name)
+        if problem is not None:
+            found.append(("moderators", f"item {index}: {problem}"))
+    return found
 
 
 def check_policy_file(path: str) -> Report:

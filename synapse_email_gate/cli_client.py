@@ -3,12 +3,16 @@
 `AdminClient.call` returns the decoded JSON answer, or raises `Refused` (the
 server answered 4xx/5xx; exit code 1) or `Unreachable` (no answer; exit code 3).
 The access token goes into the Authorization header and nowhere else: no
-message built here contains it.
+message built here contains it. Redirects are followed only within the
+server's origin (scheme, host and port); a redirect anywhere else is refused
+(`RedirectRefused`, exit code 1) before anything is sent there, so the token
+never reaches another server.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
 import ssl
@@ -30,6 +34,10 @@ class Refused(Exception):
         self.status = status
         self.errcode = errcode
         self.error = error
+
+
+class RedirectRefused(Refused):
+    """The server redirected to another origin; the request was not sent there."""
 
 
 class Unreachable(Exception):
@@ -72,6 +80,72 @@ def _redact_url(text: str) -> str:
     return text
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # unparsable: matches no real origin
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port if port is not None else default
+
+
+def is_loopback_host(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_warning(base_url: str) -> str | None:
+    """A warning when the token would travel unencrypted beyond this machine."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme != "http" or is_loopback_host(parts.hostname or ""):
+        return None
+    return (
+        f"warning: {parts.scheme}://{parts.netloc} is plain http: the access token"
+        " crosses the network unencrypted; use https://"
+    )
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the origin of the request it answers."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            fp.close()
+            raise RedirectRefused(
+                code,
+                "CROSS_ORIGIN_REDIRECT",
+                f"the server redirected to {_redact_url(_without_query(newurl))}, another origin;"
+                " not following it, so that the access token stays with"
+                f" {_origin_text(req.full_url)}. If that is the right server, give it as --server",
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _without_query(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _origin_text(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def segment(value: str) -> str:
     """One path segment, percent-encoded (a moderator regex may contain `/`)."""
     return urllib.parse.quote(value, safe="")
@@ -82,7 +156,7 @@ class AdminClient:
         self.base_url = admin_base_url(server)
         self._token = token
         self._timeout = timeout
-        self._opener = urllib.request.build_opener()
+        self._opener = urllib.request.build_opener(_SameOriginRedirects)
 
     def __repr__(self) -> str:  # never show the token
         return f"AdminClient({self.base_url!r})"

@@ -121,7 +121,6 @@ _REQUEST_FIELDS = (
     ("statement", "statement", False),
     ("decided by", "decided_by", False),
     ("decision message", "decision_message", False),
-    ("token", "token", False),
     ("created", "created_ts", True),
     ("updated", "updated_ts", True),
     ("token expires", "expires_ts", True),

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 import attrs
+from synapse.module_api.errors import ConfigError
 
 from synapse_email_gate.configreader import Section, string_list
+from synapse_email_gate.moderator_rules import entry_problem, syntax_problem
 from synapse_email_gate.pages_config import PagesConfig
 from synapse_email_gate.policy_lists import PolicyLists
 
@@ -299,21 +301,19 @@ def _trusted_proxies(section: Section) -> tuple[str, ...]:
     return entries
 
 
-_USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
-
-
-def is_plain_user_id(entry: str) -> bool:
-    """A moderator entry is an exact Matrix ID when it looks like one, else a regex."""
-    return bool(_USER_ID.match(entry))
-
-
 def _moderators(value: object) -> tuple[str, ...]:
     entries = string_list(value)
-    for entry in entries:
-        if is_plain_user_id(entry):
-            continue
-        try:
-            re.compile(entry)
-        except re.error as e:
-            raise ValueError(f"{entry!r} is neither a Matrix ID nor a valid regex: {e}") from e
+    for index, entry in enumerate(entries):
+        problem = syntax_problem(entry)
+        if problem is not None:
+            raise ValueError(f"item {index}: {problem}")
     return entries
+
+
+def check_moderators(entries: tuple[str, ...], server_name: str) -> None:
+    """At start-up, once the server name is known: every entry names only local
+    users (see moderator_rules). ConfigError naming the key and the entry."""
+    for index, entry in enumerate(entries):
+        problem = entry_problem(entry, server_name)
+        if problem is not None:
+            raise ConfigError(f"moderators: item {index}: {problem}", path=["moderators"])

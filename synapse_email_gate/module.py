@@ -22,7 +22,7 @@ from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.after_registration import AfterRegistration
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.config import GateConfig
+from synapse_email_gate.config import GateConfig, check_moderators
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.i18n import Translations
@@ -49,6 +49,10 @@ TEMPLATE_DIR = str(Path(__file__).resolve().parent / "templates")
 
 class EmailGate:
     def __init__(self, config: GateConfig, api: ModuleApi) -> None:
+        try:  # needs the server name, which parse_config does not know
+            check_moderators(config.moderators, api.server_name)
+        except ConfigError as e:
+            raise ConfigError(f"email_gate: {e.msg}", e.path) from e
         self._api = api
         self._config = config
         self._policy = LivePolicy(

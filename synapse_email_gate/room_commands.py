@@ -2,7 +2,8 @@
 
 A message starting with `!gate` is a command. Each command calls the same
 AdminService method the admin API calls, so the rules, validation and audit
-entries are the same whichever way a moderator acts.
+entries are the same whichever way a moderator acts. Answers mask addresses and
+IPs (room_rules), and no answer ever holds a token mailed to a person.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shlex
 from typing import Any
 
 from synapse_email_gate.admin_service import AdminError, AdminService
+from synapse_email_gate.room_rules import mask_ban, mask_email, mask_ip
 
 PREFIX = "!gate"
 
@@ -22,12 +24,16 @@ HELP = """Commands (in this room, for moderators):
 !gate deny ID [MESSAGE]                 deny it (a polite mail, with MESSAGE if given)
 !gate token create [USES] [EXPIRY]      an invite token (default: 1 use, 7d)
                                         EXPIRY: 7d, 2026-12-31 or never
+                                        (unlimited / never: server admins only)
 !gate token list                        valid invite tokens
 !gate token delete TOKEN...             delete tokens
 !gate ban username|email|ip MATCH [REASON]
 !gate unban ID                          remove a ban added here or through the API
 !gate bans                              list stored bans
-!gate reload                            re-read the policy file everywhere"""
+!gate moderators                        entries added at run time
+!gate moderators allow|disallow ENTRY   (server admins only)
+!gate reload                            re-read the policy file everywhere
+Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
 class UsageError(Exception):
@@ -88,11 +94,13 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
     if command == "bans":
         bans = await service.list_bans()
         lines = [
-            f"{b['id']}  {b['kind']}  {b['match']}  {b['reason'] or ''}"
+            f"{b['id']}  {b['kind']}  {mask_ban(b['kind'], b['match'])}  {b['reason'] or ''}"
             for b in bans
             if b["active"]
         ]
         return "\n".join(lines) or "No stored bans."
+    if command == "moderators":
+        return await _moderators(service, actor, args)
     if command == "reload":
         result = await service.reload(actor)
         return ("Reloaded: " if result.ok else "Reload refused: ") + result.message
@@ -117,13 +125,10 @@ async def _token(service: AdminService, actor: str, args: list[str]) -> str:
         uses = "unlimited" if token["uses_allowed"] is None else token["uses_allowed"]
         return f"Token {token['token']}: {uses} use(s), expires {token['expires']}."
     if sub == "list":
+        # Invite tokens only: list_tokens never returns a token bound to a request.
         tokens = await service.list_tokens(valid_only=True)
-        lines = [
-            f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}"
-            + (f"  (reserved for {t['reserved_for']})" if t["reserved_for"] else "")
-            for t in tokens
-        ]
-        return "\n".join(lines) or "No valid tokens."
+        lines = [f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}" for t in tokens]
+        return "\n".join(lines) or "No valid invite tokens."
     if sub == "delete":
         if not rest:
             raise UsageError("Usage: !gate token delete TOKEN...")
@@ -132,6 +137,29 @@ async def _token(service: AdminService, actor: str, args: list[str]) -> str:
         text = f"Deleted: {', '.join(deleted) or 'none'}."
         return text + (f" Not found: {', '.join(missing)}." if missing else "")
     raise UsageError(f"Unknown token command {sub!r}.")
+
+
+async def _moderators(service: AdminService, actor: str, args: list[str]) -> str:
+    sub = args[0] if args else "list"
+    if sub == "list":
+        rows = await service.list_moderators()
+        lines = [
+            f"{r['entry']}  added by {r['added_by']}"
+            + (f"  (ignored: {r['problem']})" if r.get("problem") else "")
+            for r in rows
+        ]
+        return "\n".join(lines) or (
+            "No moderators added at run time (server admins and the config's"
+            " `moderators` always moderate)."
+        )
+    if sub in ("allow", "disallow"):
+        entry = _one(args[1:], f"moderators {sub} ENTRY")
+        if sub == "allow":
+            added = await service.allow(actor, entry)
+            return f"Allowed {entry}." if added else f"{entry} was allowed already."
+        await service.disallow(actor, entry)
+        return f"Disallowed {entry}."
+    raise UsageError(f"Unknown moderators command {sub!r}.")
 
 
 def _uses(token: dict[str, Any]) -> str:
@@ -147,13 +175,15 @@ def _one(args: list[str], usage: str) -> str:
 def _requests(rows: list[dict[str, Any]], status: str) -> str:
     if not rows:
         return f"No {status} requests."
-    return "\n".join(f"{r['id']}  @{r['localpart']}  {r['status']}  {r['ip']}" for r in rows)
+    return "\n".join(
+        f"{r['id']}  @{r['localpart']}  {r['status']}  {mask_ip(r['ip'])}" for r in rows
+    )
 
 
 def _request(r: dict[str, Any]) -> str:
     lines = [
         f"Request {r['id']}: @{r['localpart']} ({r['status']})",
-        f"Address: {r['email']}  IP: {r['ip']}",
+        f"Address: {mask_email(r['email'])}  IP: {mask_ip(r['ip'])}",
     ]
     if r.get("statement"):
         lines.append(f"Reason: {r['statement']}")

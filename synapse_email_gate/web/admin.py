@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
+import attrs
 import jinja2
 from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
@@ -20,27 +19,50 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate import admin_store
 from synapse_email_gate.admin_service import AdminError, AdminService
-from synapse_email_gate.config import is_plain_user_id
+from synapse_email_gate.moderator_rules import ModeratorRules, is_local_user
 from synapse_email_gate.web.http import query_param, read_body, respond_html, respond_json
 
 logger = logging.getLogger(__name__)
 
 
 class Moderators:
-    """Who may moderate: server admins, and users matched by `moderators` (config or stored)."""
+    """Who may moderate: local server admins, and local users matched by
+    `moderators` (config or stored). Users of other servers never moderate."""
 
     def __init__(self, api: ModuleApi, entries: tuple[str, ...]) -> None:
         self._api = api
         self._config_entries = entries
+        self._compiled: tuple[tuple[str, ...], ModeratorRules] | None = None
 
-    async def may_moderate(self, user_id: str) -> bool:
+    async def _rules(self) -> ModeratorRules:
         stored = await self._api.run_db_interaction(
             "email_gate_moderators", admin_store.list_moderators_txn
         )
-        entries = [*self._config_entries, *(row["entry"] for row in stored)]
-        if any(_matches(entry, user_id) for entry in entries):
+        entries = (*self._config_entries, *(row["entry"] for row in stored))
+        if self._compiled is None or self._compiled[0] != entries:
+            rules = ModeratorRules(entries, self._api.server_name)
+            for entry, problem in rules.problems.items():
+                logger.warning("moderator entry %r ignored: %s", entry, problem)
+            self._compiled = (entries, rules)
+        return self._compiled[1]
+
+    async def may_moderate(self, user_id: str) -> bool:
+        if not is_local_user(user_id, self._api.server_name):
+            return False
+        if (await self._rules()).matches(user_id):
             return True
-        return await self._api.is_user_admin(user_id)
+        return bool(await self._api.is_user_admin(user_id))
+
+    async def not_moderating(self, user_ids: list[str]) -> list[str]:
+        """The users among `user_ids` who may not moderate."""
+        rules = await self._rules()
+        server = self._api.server_name
+        outsiders = []
+        for user_id in user_ids:
+            local = is_local_user(user_id, server)
+            if not local or not (rules.matches(user_id) or await self._api.is_user_admin(user_id)):
+                outsiders.append(user_id)
+        return outsiders
 
     async def authenticate(self, request: SynapseRequest) -> str | None:
         """The moderator's user ID, or None after answering 401/403."""
@@ -57,15 +79,6 @@ class Moderators:
             respond_json(request, 403, {"errcode": "M_FORBIDDEN", "error": "Not a moderator"})
             return None
         return user_id
-
-
-def _matches(entry: str, user_id: str) -> bool:
-    if is_plain_user_id(entry):
-        return entry == user_id
-    try:
-        return re.fullmatch(entry, user_id) is not None
-    except re.error:
-        return False
 
 
 Body = dict[str, Any]
@@ -85,7 +98,7 @@ class AdminHandlers:
         self._page = page.render(**page_vars)
         s = service
         # (method, path pattern) -> action(actor, path params, body, request)
-        self._routes: list[tuple[str, re.Pattern[str], Action]] = [
+        self._routes: list[tuple[str, Route, Action]] = [
             ("GET", _path("requests"), self._list_requests),
             ("GET", _path("requests/{}"), self._show_request),
             ("POST", _path("requests/{}/approve"), self._approve),
@@ -113,17 +126,16 @@ class AdminHandlers:
 
     async def handle(self, request: SynapseRequest) -> None:
         method = request.method.decode("ascii", errors="replace")
-        parts = [unquote(p.decode("utf-8", errors="replace")) for p in request.postpath or []]
-        path = "/".join(parts[1:]).strip("/")  # drop the leading "admin"
+        segments = path_segments(request.postpath or [])[1:]  # drop the leading "admin"
         path_known = False
         chosen: tuple[Action, list[str]] | None = None
-        for route_method, pattern, action in self._routes:
-            match = pattern.fullmatch(path)
-            if match is None:
+        for route_method, route, action in self._routes:
+            params = route.match(segments)
+            if params is None:
                 continue
             path_known = True
             if route_method == method:
-                chosen = (action, list(match.groups()))
+                chosen = (action, params)
                 break
         if chosen is None:
             status, error = (405, "Method not allowed") if path_known else (404, "Unknown path")
@@ -207,8 +219,42 @@ class AdminHandlers:
         return 200, {"entries": entries}
 
 
-def _path(template: str) -> re.Pattern[str]:
-    return re.compile(re.escape(template).replace(re.escape("{}"), "([^/]+)"))
+def path_segments(postpath: list[bytes]) -> list[str]:
+    """The path's segments, each decoded once.
+
+    Twisted has already percent-decoded every segment of `request.postpath`
+    (`%2F` is a `/` inside its segment by now), so they are neither decoded
+    again nor joined and split again: a moderator entry, ban id or token with
+    `/`, `%` or `?` reaches its handler as sent. A trailing slash is ignored.
+    """
+    segments = [p.decode("utf-8", errors="replace") for p in postpath]
+    while segments and segments[-1] == "":
+        segments.pop()
+    return segments
+
+
+@attrs.frozen
+class Route:
+    """`requests/{}/approve`: literal segments, and `{}` for one segment of any text."""
+
+    parts: tuple[str, ...]
+
+    def match(self, segments: list[str]) -> list[str] | None:
+        if len(segments) != len(self.parts):
+            return None
+        params = []
+        for part, segment in zip(self.parts, segments, strict=True):
+            if part == "{}":
+                if not segment:
+                    return None
+                params.append(segment)
+            elif part != segment:
+                return None
+        return params
+
+
+def _path(template: str) -> Route:
+    return Route(tuple(template.split("/")))
 
 
 async def _ok(status: int, result: Awaitable[object]) -> tuple[int, object]:
