@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -20,7 +21,7 @@ def gate_config() -> dict[str, Any]:
             "^plain-config-ban$",
             {"match": "^reasoned$", "reason": "impersonation", "expires": "2099-01-01"},
         ],
-        "moderators": ["@mod:test.local", "@team-.*:test.local"],
+        "moderators": ["@mod:test.local", r"@team-.*:test\.local$"],
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
     }
 
@@ -71,14 +72,14 @@ def test_created_invite_token_registers_an_account_and_a_deleted_one_does_not(
 
 
 def test_tokens_are_listed_with_valid_only_filter(synapse: SynapseServer, mod_token: str) -> None:
-    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-ok", "expiry": "never"})
-    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-used", "uses_allowed": 0})
+    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-ok-token", "expiry": "30d"})
+    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-used-tkn", "uses_allowed": 0})
     all_tokens = {t["token"] for t in admin(synapse, mod_token, "GET", "tokens").json()["tokens"]}
     valid = {
         t["token"] for t in admin(synapse, mod_token, "GET", "tokens?valid=true").json()["tokens"]
     }
-    assert {"listed-ok", "listed-used"} <= all_tokens
-    assert "listed-ok" in valid and "listed-used" not in valid
+    assert {"listed-ok-token", "listed-used-tkn"} <= all_tokens
+    assert "listed-ok-token" in valid and "listed-used-tkn" not in valid
 
 
 def test_token_creation_refuses_bad_input_with_a_message(
@@ -100,10 +101,10 @@ def test_delete_all_needs_the_confirmation_phrase(
 ) -> None:
     own = make_synapse({})
     token = own.register_admin("boss", "boss-password-1")
-    admin(own, token, "POST", "tokens", json={"token": "keep-me-1"})
+    admin(own, token, "POST", "tokens", json={"token": "keep-me-token-1"})
     refused = admin(own, token, "POST", "tokens/delete_all", json={})
     assert refused.status == 400 and "delete all tokens" in refused.json()["error"]
-    assert admin(own, token, "GET", "tokens/keep-me-1").status == 200
+    assert admin(own, token, "GET", "tokens/keep-me-token-1").status == 200
     done = admin(own, token, "POST", "tokens/delete_all", json={"confirm": "delete all tokens"})
     assert done.status == 200 and done.json()["deleted_count"] >= 1
     assert admin(own, token, "GET", "tokens").json()["tokens"] == []
@@ -213,3 +214,116 @@ def test_every_ban_in_force_is_shown_to_moderators_with_reason_and_source(
     }.items()
     refused = ask(synapse, "reasoned", "reasoned@example.org")
     assert "impersonation" not in refused.text
+
+
+def test_only_server_admins_change_who_moderates(synapse: SynapseServer, mod_token: str) -> None:
+    for method, path, body in (
+        ("POST", "moderators", {"entry": "@mod-friend:test.local"}),
+        ("POST", "moderators", {"entry": ".*"}),
+        ("DELETE", "moderators/@mod:test.local", None),
+    ):
+        answer = admin(synapse, mod_token, method, path, json=body)
+        assert answer.status == 403, (path, body, answer)
+        assert answer.json() == {
+            "errcode": "EMAIL_GATE_ADMIN_ONLY",
+            "error": "only server admins may change who moderates",
+        }
+    friend = synapse.register_user("mod-friend", "friend-password-1")
+    assert admin(synapse, friend, "GET", "tokens").status == 403
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (".*", r"must end in :test\.local$"),
+        ("@.*", r"must end in :test\.local$"),
+        ("@.*:test.local$", r"must end in :test\.local$"),  # `.` is any character
+        (r"@.*:test\.local\.evil\.example$", r"must end in :test\.local$"),
+        (r".*:test\.local$", "matches every user of test.local"),
+        (r"@.*|x:test\.local$", "matches every user of test.local"),
+        (r"@(a)\1:test\.local$", "RE2"),
+        ("@someone:elsewhere.example", "is not a user of this server (test.local)"),
+    ],
+)
+def test_moderator_entries_can_only_name_users_of_this_server(
+    synapse: SynapseServer, admin_token: str, entry: str, words: str
+) -> None:
+    answer = admin(synapse, admin_token, "POST", "moderators", json={"entry": entry})
+    assert answer.status == 400, answer
+    assert answer.json()["errcode"] == "M_INVALID_PARAM"
+    assert words in answer.json()["error"], answer.json()
+    listed = admin(synapse, admin_token, "GET", "moderators").json()["moderators"]
+    assert entry not in [e["entry"] for e in listed]
+
+
+def test_moderators_get_no_unlimited_never_expiring_or_short_tokens(
+    synapse: SynapseServer, mod_token: str, admin_token: str
+) -> None:
+    for body, status, errcode, words in (
+        ({"token": "a"}, 400, "M_INVALID_PARAM", "token must be 12 to 64 characters"),
+        ({"token": "elevenchars"}, 400, "M_INVALID_PARAM", "token must be 12 to 64 characters"),
+        ({"length": 8}, 400, "M_INVALID_PARAM", "length must be an integer from 12 to 64"),
+        ({"uses_allowed": None}, 403, "EMAIL_GATE_ADMIN_ONLY", "unlimited uses"),
+        ({"expiry": "never"}, 403, "EMAIL_GATE_ADMIN_ONLY", "never expire"),
+        ({"expiry": None}, 403, "EMAIL_GATE_ADMIN_ONLY", "never expire"),
+        ({"expiry_time": None}, 403, "EMAIL_GATE_ADMIN_ONLY", "never expire"),
+    ):
+        answer = admin(synapse, mod_token, "POST", "tokens", json=body)
+        assert (answer.status, answer.json()["errcode"]) == (status, errcode), (body, answer)
+        assert words in answer.json()["error"], (body, answer.json())
+    assert admin(synapse, mod_token, "GET", "tokens/a").status == 404
+    assert admin(synapse, mod_token, "POST", "tokens", json={"length": 12}).status == 201
+    forever = admin(
+        synapse,
+        admin_token,
+        "POST",
+        "tokens",
+        json={"token": "admins-forever", "uses_allowed": None, "expiry": "never"},
+    )
+    assert forever.status == 201, forever
+    assert (forever.json()["uses_left"], forever.json()["expires"]) == (None, "never")
+
+
+@pytest.mark.parametrize(
+    ("entry", "user"),
+    [
+        ("@night/shift:test.local", "night/shift"),
+        (r"@ops/.*:test\.local$", "ops/day"),
+        (r"@x(%41)?y/.*:test\.local$", "xy/z"),  # a `%` must not be decoded twice
+    ],
+)
+def test_moderator_entries_with_a_slash_or_percent_can_be_removed(
+    synapse: SynapseServer, admin_token: str, entry: str, user: str
+) -> None:
+    helper = synapse.register_user(user, "slash-password-1")
+    assert admin(synapse, admin_token, "POST", "moderators", json={"entry": entry}).status == 201
+    assert admin(synapse, helper, "GET", "tokens").status == 200
+    removed = admin(synapse, admin_token, "DELETE", f"moderators/{quote(entry, safe='')}")
+    assert removed.status == 200, removed
+    assert removed.json() == {"removed": entry}
+    assert admin(synapse, helper, "GET", "tokens").status == 403
+    again = admin(synapse, admin_token, "DELETE", f"moderators/{quote(entry, safe='')}")
+    assert again.status == 404 and again.json()["errcode"] == "M_NOT_FOUND"
+
+
+def test_a_token_mailed_to_a_person_is_never_shown_by_the_api(
+    synapse: SynapseServer, mod_token: str, admin_token: str, mailbox: SmtpCatcher
+) -> None:
+    mailed = request_token(synapse, mailbox, "boundcarol", "carol@example.org")
+    for token in (mod_token, admin_token):
+        for path in ("tokens", "tokens?valid=true", "requests?q=boundcarol"):
+            answer = admin(synapse, token, "GET", path)
+            assert answer.status == 200, answer
+            assert mailed not in answer.text, path
+        found = admin(synapse, token, "GET", "requests?q=boundcarol").json()["requests"]
+        assert len(found) == 1 and "token" not in found[0]
+        shown = admin(synapse, token, "GET", f"requests/{found[0]['id']}")
+        assert shown.status == 200 and mailed not in shown.text
+    assert registered(register(synapse, "boundcarol", mailed))
+
+
+def test_a_moderator_entry_for_everyone_stops_synapse_at_start_up(make_synapse: Any) -> None:
+    server = make_synapse({"moderators": ["@mod:test.local", ".*"]}, start=False)
+    with pytest.raises(RuntimeError) as failed:
+        server.start()
+    assert "email_gate: moderators: item 1: the regex '.*' must end in" in str(failed.value)

@@ -299,7 +299,20 @@ def test_room_commands_are_answered_once_and_their_bans_reach_every_process(
         mod,
         "POST",
         "/createRoom",
-        json={"room_alias_name": "moderation", "preset": "private_chat", "invite": [bot]},
+        json={
+            "room_alias_name": "moderation",
+            "preset": "private_chat",
+            "invite": [bot],
+            # the bot answers only in a room closed to all but moderators
+            "creation_content": {"m.federate": False},
+            "initial_state": [
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": "joined"},
+                }
+            ],
+        },
     )["room_id"]
     _wait(lambda: bot in _client(deployment, mod, "GET", f"/rooms/{room}/joined_members")["joined"])
 
