@@ -55,7 +55,7 @@ def compile_regex(entry: str) -> re2._Regexp:
     except re2.error as e:
         reason = e.args[0] if e.args else "rejected by RE2"
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-        raise ValueError(f"{entry!r} is neither a Matrix ID nor a regex RE2 accepts: {text}") from e
+        raise ValueError(f"'{entry}' is neither a Matrix ID nor a regex RE2 accepts: {text}") from e
 
 
 def syntax_problem(entry: object) -> str | None:
@@ -92,17 +92,17 @@ def entry_problem(entry: object, server_name: str) -> str | None:
         return problem
     if is_plain_user_id(entry):
         if not is_local_user(entry, server_name):
-            return f"{entry!r} is not a user of this server ({server_name})"
+            return f"'{entry}' is not a user of this server ({server_name})"
         return None
     example = f"@team-.*:{re.escape(server_name)}$"
     if _pin(server_name).search(entry) is None:
         return (
-            f"the regex {entry!r} must end in :{re.escape(server_name)}$ so that it can"
-            f" only match users of this server, like {example!r}"
+            f"the regex '{entry}' must end in :{re.escape(server_name)}$ so that it can"
+            f" only match users of this server, like {example}"
         )
     regex = compile_regex(entry)
     if all(regex.fullmatch(f"@{p}:{server_name}") for p in _PROBE_LOCALPARTS):
-        return f"the regex {entry!r} matches every user of {server_name}"
+        return f"the regex '{entry}' matches every user of {server_name}"
     return None
 
 

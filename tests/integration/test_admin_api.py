@@ -73,7 +73,9 @@ def test_created_invite_token_registers_an_account_and_a_deleted_one_does_not(
 
 def test_tokens_are_listed_with_valid_only_filter(synapse: SynapseServer, mod_token: str) -> None:
     admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-ok-token", "expiry": "30d"})
-    admin(synapse, mod_token, "POST", "tokens", json={"token": "listed-used-tkn", "uses_allowed": 0})
+    admin(
+        synapse, mod_token, "POST", "tokens", json={"token": "listed-used-tkn", "uses_allowed": 0}
+    )
     all_tokens = {t["token"] for t in admin(synapse, mod_token, "GET", "tokens").json()["tokens"]}
     valid = {
         t["token"] for t in admin(synapse, mod_token, "GET", "tokens?valid=true").json()["tokens"]

@@ -114,32 +114,34 @@ def as_json(result: Result) -> Any:
 
 
 def test_token_lifecycle_and_audit(synapse: SynapseServer, admin_token: str) -> None:
-    created = ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-life-1"))
-    assert "cli-life-1" in created and "in 7 days" in created
+    created = ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-lifecycle-1"))
+    assert "cli-lifecycle-1" in created and "in 7 days" in created
 
     listing, audit = together(
         (synapse, admin_token, ("tokens", "list")),
         (synapse, admin_token, ("audit", "--limit", "5")),
     )
-    line = next(ln for ln in ok(listing).splitlines() if ln.startswith("cli-life-1 "))
+    line = next(ln for ln in ok(listing).splitlines() if ln.startswith("cli-lifecycle-1 "))
     assert line.split()[1:3] == ["yes", "1"]  # valid, 1 use left
     assert "in 7 days" in line
     assert any(
-        "@ops:test.local" in ln and "token.create" in ln and "cli-life-1" in ln
+        "@ops:test.local" in ln and "token.create" in ln and "cli-lifecycle-1" in ln
         for ln in ok(audit).splitlines()
     )
 
-    assert registered(register(synapse, "clilife", "cli-life-1"))
+    assert registered(register(synapse, "clilife", "cli-lifecycle-1"))
     shown, valid = together(
-        (synapse, admin_token, ("tokens", "show", "cli-life-1", "--json")),
+        (synapse, admin_token, ("tokens", "show", "cli-lifecycle-1", "--json")),
         (synapse, admin_token, ("--json", "tokens", "list", "--valid")),
     )
     token = as_json(shown)
     assert token["completed"] == 1 and token["uses_left"] == 0 and token["valid"] is False
-    assert "cli-life-1" not in {t["token"] for t in as_json(valid)["tokens"]}
+    assert "cli-lifecycle-1" not in {t["token"] for t in as_json(valid)["tokens"]}
 
-    assert "deleted cli-life-1" in ok(cli(synapse, admin_token, "tokens", "delete", "cli-life-1"))
-    gone = cli(synapse, admin_token, "tokens", "show", "cli-life-1")
+    assert "deleted cli-lifecycle-1" in ok(
+        cli(synapse, admin_token, "tokens", "delete", "cli-lifecycle-1")
+    )
+    gone = cli(synapse, admin_token, "tokens", "show", "cli-lifecycle-1")
     assert gone.returncode == 1 and "not found" in gone.stderr
 
 
@@ -149,22 +151,22 @@ def test_create_several_unlimited_tokens_with_a_token_file(
     token_file = tmp_path / "access_token"
     token_file.write_text(admin_token + "\n")
     create = ("--token-file", str(token_file), "tokens", "create", "--unlimited")
-    made = cli(synapse, None, *create, "--expiry", "never", "--length", "10", "--count", "3", "-q")
+    made = cli(synapse, None, *create, "--expiry", "never", "--length", "12", "--count", "3", "-q")
     tokens = ok(made).split()
-    assert len(tokens) == 3 and all(len(t) == 10 for t in tokens)
+    assert len(tokens) == 3 and all(len(t) == 12 for t in tokens)
     shown = as_json(cli(synapse, admin_token, "tokens", "show", *tokens, "--json"))
     assert [t["uses_left"] for t in shown] == [None, None, None]
     assert {t["expires"] for t in shown} == {"never"}
 
 
 def test_delete_all_refuses_without_yes(synapse: SynapseServer, admin_token: str) -> None:
-    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-keep-1"))
+    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-keep-token-1"))
     refused = cli(synapse, admin_token, "tokens", "delete-all")
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert token_exists(synapse, "cli-keep-1")
+    assert token_exists(synapse, "cli-keep-token-1")
 
     assert "deleted" in ok(cli(synapse, admin_token, "tokens", "delete-all", "--yes"))
-    assert not token_exists(synapse, "cli-keep-1")
+    assert not token_exists(synapse, "cli-keep-token-1")
 
 
 def token_exists(synapse: SynapseServer, token: str) -> bool:
@@ -216,6 +218,38 @@ def test_moderators_allow_list_disallow(synapse: SynapseServer, admin_token: str
     assert f"disallowed {entry}" in ok(cli(synapse, admin_token, "moderators", "disallow", entry))
     forbidden = cli(synapse, helper, "tokens", "list")
     assert forbidden.returncode == 1 and "M_FORBIDDEN" in forbidden.stderr
+
+
+def test_moderators_with_a_slash_are_disallowed_and_only_admins_change_them(
+    synapse: SynapseServer, admin_token: str
+) -> None:
+    helper = synapse.register_user("cli/helper", "helper-password-1")
+    silly = cli(synapse, admin_token, "moderators", "allow", ".*")
+    assert silly.returncode == 1 and r"must end in :test\.local$" in silly.stderr
+
+    for entry in ("@cli/helper:test.local", r"@cli/.*:test\.local$"):
+        assert f"allowed {entry}" in ok(cli(synapse, admin_token, "moderators", "allow", entry))
+        listing, widen, short, forever, by_mod = together(
+            (synapse, helper, ("tokens", "list")),
+            (synapse, helper, ("moderators", "allow", "@cli/friend:test.local")),
+            (synapse, helper, ("tokens", "create", "--token", "short")),
+            (synapse, helper, ("tokens", "create", "--unlimited")),
+            (synapse, helper, ("moderators", "disallow", entry)),
+        )
+        ok(listing)
+        for refused in (widen, by_mod):
+            assert refused.returncode == 1, refused
+            assert (
+                "EMAIL_GATE_ADMIN_ONLY: only server admins may change who moderates (HTTP 403)"
+                in refused.stderr
+            )
+        assert short.returncode == 1 and "12 to 64 characters" in short.stderr
+        assert forever.returncode == 1 and "EMAIL_GATE_ADMIN_ONLY" in forever.stderr
+
+        done = cli(synapse, admin_token, "moderators", "disallow", entry)
+        assert f"disallowed {entry}" in ok(done)
+        forbidden = cli(synapse, helper, "tokens", "list")
+        assert forbidden.returncode == 1 and "M_FORBIDDEN" in forbidden.stderr
 
 
 def test_reload_reports_a_broken_policy_file(

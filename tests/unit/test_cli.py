@@ -16,7 +16,7 @@ import yaml
 
 from synapse_email_gate import cli_format as fmt
 from synapse_email_gate.cli import build_parser, main
-from synapse_email_gate.cli_client import admin_base_url
+from synapse_email_gate.cli_client import admin_base_url, plain_http_warning
 from synapse_email_gate.tokens import new_id
 from tests.harness.ports import free_port
 
@@ -196,6 +196,26 @@ def test_server_url_forms() -> None:
         "http://h:8008" + ADMIN
     )
     assert admin_base_url("https://h/prefix/") == "https://h/prefix" + ADMIN
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("https://matrix.example.org", False),
+        ("http://localhost:8008", False),
+        ("http://127.0.0.1:8008", False),
+        ("http://127.8.0.1", False),
+        ("http://[::1]:8008", False),
+        ("http://matrix.example.org", True),
+        ("http://192.168.1.10:8008", True),
+        ("http://localhost.example.org", True),
+    ],
+)
+def test_plain_http_beyond_this_machine_is_warned_about(url: str, warned: bool) -> None:
+    warning = plain_http_warning(admin_base_url(url))
+    assert (warning is not None) is warned
+    if warning is not None:
+        assert "unencrypted" in warning and "https://" in warning
 
 
 # --- credentials --------------------------------------------------------------------------
@@ -621,6 +641,21 @@ def test_check_config_prints_every_problem_with_its_key(
     assert "item 2 should be a string" in text and "'300.1.1.1'" in text
     assert "did you mean 'host'?" in text
     assert lines[-1] == "10 problems found"
+
+
+def test_check_config_checks_moderators_against_the_server_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {"moderators": ["@mod:example.org", "@mod:other.example", ".*"]}
+    path = homeserver(tmp_path, config, server_name="example.org")
+    assert check(path) == 1
+    out = capsys.readouterr().out
+    assert f"{path}: moderators: item 1: '@mod:other.example' is not a user of this server" in out
+    assert f"{path}: moderators: item 2: the regex '.*' must end in :example\\.org$" in out
+    good = homeserver(
+        tmp_path, {"moderators": [r"@team-.*:example\.org$"]}, server_name="example.org"
+    )
+    assert check(good) == 0
 
 
 def test_check_config_does_not_report_consequences_twice(
