@@ -79,7 +79,6 @@
         cell(tr, t.token);
         cell(tr, t.uses_left === null ? "unlimited" : t.uses_left);
         cell(tr, t.expires);
-        cell(tr, t.reserved_for ? "@" + t.reserved_for : "");
       });
     }).catch(function (e) { say("Could not load tokens: " + e.message); });
     api("GET", "requests?limit=20").then(function (page) {
