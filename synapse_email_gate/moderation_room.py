@@ -142,6 +142,11 @@ class ModerationRoom:
 
     async def problems(self, room_id: str) -> list[str]:
         """Why the bot must not answer in the room now ([] when it may)."""
+        problems, _ = await self._read_room(room_id)
+        return problems
+
+    async def _read_room(self, room_id: str) -> tuple[list[str], bool]:
+        """(why the bot must not answer, whether the bot has joined the room)."""
         state = await self._api.get_room_state(
             room_id,
             [
@@ -161,7 +166,7 @@ class ModerationRoom:
             and key != self._bot
             and event.content.get("membership") in ("join", "invite")
         ]
-        return room_problems(
+        problems = room_problems(
             RoomFacts(
                 join_rule=_text(join_rules, "join_rule"),
                 # Absent means true: an unknown create event counts as federated.
@@ -170,10 +175,14 @@ class ModerationRoom:
                 outsiders=tuple(await self._moderators.not_moderating(members)),
             )
         )
+        bot = state.get(("m.room.member", self._bot))
+        return problems, bot is not None and bot.content.get("membership") == "join"
 
     async def _state_changed(self, room_id: str) -> None:
         """A state event arrived: say so when the bot starts or stops answering."""
-        problems = await self.problems(room_id)
+        problems, joined = await self._read_room(room_id)
+        if not joined:  # the room is being set up; the bot speaks once it joins
+            return
         before, self._problems = self._problems, problems
         if problems == before:
             return

@@ -48,6 +48,7 @@ class MatrixUser:
     def __init__(self, synapse: SynapseServer, localpart: str, admin: bool = False) -> None:
         self.synapse = synapse
         self.user_id = synapse.user_id(localpart)
+        self.bot = synapse.user_id("email-gate")  # the moderation bot of this server
         self.access_token = synapse.register_user(localpart, f"{localpart}-password-1", admin)
 
     def _call(self, step: Callable[[AsyncClient], Awaitable[T]]) -> T:
@@ -121,8 +122,10 @@ class MatrixUser:
         assert isinstance(members, JoinedMembersResponse), members
         return [m.user_id for m in members.members]
 
-    def bot_lines(self, room_id: str) -> list[str]:
-        """The bot's messages this user can read in the room, oldest first."""
+    def bot_lines(self, room_id: str, bot: str | None = None) -> list[str]:
+        """The messages of `bot` (this server's bot) this user can read in the room,
+        oldest first."""
+        sender = bot or self.bot
         answer = self._call(
             lambda c: c.room_messages(room_id, direction=MessageDirection.back, limit=200)
         )
@@ -130,7 +133,7 @@ class MatrixUser:
         return [
             str(getattr(e, "body", ""))
             for e in reversed(answer.chunk)
-            if e.sender == BOT and getattr(e, "body", None) is not None
+            if e.sender == sender and getattr(e, "body", None) is not None
         ]
 
     def ask_bot(self, room_id: str, body: str) -> str:
