@@ -85,8 +85,8 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
             body["reason"] = " ".join(args[2:])
         ban = await service.add_ban(actor, body)
         return (
-            f"Banned {ban['kind']} {ban['match']!r} (ban id {ban['id']}); "
-            f"{_revoked(ban['revoked'])}."
+            f"Banned {ban['kind']} {ban['match']!r}; {_revoked(ban['revoked'])} "
+            f"(ban id {ban['id']})."
         )
     if command == "unban":
         ban_id = _one(args, "unban ID")

@@ -267,7 +267,7 @@ def login(synapse: SynapseServer, localpart: str, password: str) -> http.Respons
 # --- /register by hand, stage by stage ---------------------------------------------
 
 REGISTER_PATH = "/_matrix/client/v3/register"
-TOKEN_STAGE = "m.login.registration_token"  # noqa: S105 - a stage name
+TOKEN_STAGE = "m.login.registration_token"
 DUMMY_STAGE = "m.login.dummy"
 
 
