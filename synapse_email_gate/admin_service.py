@@ -208,9 +208,7 @@ class AdminService:
         the invite tree each way."""
         if not is_plain_user_id(user_id):
             raise bad("user_id must be a Matrix ID like @alice:example.org")
-        link, made = await self._api.run_db_interaction(
-            "email_gate_account", _account_txn, user_id
-        )
+        link, made = await self._api.run_db_interaction("email_gate_account", _account_txn, user_id)
         if link is None and not made and await self._api.check_user_exists(user_id) is None:
             raise not_found("account")
         link = link or {}
