@@ -154,8 +154,8 @@ def _revoked(count: int) -> str:
 def _token_details(t: dict[str, Any]) -> str:
     allowed = "unlimited" if t["uses_allowed"] is None else t["uses_allowed"]
     lines = [
-        f"Token {t['token']} ({t['kind']}): {t['state']}, used {t['completed']} of {allowed}"
-        f", uses left: {_uses(t)}, expires {t['expires']}",
+        f"Token {t['token']} ({t['kind']}, {t['state']}): {t['completed']} of {allowed} used,"
+        f" {_uses(t)} left, expires {t['expires']}",
     ]
     if t.get("created_by"):
         lines.append(f"Made by {t['created_by']}")

@@ -122,6 +122,13 @@ def test_a_token_created_in_the_room_registers_an_account(
     assert registered(register(synapse, "roominvited", match.group(1)))
     listed = ask_bot(synapse, mod, room, "!gate token list")
     assert match.group(1) not in listed
+    # Who made it and what it made; and the other way, from the account.
+    shown = ask_bot(synapse, mod, room, f"!gate token show {match.group(1)}")
+    assert "(invite, used): 1 of 1 used, 0 left" in shown, shown
+    assert "Made by @mod:test.local" in shown, shown
+    assert "- @roominvited:test.local (from 127.0.0.1)" in shown, shown
+    account = ask_bot(synapse, mod, room, "!gate account @roominvited:test.local")
+    assert f"invite token {match.group(1)}, made by @mod:test.local" in account, account
 
 
 def test_non_moderators_are_refused(synapse: SynapseServer, mod: str, room: str) -> None:
