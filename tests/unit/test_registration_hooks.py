@@ -178,3 +178,24 @@ def test_verdicts_live_only_their_time() -> None:
     assert len(verdicts) == 2
     assert verdicts.pop("c") == UNDECIDED
     assert verdicts.pop("c") is None  # read once
+
+
+def test_synapses_measure_block_keeps_the_request_the_verdict_is_keyed_by(api: Api) -> None:
+    """Synapse runs the spam check inside `Measure`, in a child logging context: the
+    child inherits the request, so the spam check finds the username callback's verdict."""
+    from synapse.util.metrics import Measure
+
+    class Clock:
+        def time(self) -> float:
+            return 0.0
+
+    h = hooks(api)
+    make_invite(api, "ONE", 0)  # no use at all: every claim is refused
+
+    async def register() -> Any:
+        await h.get_username_for_registration({TOKEN_STAGE: "ONE"}, {"username": "amy"})
+        with Measure(Clock(), name="spam", server_name="test.local"):  # type: ignore[arg-type]
+            return await spam_check(h, "amy")
+
+    error = refusal("POST-9", register())
+    assert (error.code, error.errcode) == (403, "EMAIL_GATE_TOKEN_USED")
