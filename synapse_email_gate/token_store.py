@@ -410,6 +410,16 @@ def confirm_txn(
     )
     if txn.rowcount != 1:
         return None
+    # Like a claim, a confirmation writes the token's row: two confirmations of one
+    # token at once then conflict (PostgreSQL retries the later one), so the one
+    # that makes the last use sees the others and expires Synapse's row.
+    txn.execute(
+        """
+        UPDATE email_gate_tokens SET claim_seq = claim_seq + 1
+        WHERE token = (SELECT token FROM email_gate_token_uses WHERE localpart = ?)
+        """,
+        (localpart,),
+    )
     txn.execute(
         """
         SELECT t.token, t.kind, t.request_id, t.created_by, t.uses_allowed,

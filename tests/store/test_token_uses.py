@@ -226,3 +226,34 @@ def test_upgrading_from_version_1_puts_waiting_mailed_tokens_under_the_modules_c
     assert claim(txn, "Tr1", None).outcome == token_store.CLAIMED
     assert claim(txn, "Tr2", None).localpart == "userr2"
     assert claim(txn, "Tr3", None).outcome == token_store.NOT_OURS
+
+
+def test_two_processes_confirming_the_last_uses_at_once_on_postgres(
+    postgres: PostgresCluster,
+) -> None:
+    """Two accounts made at the same moment with a two-use token: the confirmation
+    that makes the last use must see the other one, or Synapse's row would stay open."""
+    db = postgres.create_database("store_concurrent_confirms")
+    first, second = (Txn(postgres.connect(db), "psycopg2") for _ in range(2))
+    first.execute(REGISTRATION_TOKENS)
+    create_schema(first)
+    first.commit()
+    for t in (first, second):
+        t._connection.set_session(isolation_level="REPEATABLE READ")
+    invite(first, "PAIR", 2)
+    assert outcome(first, "PAIR", "amy") == token_store.CLAIMED
+    assert outcome(first, "PAIR", "bob") == token_store.CLAIMED
+    second.execute("SELECT COUNT(*) FROM email_gate_token_uses")  # its snapshot starts now
+    second.fetchone()
+    confirmed = made(first, "amy")
+    assert confirmed is not None and not confirmed.used_up
+    error: Any = None
+    try:
+        store.registered_txn(second, "bob", "@bob:x", NOW)
+    except Exception as e:
+        error = e
+    assert getattr(error, "pgcode", None) == "40001", error
+    second.rollback()
+    again = made(second, "bob")
+    assert again is not None and again.used_up
+    assert token_row(second, "PAIR") == (None, 0, 0, NOW - 1)
