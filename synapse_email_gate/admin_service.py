@@ -216,7 +216,7 @@ class AdminService:
             "user_id": user_id,
             "token": link.get("token"),
             "token_kind": link.get("token_kind"),
-            "token_created_by": link.get("invited_by"),
+            "token_created_by": link.get("token_created_by"),
             "request_id": link.get("request_id"),
             "registered_ts": link.get("registered_ts"),
             "ip": link.get("ip"),
@@ -341,7 +341,8 @@ class AdminService:
         )
         await self._api.run_db_interaction("email_gate_add_ban", admin_store.add_ban_txn, ban)
         await self._audit(actor, f"ban.add.{kind}", ban.id, match)
-        revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind} {match!r})")
+        # The cause names the ban, not its match: an address must not reach the log.
+        revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind})")
         return {
             "id": ban.id,
             "kind": kind,

@@ -514,7 +514,7 @@ def account_txn(txn: LoggingTransaction, user_id: str) -> dict[str, Any] | None:
     row = txn.fetchone()
     if row is None:
         return None
-    keys = (*_ACCOUNT_KEYS, "token", "token_kind", "invited_by", "request_id")
+    keys = (*_ACCOUNT_KEYS, "token", "token_kind", "token_created_by", "request_id")
     return dict(zip(keys, row, strict=True))
 
 

@@ -137,7 +137,7 @@ def test_deleting_a_token_hides_it_and_keeps_synapses_row_expired(txn: Txn) -> N
     assert token_store.delete_txn(txn, ["DEL"], NOW) == []
     # The account's link stays.
     link = token_store.account_txn(txn, "@amy:x")
-    assert link is not None and link["token"] == "DEL" and link["invited_by"] == "@mod:x"
+    assert link is not None and link["token"] == "DEL" and link["token_created_by"] == "@mod:x"
 
 
 def test_the_purge_drops_synapses_rows_once_no_session_can_hold_them(txn: Txn) -> None:
