@@ -8,14 +8,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate import admin_store, metrics, store
+from synapse_email_gate import admin_store, metrics, store, token_store
 from synapse_email_gate.configreader import parse_duration_ms
 from synapse_email_gate.delivery import MailDelivery
 from synapse_email_gate.emails import EmailRules
 from synapse_email_gate.live_policy import ReloadResult
 from synapse_email_gate.mail import describe_duration, format_utc
-from synapse_email_gate.moderator_rules import entry_problem
+from synapse_email_gate.moderator_rules import entry_problem, is_plain_user_id
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.patterns import UsernamePatterns
 from synapse_email_gate.policy_lists import BanEntry, parse_timestamp_ms
@@ -26,9 +27,9 @@ REQUEST_STATUSES = (
     "received",
     "issued",
     "suppressed",
-    "registering",
     "registered",
     "superseded",
+    "revoked",
     "verifying",
     "pending",
     "denied",
@@ -160,23 +161,34 @@ class AdminService:
         self._delivery.kick(decision.outbox_id)
         return await self.show_request(request_id)
 
-    # --- invite tokens ----------------------------------------------------
+    # --- tokens ----------------------------------------------------------
 
     async def list_tokens(self, valid_only: bool) -> list[dict[str, Any]]:
-        rows = await self._api.run_db_interaction(
-            "email_gate_list_tokens", admin_store.list_tokens_txn
-        )
         now = self._now()
-        tokens = [describe_token(row, now) for row in rows]
+        ours, foreign = await self._api.run_db_interaction(
+            "email_gate_list_tokens", _all_tokens_txn, now
+        )
+        # A token mailed to one person (bound to a request) is never listed: whoever
+        # read it could register the reserved account as their own.
+        tokens = sorted(
+            (
+                describe_token(row, now)
+                for row in [*ours, *foreign]
+                if row.get("kind") != token_store.EMAIL
+            ),
+            key=lambda t: (t["expiry_time"] is None, t["expiry_time"] or 0, t["token"]),
+        )
         return [t for t in tokens if t["valid"]] if valid_only else tokens
 
     async def show_token(self, token: str) -> dict[str, Any]:
-        row = await self._api.run_db_interaction(
-            "email_gate_get_token", admin_store.get_token_txn, token
+        now = self._now()
+        ours, foreign = await self._api.run_db_interaction(
+            "email_gate_get_token", _all_tokens_txn, now, token
         )
-        if row is None:
+        rows = [row for row in ours if row["revoked_reason"] != token_store.DELETED] or foreign
+        if not rows:
             raise not_found("token")
-        return describe_token(row, self._now())
+        return describe_token(rows[0], now)
 
     async def create_token(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         token = body.get("token")
@@ -202,14 +214,49 @@ class AdminService:
                 if uses is None
                 else "create tokens that never expire"
             )
+        new = token_store.NewToken(
+            token=token,
+            kind=token_store.INVITE,
+            uses_allowed=uses,
+            expiry_ts=expiry_ts,
+            created_ts=self._now(),
+            created_by=actor,
+        )
         created = await self._api.run_db_interaction(
-            "email_gate_create_token", admin_store.create_token_txn, token, uses, expiry_ts
+            "email_gate_create_token", token_store.create_invite_txn, new
         )
         if not created:
             raise AdminError(400, "M_INVALID_PARAM", "this token exists already")
         await self._audit(actor, "token.create", token, f"uses_allowed={uses} expiry={expiry_ts}")
         metrics.token_issued(self._api.server_name, source="invite")
         return await self.show_token(token)
+
+    async def show_account(self, user_id: str) -> dict[str, Any]:
+        """How an account came in (its token, who made that token, from which
+        address), and whom it brought in with the tokens it made: one step of
+        the invite tree each way."""
+        if not is_plain_user_id(user_id):
+            raise bad("user_id must be a Matrix ID like @alice:example.org")
+        link, made = await self._api.run_db_interaction("email_gate_account", _account_txn, user_id)
+        if link is None and not made and await self._api.check_user_exists(user_id) is None:
+            raise not_found("account")
+        link = link or {}
+        return {
+            "user_id": user_id,
+            # A mailed token is shown only in its mail; its request says the rest.
+            "token": None if link.get("token_kind") == token_store.EMAIL else link.get("token"),
+            "token_kind": link.get("token_kind"),
+            "token_created_by": link.get("token_created_by"),
+            "request_id": link.get("request_id"),
+            "registered_ts": link.get("registered_ts"),
+            "ip": link.get("ip"),
+            "via": link.get("via"),
+            "tokens_created": [
+                {"token": token, "accounts": [a["user_id"] for a in accounts]}
+                for token, accounts in made.items()
+            ],
+            "invited": [a["user_id"] for accounts in made.values() for a in accounts],
+        }
 
     def _expiry(self, body: dict[str, Any]) -> int | None:
         """`expiry`: a duration (`7d`), a date/time, null/`never`; default 7 days."""
@@ -239,7 +286,7 @@ class AdminService:
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise bad("tokens must be a non-empty list of strings")
         deleted = await self._api.run_db_interaction(
-            "email_gate_delete_tokens", admin_store.delete_tokens_txn, tokens
+            "email_gate_delete_tokens", token_store.delete_txn, tokens, self._now()
         )
         for token in deleted:
             await self._audit(actor, "token.delete", token, "")
@@ -249,7 +296,7 @@ class AdminService:
         if confirm != DELETE_ALL_CONFIRMATION:
             raise bad(f'to delete every token, send "confirm": "{DELETE_ALL_CONFIRMATION}"')
         count = await self._api.run_db_interaction(
-            "email_gate_delete_all_tokens", admin_store.delete_all_tokens_txn
+            "email_gate_delete_all_tokens", token_store.delete_all_txn, self._now()
         )
         await self._audit(actor, "token.delete_all", None, f"{count} deleted")
         return count
@@ -324,13 +371,15 @@ class AdminService:
         )
         await self._api.run_db_interaction("email_gate_add_ban", admin_store.add_ban_txn, ban)
         await self._audit(actor, f"ban.add.{kind}", ban.id, match)
-        await self._policy.changed()
+        # The cause names the ban, not its match: an address must not reach the log.
+        revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind})")
         return {
             "id": ban.id,
             "kind": kind,
             "match": match,
             "reason": reason,
             "expires_ts": expires_ts,
+            "revoked": revoked,
         }
 
     def _ban_expiry(self, value: object) -> int:
@@ -346,7 +395,7 @@ class AdminService:
         if not removed:
             raise not_found("ban")
         await self._audit(actor, "ban.remove", ban_id, "")
-        await self._policy.changed()
+        await self._policy.changed(actor, f"ban {ban_id} removed")
 
     # --- moderators and reload ----------------------------------------------
 
@@ -385,7 +434,7 @@ class AdminService:
         await self._audit(actor, "moderator.disallow", entry, "")
 
     async def reload(self, actor: str) -> ReloadResult:
-        result = await self._policy.reload_everywhere()
+        result = await self._policy.reload_everywhere(actor)
         await self._audit(actor, "policy.reload", None, result.message)
         return result
 
@@ -396,18 +445,65 @@ class AdminService:
         return rows
 
 
-def describe_token(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """A token as moderators see it: uses left, validity, expiry in words."""
+def _all_tokens_txn(
+    txn: LoggingTransaction, now_ms: int, token: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the module's tokens, Synapse's rows of other tokens): all, or the one named."""
+    ours = token_store.module_tokens_txn(txn, now_ms, token)
+    foreign = [] if token is not None and ours else token_store.foreign_rows_txn(txn, token)
+    return ours, foreign
+
+
+def _account_txn(
+    txn: LoggingTransaction, user_id: str
+) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
+    link = token_store.account_txn(txn, user_id)
+    created = token_store.tokens_created_by_txn(txn, user_id)
+    made = token_store.accounts_made_with_txn(txn, created)
+    return link, {token: made.get(token, []) for token in created}
+
+
+def token_state(row: dict[str, Any], now_ms: int) -> str:
+    """`active`, `busy` (the uses left are held by registrations under way), `used`,
+    `expired` or `revoked`."""
     uses, completed, pending = row["uses_allowed"], row["completed"], row["pending"]
     expiry = row["expiry_time"]
-    uses_left = None if uses is None else max(0, uses - completed - pending)
-    expired = expiry is not None and expiry <= now_ms
+    if row.get("revoked_ts") is not None:
+        return "revoked"
+    if uses is not None and completed >= uses:
+        return "used"
+    if expiry is not None and expiry <= now_ms:
+        return "expired"
+    if uses is not None and completed + pending >= uses:
+        return "busy"
+    return "active"
+
+
+def describe_token(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """A token as moderators see it: kind, state, uses left, expiry in words, and
+    for the module's tokens who made it and the accounts it made."""
     token = dict(row)
-    token["uses_left"] = uses_left
-    token["valid"] = not expired and (uses is None or completed + pending < uses)
+    if "expiry_ts" in token:  # the module's own row
+        token["expiry_time"] = token.pop("expiry_ts")
+        token["reserved_for"] = token.pop("localpart")
+    else:  # a token made elsewhere: Synapse's counts, nothing known of its accounts
+        token.update(
+            reserved_for=None,
+            request_id=None,
+            created_by=None,
+            created_ts=None,
+            revoked_ts=None,
+            revoked_reason=None,
+            accounts=[],
+        )
+    uses, completed, pending = token["uses_allowed"], token["completed"], token["pending"]
+    expiry = token["expiry_time"]
+    token["uses_left"] = None if uses is None else max(0, uses - completed - pending)
+    token["state"] = token_state(token, now_ms)
+    token["valid"] = token["state"] == "active"
     if expiry is None:
         token["expires"] = "never"
-    elif expired:
+    elif expiry <= now_ms:
         token["expires"] = f"expired {format_utc(expiry)}"
     else:
         token["expires"] = f"in {describe_duration(expiry - now_ms)} ({format_utc(expiry)})"

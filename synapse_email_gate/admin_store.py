@@ -1,4 +1,5 @@
-"""Queries behind the admin API: requests, invite tokens, bans, moderators, audit log."""
+"""Queries behind the admin API: requests, bans, moderators, audit log (tokens:
+token_store.py)."""
 
 from __future__ import annotations
 
@@ -69,75 +70,6 @@ def get_request_txn(txn: LoggingTransaction, request_id: str) -> dict[str, Any] 
     request["mails"] = [dict(zip(keys, r, strict=True)) for r in txn.fetchall()]
     request["history"] = list_audit_txn(txn, 100, 0, target=request_id)
     return request
-
-
-# --- invite tokens (Synapse's registration_tokens) --------------------------
-
-_TOKEN_KEYS = ("token", "uses_allowed", "pending", "completed", "expiry_time")
-
-
-def list_tokens_txn(txn: LoggingTransaction) -> list[dict[str, Any]]:
-    """Every token except those bound to a request (mailed to one person only)."""
-    txn.execute(
-        """
-        SELECT t.token, t.uses_allowed, t.pending, t.completed, t.expiry_time, r.localpart
-        FROM registration_tokens t LEFT JOIN email_gate_requests r ON r.token = t.token
-        WHERE r.id IS NULL
-        ORDER BY t.expiry_time IS NULL, t.expiry_time, t.token
-        """
-    )
-    tokens = []
-    for row in txn.fetchall():
-        token = dict(zip(_TOKEN_KEYS, row[:5], strict=True))
-        token["reserved_for"] = row[5]
-        tokens.append(token)
-    return tokens
-
-
-def get_token_txn(txn: LoggingTransaction, token: str) -> dict[str, Any] | None:
-    txn.execute(
-        """
-        SELECT t.token, t.uses_allowed, t.pending, t.completed, t.expiry_time, r.localpart
-        FROM registration_tokens t LEFT JOIN email_gate_requests r ON r.token = t.token
-        WHERE t.token = ?
-        """,
-        (token,),
-    )
-    row = txn.fetchone()
-    if row is None:
-        return None
-    result = dict(zip(_TOKEN_KEYS, row[:5], strict=True))
-    result["reserved_for"] = row[5]
-    return result
-
-
-def create_token_txn(
-    txn: LoggingTransaction, token: str, uses_allowed: int | None, expiry_ts: int | None
-) -> bool:
-    """False when the token exists already."""
-    txn.execute(
-        """
-        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
-        VALUES (?, ?, 0, 0, ?) ON CONFLICT (token) DO NOTHING
-        """,
-        (token, uses_allowed, expiry_ts),
-    )
-    return txn.rowcount == 1
-
-
-def delete_tokens_txn(txn: LoggingTransaction, tokens: list[str]) -> list[str]:
-    """Delete these tokens; returns the ones that existed."""
-    deleted = []
-    for token in tokens:
-        txn.execute("DELETE FROM registration_tokens WHERE token = ?", (token,))
-        if txn.rowcount:
-            deleted.append(token)
-    return deleted
-
-
-def delete_all_tokens_txn(txn: LoggingTransaction) -> int:
-    txn.execute("DELETE FROM registration_tokens")
-    return int(txn.rowcount)
 
 
 # --- bans -------------------------------------------------------------------

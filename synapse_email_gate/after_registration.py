@@ -1,10 +1,10 @@
 """What happens once an account made with one of our tokens exists (config
 `after_registration`): join rooms, and a welcome message.
 
-It runs for every account that used a token of ours, whether it was made on
-the module's page or in a Matrix client, in the background of the registration
-callback (registration.py). Nothing here can fail a registration: problems are
-logged.
+It runs for every account that used a token of ours (mailed or invite),
+whether it was made on the module's page or in a Matrix client, in the
+background of the registration callback (registration.py). Nothing here can
+fail a registration: problems are logged.
 
 The welcome message comes from `after_registration.welcome.sender`, a local
 user that must exist: it opens a direct chat with the new account and posts
@@ -40,7 +40,7 @@ class AfterRegistration:
     def active(self) -> bool:
         return bool(self._config.join_rooms) or self._config.welcome is not None
 
-    async def run(self, user_id: str, request_id: str) -> None:
+    async def run(self, user_id: str, request_id: str | None) -> None:
         for room in self._config.join_rooms:
             await self._join(user_id, room)
         if self._config.welcome is not None:
@@ -63,13 +63,15 @@ class AfterRegistration:
         except Exception as e:
             logger.warning("after registration: %s could not join %s: %s", user_id, room, e)
 
-    async def _welcome(self, user_id: str, request_id: str) -> None:
+    async def _welcome(self, user_id: str, request_id: str | None) -> None:
         welcome = self._config.welcome
         assert welcome is not None
         try:
-            lang = await self._api.run_db_interaction(
-                "email_gate_request_lang", request_lang_txn, request_id
-            )
+            lang = None
+            if request_id is not None:  # an invite token has no request, nor a language
+                lang = await self._api.run_db_interaction(
+                    "email_gate_request_lang", request_lang_txn, request_id
+                )
             lang = lang or self._default_lang
             message = (
                 welcome.message.get(lang)

@@ -182,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     tree = _Tree()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _tokens(tree, commands)
+    accounts = tree.group(commands, "accounts", "accounts made with the module's tokens")
+    account = tree.leaf(
+        accounts,
+        "show",
+        cmd.accounts_show,
+        "which token brought an account in (and who made it), and whom it invited",
+    )
+    account.add_argument("user_id", metavar="@USER:SERVER")
     _requests(tree, commands)
     _bans(tree, commands)
     _moderators(tree, commands)
@@ -218,7 +226,12 @@ def _tokens(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentP
     tokens = tree.group(commands, "tokens", "invite tokens (Synapse's registration tokens)")
     listing = tree.leaf(tokens, "list", cmd.tokens_list, "list tokens with uses left and expiry")
     listing.add_argument("--valid", action="store_true", help="only tokens that still work")
-    show = tree.leaf(tokens, "show", cmd.tokens_show, "show tokens; exit 1 if one is not found")
+    show = tree.leaf(
+        tokens,
+        "show",
+        cmd.tokens_show,
+        "show tokens with who made them and the accounts they made; exit 1 if one is not found",
+    )
     show.add_argument("tokens", nargs="+", metavar="TOKEN")
     create = tree.leaf(
         tokens,

@@ -97,6 +97,11 @@ def tokens_show(ctx: Context) -> int:
     return status
 
 
+def accounts_show(ctx: Context) -> int:
+    answer = ctx.api.get(f"accounts/{segment(ctx.args.user_id)}")
+    return show(ctx, answer, lambda: fmt.account_details(answer))
+
+
 def tokens_create(ctx: Context) -> int:
     args = ctx.args
     body: dict[str, Any] = {}
@@ -230,7 +235,11 @@ def bans_add(ctx: Context) -> int:
 
     def human() -> str:
         ban_id = ban.get("id") if isinstance(ban, dict) else None
-        return f"added ban {fmt.clean(ban_id)}\n" + fmt.table([ban], fmt.BAN_COLUMNS[:5])
+        revoked = ban.get("revoked") if isinstance(ban, dict) else None
+        return (
+            f"added ban {fmt.clean(ban_id)}; revoked {fmt.clean(revoked)} open request(s)\n"
+            + fmt.table([ban], fmt.BAN_COLUMNS[:5])
+        )
 
     return show(ctx, ban, human)
 
@@ -269,7 +278,12 @@ def moderators_disallow(ctx: Context) -> int:
 def reload(ctx: Context) -> int:
     answer = ctx.api.post("reload")
     message = answer.get("message") if isinstance(answer, dict) else None
-    return show(ctx, answer, lambda: f"reloaded: {fmt.clean(message)}")
+    revoked = answer.get("revoked") if isinstance(answer, dict) else None
+    return show(
+        ctx,
+        answer,
+        lambda: f"reloaded: {fmt.clean(message)}; revoked {fmt.clean(revoked)} open request(s)",
+    )
 
 
 def audit(ctx: Context) -> int:

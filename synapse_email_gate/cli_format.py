@@ -77,7 +77,8 @@ def uses_used(token: Row) -> str:
 
 TOKEN_COLUMNS: list[Column] = [
     ("TOKEN", lambda t: t.get("token")),
-    ("VALID", lambda t: t.get("valid")),
+    ("KIND", lambda t: t.get("kind")),
+    ("STATE", lambda t: t.get("state")),
     ("USES LEFT", uses_left),
     ("USED", uses_used),
     ("EXPIRES", lambda t: t.get("expires")),
@@ -85,10 +86,20 @@ TOKEN_COLUMNS: list[Column] = [
 ]
 
 
+ACCOUNT_COLUMNS: list[Column] = [
+    ("ACCOUNT", lambda a: a.get("user_id")),
+    ("REGISTERED", lambda a: when(a.get("registered_ts"))),
+    ("FROM", lambda a: a.get("ip")),
+    ("VIA", lambda a: a.get("via")),
+]
+
+
 def token_fields(token: Row) -> str:
-    return fields(
+    text = fields(
         [
             ("token", token.get("token")),
+            ("kind", token.get("kind")),
+            ("state", token.get("state")),
             ("valid", token.get("valid")),
             ("uses left", uses_left(token)),
             ("uses allowed", _or_unlimited(token.get("uses_allowed"))),
@@ -96,8 +107,45 @@ def token_fields(token: Row) -> str:
             ("pending", token.get("pending")),
             ("expires", token.get("expires")),
             ("reserved for", token.get("reserved_for")),
+            ("request", token.get("request_id")),
+            ("created by", token.get("created_by")),
+            ("created", when(token.get("created_ts"))),
+            ("revoked", token.get("revoked_reason")),
         ]
     )
+    accounts = token.get("accounts")
+    if isinstance(accounts, list) and accounts:
+        rows = [a for a in accounts if isinstance(a, dict)]
+        text += "\n\nAccounts:\n" + table(rows, ACCOUNT_COLUMNS)
+    return text
+
+
+def account_details(account: Row) -> str:
+    text = fields(
+        [
+            ("account", account.get("user_id")),
+            ("token", account.get("token")),
+            ("token kind", account.get("token_kind")),
+            ("token made by", account.get("token_created_by")),
+            ("request", account.get("request_id")),
+            ("registered", when(account.get("registered_ts"))),
+            ("from", account.get("ip")),
+            ("via", account.get("via")),
+        ]
+    )
+    made = account.get("tokens_created")
+    if isinstance(made, list) and made:
+        rows = [
+            {"token": m.get("token"), "accounts": ", ".join(map(clean, m.get("accounts") or []))}
+            for m in made
+            if isinstance(m, dict)
+        ]
+        columns: list[Column] = [
+            ("TOKEN", lambda r: r.get("token")),
+            ("ACCOUNTS", lambda r: r.get("accounts") or None),
+        ]
+        text += "\n\nTokens it made:\n" + table(rows, columns)
+    return text
 
 
 REQUEST_COLUMNS: list[Column] = [

@@ -29,6 +29,8 @@ same person, for cooldowns, one-account-per-address and bans:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import unicodedata
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -126,6 +128,15 @@ def normalise_address(local: str, domain: str) -> str:
     if rule.ignore_dots:
         key = key.replace(".", "")
     return f"{key or local}@{rule.canonical_domain}"
+
+
+def address_key(normalised: str, hash_secret: str | None) -> str:
+    """The identity rules store for an address: the normalised address, or (with
+    `privacy.hash_emails`) its keyed hash."""
+    if hash_secret is None:
+        return normalised
+    digest = hmac.new(hash_secret.encode(), normalised.encode(), hashlib.sha256)
+    return "hmac:" + digest.hexdigest()
 
 
 def normalise_domain(domain: str) -> str:

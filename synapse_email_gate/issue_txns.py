@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
+from synapse_email_gate import token_store
 from synapse_email_gate.emails import ParsedEmail
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import BucketBook
@@ -97,7 +98,7 @@ class Writes:
 
     addresses: dict[str, int] = attrs.Factory(dict)  # email key -> last_sent_ts
     reservations: dict[str, Held] = attrs.Factory(dict)
-    tokens: list[tuple[str, int]] = attrs.Factory(list)
+    tokens: list[token_store.NewToken] = attrs.Factory(list)
     issued: list[tuple[str, int, int, str]] = attrs.Factory(list)
     verifying: list[tuple[str, int, int, str]] = attrs.Factory(list)
     retired: list[tuple[int, str]] = attrs.Factory(list)
@@ -151,7 +152,17 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
         writes.verifying.append((p.token, expires_ts, p.now_ms, p.request_id))
         writes.mails.append((p.outbox_id, p.request_id, "verify", p.now_ms, p.now_ms))
     else:
-        writes.tokens.append((p.token, expires_ts))
+        writes.tokens.append(
+            token_store.NewToken(
+                token=p.token,
+                kind=token_store.EMAIL,
+                uses_allowed=1,
+                expiry_ts=expires_ts,
+                created_ts=p.now_ms,
+                request_id=p.request_id,
+                localpart=w.localpart,
+            )
+        )
         writes.issued.append((p.token, expires_ts, p.now_ms, p.request_id))
         writes.mails.append((p.outbox_id, p.request_id, "token", p.now_ms, p.now_ms))
     return IssuedToken(
@@ -242,14 +253,7 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         """,
         [(lp, h.request_id, h.email_key, h.expires_ts) for lp, h in w.reservations.items()],
     )
-    batch_txn(
-        txn,
-        """
-        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
-        VALUES (?, 1, 0, 0, ?)
-        """,
-        w.tokens,
-    )
+    token_store.add_tokens_txn(txn, w.tokens)
     batch_txn(
         txn,
         """
@@ -269,15 +273,11 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         w.verifying,
     )
     # After the tokens above: a request retired here may have been issued in this batch.
-    batch_txn(
-        txn,
-        f"""
-        DELETE FROM registration_tokens WHERE pending = 0 AND completed = 0 AND token = (
-            SELECT token FROM email_gate_requests WHERE id = ? AND status IN {_LIVE}
-        )
-        """,  # noqa: S608 - a constant list
-        [(request_id,) for _, request_id in w.retired],
-    )
+    # Its token stops working but stays in Synapse's table for now: an interactive-auth
+    # session that completed the token stage with it must still be able to finish.
+    if w.retired:
+        retired = [request_id for _, request_id in w.retired]
+        token_store.revoke_for_requests_txn(txn, retired, token_store.SUPERSEDED, w.retired[0][0])
     batch_txn(
         txn,
         f"""

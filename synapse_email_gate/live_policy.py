@@ -33,6 +33,8 @@ _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 class ReloadResult:
     ok: bool
     message: str
+    # Open requests (and their tokens) the new policy revoked (revocation.py).
+    revoked: int = 0
 
 
 def read_policy_file(path: str) -> PolicyLists:
@@ -95,13 +97,15 @@ class LivePolicy:
         metrics.policy_reloaded(self._server_name, ok=True)
         return ReloadResult(ok=True, message=f"{self._file} loaded")
 
-    def check(self) -> None:
-        """Periodic: reload a changed file, drop expired ban entries."""
-        self._reload_if_changed()
+    def check(self) -> bool:
+        """Periodic: reload a changed file, drop expired ban entries. True when a
+        changed file was loaded (its new bans may match open requests)."""
+        reloaded = self._reload_if_changed()
         expiry = self.current.next_expiry_ts
         if expiry is not None and expiry <= self._now_ms():
             self._rebuild()
             logger.info("expired ban entries no longer apply")
+        return reloaded
 
     def set_stored(self, lists: PolicyLists) -> None:
         """The bans moderators added through the admin API (validated when added)."""
@@ -117,26 +121,28 @@ class LivePolicy:
             [self._base, self._file_lists, self._stored_lists], self._now_ms()
         )
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self) -> bool:
         if self._file is None:
-            return
+            return False
         try:
             identity = _identity(self._file)
         except ValueError as e:
             if self._file_identity is not None:
                 logger.error("policy file unreadable, previous policy stays in force: %s", e)
                 self._file_identity = None
-            return
-        if identity != self._file_identity:
-            # Reload only once the file has stood still for one interval: an
-            # editor rewriting it in place may have written only part of it.
-            if identity != self._settling_identity:
-                self._settling_identity = identity
-                return
-            result = self.reload()
-            if not result.ok:
-                # Don't retry an unchanged broken file every few seconds.
-                self._file_identity = identity
+            return False
+        if identity == self._file_identity:
+            return False
+        # Reload only once the file has stood still for one interval: an
+        # editor rewriting it in place may have written only part of it.
+        if identity != self._settling_identity:
+            self._settling_identity = identity
+            return False
+        result = self.reload()
+        if not result.ok:
+            # Don't retry an unchanged broken file every few seconds.
+            self._file_identity = identity
+        return result.ok
 
 
 def _identity(path: str) -> tuple[int, int, int]:

@@ -61,7 +61,23 @@ TOKENS_ISSUED = _make(
     Counter, "tokens_issued", "Registration tokens issued, by source.", ("source",)
 )
 TOKENS_USED = _make(
-    Counter, "tokens_used", "Accounts registered with a token of this module (linked to a request)."
+    Counter,
+    "tokens_used",
+    "Accounts registered with a token of this module, by kind (email, invite).",
+    ("kind",),
+)
+REGISTRATIONS_REFUSED = _make(
+    Counter,
+    "registrations_refused",
+    "Registrations the module refused, by reason (token_used, username_banned, unavailable, ...).",
+    ("reason",),
+)
+REVOKED = _make(
+    Counter,
+    "revoked",
+    "Open requests (and their tokens) revoked by a ban, by reason: username_banned, "
+    "email_banned, ip_banned.",
+    ("reason",),
 )
 MAILS_QUEUED = _make(Counter, "mails_queued", "Mails written to the outbox.")
 MAILS_SENT = _make(Counter, "mails_sent", "Mails the SMTP server accepted (250).")
@@ -111,8 +127,16 @@ def token_issued(server_name: str, source: str = "email") -> None:
     TOKENS_ISSUED.labels(source=source, server_name=server_name).inc()
 
 
-def token_used(server_name: str) -> None:
-    TOKENS_USED.labels(server_name=server_name).inc()
+def token_used(server_name: str, kind: str) -> None:
+    TOKENS_USED.labels(kind=kind, server_name=server_name).inc()
+
+
+def registration_refused(server_name: str, reason: str) -> None:
+    REGISTRATIONS_REFUSED.labels(reason=reason, server_name=server_name).inc()
+
+
+def revoked(server_name: str, reason: str, count: int) -> None:
+    REVOKED.labels(reason=reason, server_name=server_name).inc(count)
 
 
 def mail_queued(server_name: str) -> None:

@@ -22,6 +22,7 @@ from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.after_registration import AfterRegistration
 from synapse_email_gate.asyncio_bridge import AsyncioThread
 from synapse_email_gate.challenge_gate import ChallengeGate
+from synapse_email_gate.client_address import AddressSeal
 from synapse_email_gate.config import GateConfig, check_moderators
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import Housekeeping
@@ -32,6 +33,7 @@ from synapse_email_gate.moderation_room import ModerationRoom
 from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.policy_sync import PolicySync
 from synapse_email_gate.registration import RegistrationHooks
+from synapse_email_gate.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.schema import create_schema
 from synapse_email_gate.service import RequestService
 from synapse_email_gate.store import PendingRequest
@@ -58,7 +60,11 @@ class EmailGate:
         self._policy = LivePolicy(
             config.policy, config.policy_file, api.get_current_time_msec, api.server_name
         )
-        self._policy_sync = PolicySync(api, self._policy)
+        privacy = config.privacy
+        self._revoker = Revoker(
+            api, self._policy, privacy.hash_secret if privacy.hash_emails else None
+        )
+        self._policy_sync = PolicySync(api, self._policy, self._revoker)
         self._bridge = AsyncioThread(reactor)
         pages_config = config.pages
         translations = Translations.load(
@@ -85,7 +91,8 @@ class EmailGate:
         after = AfterRegistration(
             api, pages_config.after_registration, pages_config.default_language
         )
-        hooks = RegistrationHooks(api, self._policy, after.run if after.active else None)
+        seal = AddressSeal(api)
+        hooks = RegistrationHooks(api, self._policy, seal, after.run if after.active else None)
         hooks.tables_ready = self._schema_ready
         hooks.register()
 
@@ -103,7 +110,15 @@ class EmailGate:
             kit,
         )
         (register_page,) = api.read_templates([REGISTER_TEMPLATE], TEMPLATE_DIR)
-        finish = FinishHandlers(api, kit, register_page, pages_config)
+        finish = FinishHandlers(
+            api,
+            kit,
+            register_page,
+            pages_config,
+            self._policy,
+            IpRules.compile(config.trusted_proxies),
+            seal,
+        )
         moderators = Moderators(api, config.moderators)
         admin_service = AdminService(
             api, self._policy_sync, self._delivery, config.token_lifetime_ms
@@ -179,6 +194,11 @@ class EmailGate:
     async def _create_schema(self) -> bool:
         await self._api.run_db_interaction("email_gate_create_schema", create_schema)
         await self._policy_sync.follow()
+        if self._api.should_run_background_tasks():
+            # Bans in homeserver.yaml may have changed with this start.
+            self._api.run_as_background_process(
+                "email_gate_revoke", self._revoker.revoke_banned, SYSTEM_ACTOR, "start-up"
+            )
         if self._room is not None:
             # Not awaited: registering the bot runs our own on_user_registration,
             # which waits for this very function to finish.
@@ -215,9 +235,16 @@ class EmailGate:
         return wrapped
 
     async def _check_policy(self) -> None:
-        self._policy.check()
-        if await self._schema_ready():
-            await self._policy_sync.follow()
+        file_loaded = self._policy.check()
+        if not await self._schema_ready():
+            return
+        followed = await self._policy_sync.follow()
+        # One process revokes what a changed policy_file bans; a change made
+        # through the admin API was revoked by the process that made it, and
+        # this finds nothing left (or what that process could not finish).
+        if (file_loaded or followed) and self._api.should_run_background_tasks():
+            cause = "policy_file changed" if file_loaded else "policy changed elsewhere"
+            await self._revoker.revoke_banned(SYSTEM_ACTOR, cause)
 
     async def _sweep(self) -> None:
         if not await self._schema_ready():

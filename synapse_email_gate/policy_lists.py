@@ -38,10 +38,18 @@ class Bucket:
 DEFAULT_PER_IP = Bucket(burst=5, per_second=5 / 3600)
 DEFAULT_PER_EMAIL = Bucket(burst=2, per_second=1 / 3600)
 DEFAULT_GLOBAL = Bucket(burst=100, per_second=0.5)
+# The web finish page, per person (their address, not the server's): 5 attempts
+# that reach Synapse at once, then one every 10 minutes.
+DEFAULT_WEB_REGISTRATION = Bucket(burst=5, per_second=1 / 600)
 
 
 # Config key of each bucket -> RateLimits attribute.
-_BUCKETS = {"per_ip": "per_ip", "per_email": "per_email", "global": "global_"}
+_BUCKETS = {
+    "per_ip": "per_ip",
+    "per_email": "per_email",
+    "global": "global_",
+    "web_registration": "web_registration",
+}
 
 
 @attrs.frozen
@@ -49,6 +57,7 @@ class RateLimits:
     per_ip: Bucket = DEFAULT_PER_IP
     per_email: Bucket = DEFAULT_PER_EMAIL
     global_: Bucket = DEFAULT_GLOBAL
+    web_registration: Bucket = DEFAULT_WEB_REGISTRATION
     # The (bucket, value) pairs the section wrote, e.g. ("global", "burst"); the
     # other values are the defaults here, and keep the lower layer's in `over`.
     given: frozenset[tuple[str, str]] = attrs.field(default=frozenset(), eq=False)
@@ -64,6 +73,9 @@ class RateLimits:
             per_ip=Bucket.from_section(section.section("per_ip"), DEFAULT_PER_IP),
             per_email=Bucket.from_section(section.section("per_email"), DEFAULT_PER_EMAIL),
             global_=Bucket.from_section(section.section("global"), DEFAULT_GLOBAL),
+            web_registration=Bucket.from_section(
+                section.section("web_registration"), DEFAULT_WEB_REGISTRATION
+            ),
             given=frozenset(given),
         )
         section.finish()

@@ -4,6 +4,10 @@ A reload asked of one process (admin API, room command, CLI) bumps a counter in
 the database; every process polls it with the policy file's identity and
 reloads when it moved. So a reload reaches all workers within one
 `policy_check_interval`, even when the file itself did not change.
+
+A change made here revokes what the new bans match (revocation.py) before
+the counter moves: the other processes, the background-tasks one included,
+then find nothing left to revoke, and the answer counts every revocation.
 """
 
 from __future__ import annotations
@@ -13,43 +17,53 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import admin_store, store
 from synapse_email_gate.live_policy import LivePolicy, ReloadResult
 from synapse_email_gate.policy_lists import PolicyLists
+from synapse_email_gate.revocation import Revoker
 
 GENERATION = "policy_generation"
 
 
 class PolicySync:
-    def __init__(self, api: ModuleApi, policy: LivePolicy) -> None:
+    def __init__(self, api: ModuleApi, policy: LivePolicy, revoker: Revoker) -> None:
         self._api = api
         self._policy = policy
+        self._revoker = revoker
         self._seen: int | None = None
 
     def layers(self) -> dict[str, PolicyLists]:
         return self._policy.layers()
 
-    async def reload_everywhere(self) -> ReloadResult:
-        """Re-read the file and the stored bans here, and tell every other process."""
+    async def reload_everywhere(self, actor: str) -> ReloadResult:
+        """Re-read the file and the stored bans here, revoke what they ban, and tell
+        every other process."""
         result = self._policy.reload()
-        if result.ok:
-            await self.changed()
-        return result
+        if not result.ok:
+            return result
+        revoked = await self.changed(actor, "policy reload")
+        return ReloadResult(ok=True, message=result.message, revoked=revoked)
 
-    async def changed(self) -> None:
-        """Stored bans changed (or a reload was asked): apply here, signal the others."""
+    async def changed(self, actor: str, cause: str) -> int:
+        """Stored bans changed (or a reload was asked): apply and revoke here, then
+        signal the others. Returns how many open requests were revoked."""
         await self._load_stored()
+        revoked = await self._revoker.revoke_banned(actor, cause)
         self._seen = await self._api.run_db_interaction(
             "email_gate_bump_policy", store.bump_counter_txn, GENERATION
         )
+        return revoked
 
-    async def follow(self) -> None:
-        """Reload when another process asked for it; load stored bans at start."""
+    async def follow(self) -> bool:
+        """Reload when another process asked for it; load stored bans at start.
+        True when the policy was (re)loaded here."""
         generation = await self._api.run_db_interaction(
             "email_gate_policy_generation", store.get_counter_txn, GENERATION
         )
-        if self._seen is None or generation != self._seen:
+        loaded = self._seen is None or generation != self._seen
+        if loaded:
             if self._seen is not None:
                 self._policy.reload()
             await self._load_stored()
         self._seen = generation
+        return loaded
 
     async def _load_stored(self) -> None:
         bans = await self._api.run_db_interaction("email_gate_load_bans", admin_store.list_bans_txn)

@@ -26,7 +26,9 @@ HELP = """Commands (in this room, for moderators):
                                         EXPIRY: 7d, 2026-12-31 or never
                                         (unlimited / never: server admins only)
 !gate token list                        valid invite tokens
+!gate token show TOKEN                  one token: uses, state, who made it, its accounts
 !gate token delete TOKEN...             delete tokens
+!gate account @USER:SERVER              which token brought an account in, and whom it invited
 !gate ban username|email|ip MATCH [REASON]
 !gate unban ID                          remove a ban added here or through the API
 !gate bans                              list stored bans
@@ -79,6 +81,8 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
         return f"Request {request['id']} ({request['localpart']}): {request['status']}."
     if command == "token":
         return await _token(service, actor, args)
+    if command == "account":
+        return _account(await service.show_account(_one(args, "account @USER:SERVER")))
     if command == "ban":
         if len(args) < 2:
             raise UsageError("Usage: !gate ban username|email|ip MATCH [REASON]")
@@ -86,7 +90,10 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
         if args[2:]:
             body["reason"] = " ".join(args[2:])
         ban = await service.add_ban(actor, body)
-        return f"Banned {ban['kind']} {ban['match']!r} (ban id {ban['id']})."
+        return (
+            f"Banned {ban['kind']} {ban['match']!r}; {_revoked(ban['revoked'])} "
+            f"(ban id {ban['id']})."
+        )
     if command == "unban":
         ban_id = _one(args, "unban ID")
         await service.remove_ban(actor, ban_id)
@@ -103,7 +110,9 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
         return await _moderators(service, actor, args)
     if command == "reload":
         result = await service.reload(actor)
-        return ("Reloaded: " if result.ok else "Reload refused: ") + result.message
+        if not result.ok:
+            return "Reload refused: " + result.message
+        return f"Reloaded: {result.message}; {_revoked(result.revoked)}."
     raise UsageError(f"Unknown command {command!r}.")
 
 
@@ -129,6 +138,8 @@ async def _token(service: AdminService, actor: str, args: list[str]) -> str:
         tokens = await service.list_tokens(valid_only=True)
         lines = [f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}" for t in tokens]
         return "\n".join(lines) or "No valid invite tokens."
+    if sub == "show":
+        return _token_details(await service.show_token(_one(rest, "token show TOKEN")))
     if sub == "delete":
         if not rest:
             raise UsageError("Usage: !gate token delete TOKEN...")
@@ -160,6 +171,49 @@ async def _moderators(service: AdminService, actor: str, args: list[str]) -> str
         await service.disallow(actor, entry)
         return f"Disallowed {entry}."
     raise UsageError(f"Unknown moderators command {sub!r}.")
+
+
+def _revoked(count: int) -> str:
+    if count == 0:
+        return "no open request matched"
+    return f"{count} open request(s) and their tokens revoked"
+
+
+def _token_details(t: dict[str, Any]) -> str:
+    allowed = "unlimited" if t["uses_allowed"] is None else t["uses_allowed"]
+    lines = [
+        f"Token {t['token']} ({t['kind']}, {t['state']}): {t['completed']} of {allowed} used,"
+        f" {_uses(t)} left, expires {t['expires']}",
+    ]
+    if t.get("created_by"):
+        lines.append(f"Made by {t['created_by']}")
+    if t.get("reserved_for"):
+        lines.append(f"Reserved for {t['reserved_for']} (request {t['request_id']})")
+    if t.get("revoked_reason"):
+        lines.append(f"Revoked: {t['revoked_reason']}")
+    for account in t.get("accounts") or []:
+        lines.append(f"- {account['user_id']} (from {_ip(account['ip'])})")
+    return "\n".join(lines)
+
+
+def _account(a: dict[str, Any]) -> str:
+    if a["token_kind"] is None:
+        lines = [f"{a['user_id']} was not made with a token of this module."]
+    else:
+        by = f", made by {a['token_created_by']}" if a["token_created_by"] else ""
+        # A mailed token is never shown outside its mail: name its request instead.
+        which = f"token {a['token']}" if a["token"] is not None else f"request {a['request_id']}"
+        lines = [
+            f"{a['user_id']} came in with {a['token_kind']} {which}{by} (from {_ip(a['ip'])})."
+        ]
+    for made in a["tokens_created"]:
+        accounts = ", ".join(made["accounts"]) or "no account yet"
+        lines.append(f"- made token {made['token']}: {accounts}")
+    return "\n".join(lines)
+
+
+def _ip(ip: object) -> str:
+    return "unknown" if ip is None else mask_ip(ip)
 
 
 def _uses(token: dict[str, Any]) -> str:

@@ -10,12 +10,32 @@ from __future__ import annotations
 from synapse.storage.database import LoggingTransaction
 from synapse.storage.engines import PostgresEngine
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Statements that bring tables created at version N-1 to version N, run in order
 # under the lock. `_TABLES` always describes the newest version, for new installs.
 # Add a step here (and bump SCHEMA_VERSION) whenever a table above changes.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    # Version 2: the module counts the uses of its tokens itself (token_store.py).
+    # Tables are made by `_TABLES` above; here the emailed tokens still waiting
+    # for their account move under the module's count, and Synapse stops
+    # counting them (a stale `pending` no longer blocks them).
+    2: [
+        """
+        INSERT INTO email_gate_tokens (token, kind, request_id, localpart, uses_allowed,
+            expiry_ts, created_by, created_ts)
+        SELECT r.token, 'email', r.id, r.localpart, 1, r.expires_ts, r.decided_by, r.updated_ts
+        FROM email_gate_requests r JOIN registration_tokens t ON t.token = r.token
+        WHERE r.status IN ('issued', 'registering') AND t.completed = 0
+        ON CONFLICT (token) DO NOTHING
+        """,
+        """
+        UPDATE registration_tokens SET uses_allowed = NULL
+        WHERE token IN (SELECT token FROM email_gate_tokens)
+        """,
+        "UPDATE email_gate_requests SET status = 'issued' WHERE status = 'registering'",
+    ],
+}
 
 # An arbitrary constant naming this module's advisory lock ("EGATE" in ASCII).
 _ADVISORY_LOCK_ID = 0x4547415445
@@ -27,8 +47,9 @@ _TABLES = [
     )
     """,
     # One row per request made on the page or the API.
-    # status: received -> issued | suppressed -> registering -> registered; with
-    # approval: received -> verifying -> pending -> issued | denied (docs/internals.md)
+    # status: received -> issued | suppressed -> registered; with approval:
+    # received -> verifying -> pending -> issued | denied; an open request a ban
+    # matches -> revoked (docs/internals.md)
     """
     CREATE TABLE IF NOT EXISTS email_gate_requests (
         id TEXT PRIMARY KEY,
@@ -157,6 +178,45 @@ _TABLES = [
        ON email_gate_used_challenges (expires_ts)""",
     """CREATE INDEX IF NOT EXISTS email_gate_used_challenges_used
        ON email_gate_used_challenges (used_ts)""",
+    # Every token the module manages (mailed, approved, invite): it counts their
+    # uses here; Synapse's row has uses_allowed NULL (token_store.py).
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_tokens (
+        token TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        request_id TEXT,
+        localpart TEXT,
+        uses_allowed INTEGER,
+        expiry_ts BIGINT,
+        created_by TEXT,
+        created_ts BIGINT NOT NULL,
+        revoked_ts BIGINT,
+        revoked_reason TEXT,
+        claim_seq BIGINT NOT NULL DEFAULT 0
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_tokens_request
+       ON email_gate_tokens (request_id)""",
+    # One row per use of a token: claimed (with a lease) when /register asks for
+    # the username, used once the account exists. One per localpart: an account
+    # name is made once.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_token_uses (
+        localpart TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        state TEXT NOT NULL,
+        claimed_ts BIGINT NOT NULL,
+        lease_until_ts BIGINT NOT NULL,
+        ip TEXT,
+        via TEXT,
+        user_id TEXT,
+        used_ts BIGINT
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_token_uses_token
+       ON email_gate_token_uses (token, state)""",
+    """CREATE INDEX IF NOT EXISTS email_gate_token_uses_user
+       ON email_gate_token_uses (user_id)""",
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (

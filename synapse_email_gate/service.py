@@ -11,8 +11,6 @@ requests waiting for it (group_commit.py).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 import math
@@ -28,7 +26,7 @@ from twisted.python.failure import Failure
 from synapse_email_gate import metrics, outcomes, request_txns, store
 from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery
-from synapse_email_gate.emails import InvalidEmail, ParsedEmail, parse_email
+from synapse_email_gate.emails import InvalidEmail, ParsedEmail, address_key, parse_email
 from synapse_email_gate.group_commit import GroupCommit
 from synapse_email_gate.issue_txns import IssueOutcome, IssueParams, NotIssued, issue_txn
 from synapse_email_gate.live_policy import LivePolicy
@@ -246,11 +244,8 @@ class RequestService:
 
     def _email_key(self, email: ParsedEmail) -> str:
         """The identity rules use: the normalised address, or its keyed hash."""
-        secret = self._config.privacy.hash_secret
-        if not self._config.privacy.hash_emails or secret is None:
-            return email.normalised
-        digest = hmac.new(secret.encode(), email.normalised.encode(), hashlib.sha256)
-        return "hmac:" + digest.hexdigest()
+        privacy = self._config.privacy
+        return address_key(email.normalised, privacy.hash_secret if privacy.hash_emails else None)
 
     async def _check_username(self, raw: str) -> str | Refusal:
         localpart = clean_username(raw, self._api.server_name)

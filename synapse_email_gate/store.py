@@ -1,4 +1,5 @@
-"""Queries on the module's tables and on Synapse's `registration_tokens`.
+"""Queries on the module's tables (tokens and Synapse's `registration_tokens`:
+token_store.py).
 
 Each public function here is a transaction body for `ModuleApi.run_db_interaction`
 (`?` placeholders work on SQLite and PostgreSQL). Claims are made with
@@ -10,11 +11,13 @@ and the retry sees the winner's row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 from synapse.storage.database import LoggingTransaction
+
+from synapse_email_gate import token_store
 
 
 @attrs.frozen
@@ -37,14 +40,29 @@ class Suppressed(Exception):
 
 
 def grant_token_txn(
-    txn: LoggingTransaction, request_id: str, token: str, expires_ts: int, now_ms: int
+    txn: LoggingTransaction,
+    request_id: str,
+    localpart: str,
+    token: str,
+    expires_ts: int,
+    now_ms: int,
+    granted_by: str | None = None,
 ) -> None:
-    txn.execute(
-        """
-        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
-        VALUES (?, 1, 0, 0, ?)
-        """,
-        (token, expires_ts),
+    """A single-use token bound to the request's username (approval mode)."""
+    token_store.add_tokens_txn(
+        txn,
+        [
+            token_store.NewToken(
+                token=token,
+                kind=token_store.EMAIL,
+                uses_allowed=1,
+                expiry_ts=expires_ts,
+                created_ts=now_ms,
+                created_by=granted_by,
+                request_id=request_id,
+                localpart=localpart,
+            )
+        ],
     )
     txn.execute(
         """
@@ -100,40 +118,26 @@ def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit:
 # --- registration ---------------------------------------------------------
 
 
-def localpart_for_token_txn(txn: LoggingTransaction, token: str, now_ms: int) -> str | None:
-    """The username a token of ours is bound to; marks the request as registering."""
-    txn.execute("SELECT id, localpart, status FROM email_gate_requests WHERE token = ?", (token,))
-    row = txn.fetchone()
-    if row is None:
-        return None
-    request_id, localpart, status = row
-    if status == "issued":
-        txn.execute(
-            """
-            UPDATE email_gate_requests SET status = 'registering', updated_ts = ?
-            WHERE id = ? AND status = 'issued'
-            """,
-            (now_ms, request_id),
-        )
-    return str(localpart)
-
-
-def link_account_txn(
+def registered_txn(
     txn: LoggingTransaction, localpart: str, user_id: str, now_ms: int
-) -> str | None:
-    """Link a new account to the request that reserved its name and used its token."""
-    txn.execute(
-        """
-        SELECT r.id, r.email_key FROM email_gate_reservations v
-        JOIN email_gate_requests r ON r.id = v.request_id
-        WHERE v.localpart = ? AND r.status = 'registering'
-        """,
-        (localpart,),
-    )
+) -> token_store.Confirmed | None:
+    """A new account exists: confirm the use its token claimed and, for a mailed
+    token, link the account to its request. None for an account no token of ours made."""
+    confirmed = token_store.confirm_txn(txn, localpart, user_id, now_ms)
+    if confirmed is not None and confirmed.request_id is not None:
+        link_request_txn(txn, confirmed.request_id, localpart, user_id, now_ms)
+    return confirmed
+
+
+def link_request_txn(
+    txn: LoggingTransaction, request_id: str, localpart: str, user_id: str, now_ms: int
+) -> None:
+    """The request's token made its account: counted against the address, and the
+    username's reservation ends (the name is taken in Synapse now)."""
+    txn.execute("SELECT email_key FROM email_gate_requests WHERE id = ?", (request_id,))
     row = txn.fetchone()
-    if row is None:
-        return None
-    request_id, email_key = row
+    if row is None:  # deleted by the retention purge meanwhile
+        return
     txn.execute(
         """
         UPDATE email_gate_requests SET status = 'registered', user_id = ?, updated_ts = ?
@@ -142,11 +146,9 @@ def link_account_txn(
         (user_id, now_ms, request_id),
     )
     txn.execute(
-        "UPDATE email_gate_addresses SET accounts = accounts + 1 WHERE email_key = ?",
-        (email_key,),
+        "UPDATE email_gate_addresses SET accounts = accounts + 1 WHERE email_key = ?", (row[0],)
     )
     txn.execute("DELETE FROM email_gate_reservations WHERE localpart = ?", (localpart,))
-    return str(request_id)
 
 
 @attrs.frozen
@@ -157,26 +159,94 @@ class TokenDetails:
 
 
 def token_details_txn(txn: LoggingTransaction, token: str, now_ms: int) -> TokenDetails | None:
-    """What the landing page shows for a token of ours; None for anything else."""
+    """What the landing page shows for a mailed token of ours; None for anything else."""
     txn.execute(
         """
-        SELECT r.localpart, r.status, r.expires_ts, t.uses_allowed, t.completed, t.expiry_time
-        FROM email_gate_requests r LEFT JOIN registration_tokens t ON t.token = r.token
-        WHERE r.token = ?
+        SELECT r.localpart, r.status, r.expires_ts FROM email_gate_requests r
+        JOIN email_gate_tokens t ON t.token = r.token WHERE r.token = ?
         """,
         (token,),
     )
     row = txn.fetchone()
     if row is None:
         return None
-    localpart, status, expires_ts, uses_allowed, completed, expiry_time = row
-    usable = (
-        status in ("issued", "registering")
-        and uses_allowed is not None
-        and completed < uses_allowed
-        and (expiry_time is None or expiry_time > now_ms)
-    )
+    localpart, status, expires_ts = row
+    usable = status == "issued" and token_store.usable_txn(txn, token, now_ms)
     return TokenDetails(localpart=localpart, expires_ts=expires_ts, usable=usable)
+
+
+# --- revocation (revocation.py) -----------------------------------------------------
+
+# Requests that still hold a promise: a token that may be used, a code that may be
+# confirmed, a decision to come, or a mail to be decided.
+OPEN_STATUSES = ("received", "issued", "verifying", "pending")
+_OPEN = "('received', 'issued', 'verifying', 'pending')"
+
+
+@attrs.frozen
+class OpenRequest:
+    id: str
+    localpart: str
+    email: str
+    email_key: str
+    ip: str
+
+
+def open_requests_txn(txn: LoggingTransaction, now_ms: int) -> list[OpenRequest]:
+    txn.execute(
+        f"""
+        SELECT id, localpart, email, email_key, ip FROM email_gate_requests
+        WHERE status IN {_OPEN} AND (expires_ts IS NULL OR expires_ts > ?)
+        """,  # noqa: S608 - a constant list
+        (now_ms,),
+    )
+    return [OpenRequest(*map(str, row)) for row in txn.fetchall()]
+
+
+def revoke_banned_txn(
+    txn: LoggingTransaction, now_ms: int, reason_of: Callable[[OpenRequest], str | None]
+) -> list[tuple[str, str]]:
+    """Revoke every open request `reason_of` names a reason for (the matching runs
+    here, on the database thread, not on the reactor)."""
+    matches = []
+    for request in open_requests_txn(txn, now_ms):
+        reason = reason_of(request)
+        if reason is not None:
+            matches.append((request.id, reason))
+    return revoke_requests_txn(txn, matches, now_ms)
+
+
+def revoke_requests_txn(
+    txn: LoggingTransaction, revocations: Sequence[tuple[str, str]], now_ms: int
+) -> list[tuple[str, str]]:
+    """Revoke open requests, each (request id, reason): the request is `revoked`, its
+    token stops working, its reservation ends, its queued mails are not sent.
+    Returns those revoked here (another process may have been first)."""
+    done = []
+    for request_id, reason in revocations:
+        txn.execute(
+            f"""
+            UPDATE email_gate_requests SET status = 'revoked', reason = ?, updated_ts = ?
+            WHERE id = ? AND status IN {_OPEN}
+            """,  # noqa: S608 - a constant list
+            (reason, now_ms, request_id),
+        )
+        if txn.rowcount != 1:
+            continue
+        done.append((request_id, reason))
+        txn.execute("SELECT token FROM email_gate_requests WHERE id = ?", (request_id,))
+        row = txn.fetchone()
+        if row is not None and row[0] is not None:
+            token_store.revoke_txn(txn, [str(row[0])], reason, now_ms)
+        txn.execute("DELETE FROM email_gate_reservations WHERE request_id = ?", (request_id,))
+        txn.execute(
+            """
+            UPDATE email_gate_outbox SET status = 'failed', last_error = ?, lease_until_ts = 0
+            WHERE request_id = ? AND status = 'queued'
+            """,
+            (f"not sent: the request was revoked ({reason})", request_id),
+        )
+    return done
 
 
 # --- shared state and housekeeping ----------------------------------------
@@ -239,6 +309,7 @@ def purge_txn(
     txn.execute("DELETE FROM email_gate_buckets WHERE updated_ts < ?", (now_ms - bucket_refill_ms,))
     # An expired challenge is refused anyway: its id need not be remembered.
     txn.execute("DELETE FROM email_gate_used_challenges WHERE expires_ts < ?", (now_ms,))
+    token_store.purge_txn(txn, now_ms)
     return deleted
 
 
@@ -353,7 +424,7 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
     )
     if txn.rowcount != 1:
         return "username_taken"
-    grant_token_txn(txn, d.request_id, d.token, expires_ts, d.now_ms)
+    grant_token_txn(txn, d.request_id, localpart, d.token, expires_ts, d.now_ms, d.actor)
     txn.execute(
         """
         UPDATE email_gate_requests SET decided_by = ?, decision_message = ? WHERE id = ?

@@ -109,6 +109,7 @@ class AdminHandlers:
             ("POST", _path("tokens/delete_all"), self._delete_all_tokens),
             ("GET", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.show_token(p[0]))),
             ("DELETE", _path("tokens/{}"), self._delete_token),
+            ("GET", _path("accounts/{}"), lambda a, p, b, r: _ok(200, s.show_account(p[0]))),
             ("GET", _path("bans"), lambda a, p, b, r: _wrap(200, "bans", s.list_bans())),
             ("POST", _path("bans"), lambda a, p, b, r: _ok(201, s.add_ban(a, b))),
             ("DELETE", _path("bans/{}"), self._remove_ban),
@@ -210,7 +211,7 @@ class AdminHandlers:
         logger.info("policy reload requested by %s: %s", a, result.message)
         if not result.ok:
             raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
-        return 200, {"status": "reloaded", "message": result.message}
+        return 200, {"status": "reloaded", "message": result.message, "revoked": result.revoked}
 
     async def _audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         entries = await self._service.audit_log(

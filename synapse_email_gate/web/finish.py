@@ -10,6 +10,15 @@ consumes the token, runs every registration callback (ours force the reserved
 username), applies its own password policy and rate limits, and hashes the
 password, as for any client. `inhibit_login` keeps it from opening a session:
 the person logs in with a client afterwards.
+
+Synapse sees that POST come from this server, not from the person: its
+`rc_registration` limit and `user_ips` count the server's own address for
+every web registration. So the page resolves the person's address itself
+(through `trusted_proxies`, as the request page does), refuses a banned one,
+applies its own per-person limit (`rate_limits.web_registration`), and passes
+the address, sealed, in the `/register` body for the registration callback to
+record with the account (client_address.py). docs/pages.md says what admins
+should set.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -28,16 +38,30 @@ from synapse.api.errors import HttpResponseException
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import store
+from synapse_email_gate import outcomes, store
+from synapse_email_gate.client_address import PARAM as CLIENT_ADDRESS_PARAM
+from synapse_email_gate.client_address import AddressSeal
+from synapse_email_gate.dbretry import run_db_retrying
+from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import format_utc
+from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.pages_config import PagesConfig
-from synapse_email_gate.registration import TOKEN_STAGE
+from synapse_email_gate.ratelimit import take_txn
+from synapse_email_gate.registration import (
+    TOKEN_BUSY,
+    TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    TOKEN_STAGE,
+    TOKEN_USED,
+)
+from synapse_email_gate.service import rate_limit_key
 from synapse_email_gate.web.http import (
     content_type,
     cookie,
     form_fields,
     query_param,
     read_body,
+    request_client_ip,
     respond_html,
     set_cookie_header,
 )
@@ -76,11 +100,17 @@ class FinishHandlers:
         kit: PageKit,
         template: jinja2.Template,
         config: PagesConfig,
+        policy: LivePolicy,
+        trusted_proxies: IpRules,
+        seal: AddressSeal,
     ) -> None:
         self._api = api
         self._kit = kit
         self._template = template
         self._config = config
+        self._policy = policy
+        self._trusted_proxies = trusted_proxies
+        self._seal = seal
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -117,6 +147,7 @@ class FinishHandlers:
         errors: Mapping[str, str] | None = None,
         form_error: str | None = None,
         status: int | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         details = await self._details(token)
         if details is None:
@@ -134,6 +165,8 @@ class FinishHandlers:
             form_error=form_error,
         )
         headers = {}
+        if retry_after_s is not None:
+            headers["Retry-After"] = str(retry_after_s)
         if set_cookie:
             headers["Set-Cookie"] = set_cookie_header(
                 CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies
@@ -193,14 +226,35 @@ class FinishHandlers:
         if details is None or not details.usable:
             await self._render(request, lang, token, csrf_cookie)
             return
+        ip = request_client_ip(request, self._trusted_proxies)
+        if self._policy.current.ip_ban(ip) is not None:
+            logger.info("web registration refused: reason=ip_banned")
+            error = translate("errors.registration_refused")
+            await self._render(request, lang, token, csrf_cookie, form_error=error, status=403)
+            return
 
         password = fields.get("password", "")
         errors = await self._check_form(fields, password, details.localpart, lang)
         if errors:
             await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
             return
+        wait_ms = await self._take_limit(ip)
+        if wait_ms:
+            logger.info("web registration refused: reason=rate_limited")
+            seconds = math.ceil(wait_ms / 1000)
+            error = translate("errors.registration_busy", seconds=seconds)
+            await self._render(
+                request,
+                lang,
+                token,
+                csrf_cookie,
+                form_error=error,
+                status=429,
+                retry_after_s=seconds,
+            )
+            return
 
-        result = await self.register(details.localpart, password, token)
+        result = await self.register(details.localpart, password, token, ip)
         if isinstance(result, Registered):
             logger.info("web registration: %s created", result.user_id)
             variables = self._variables(lang, token, details)
@@ -223,7 +277,29 @@ class FinishHandlers:
             else:
                 message = translate("errors.registration_failed")
             status = {"busy": 429, "refused": 403}.get(result.reason, 503)
-            await self._render(request, lang, token, csrf_cookie, form_error=message, status=status)
+            retry = result.retry_after_s if result.reason == "busy" else None
+            await self._render(
+                request,
+                lang,
+                token,
+                csrf_cookie,
+                form_error=message,
+                status=status,
+                retry_after_s=retry,
+            )
+
+    async def _take_limit(self, ip: str) -> int:
+        """A token from this person's web-registration bucket: 0, or ms to wait."""
+        bucket = self._policy.current.rate_limits.web_registration
+        wait: int = await run_db_retrying(
+            self._api,
+            "email_gate_web_registration_limit",
+            take_txn,
+            f"web_registration:{rate_limit_key(ip)}",
+            bucket,
+            self._api.get_current_time_msec(),
+        )
+        return wait
 
     def _form_language(self, request: SynapseRequest, field: str | None) -> str:
         if field and self._kit.translations.known(field):
@@ -257,13 +333,15 @@ class FinishHandlers:
     # --- Synapse's own registration API -------------------------------------------
 
     async def register(
-        self, localpart: str, password: str, token: str
+        self, localpart: str, password: str, token: str, ip: str
     ) -> Registered | NotRegistered:
-        """Register as a client does: token stage, then dummy stage, in one UIA session."""
+        """Register as a client does: token stage, then dummy stage, in one UIA session.
+        `ip` is the person's address, passed sealed for the account's record."""
         body: dict[str, Any] = {
             "username": localpart,
             "password": password,
             "inhibit_login": True,
+            CLIENT_ADDRESS_PARAM: await self._seal.seal(token, ip),
         }
         auth: dict[str, Any] | None = None
         for _ in range(4):
@@ -332,7 +410,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:
     errcode = answer.get("errcode")
-    if code == 429 or errcode == "M_LIMIT_EXCEEDED":
+    if errcode in (TOKEN_USED, TOKEN_REVOKED, TOKEN_EXPIRED):
+        return NotRegistered("token")
+    if code == 429 or errcode in ("M_LIMIT_EXCEEDED", TOKEN_BUSY, outcomes.UNAVAILABLE):
         retry_ms = answer.get("retry_after_ms")
         seconds = int(retry_ms) // 1000 + 1 if isinstance(retry_ms, int) else 10
         return NotRegistered("busy", seconds)

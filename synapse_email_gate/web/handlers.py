@@ -19,7 +19,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate import outcomes
 from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.netrules import IpRules, client_ip
+from synapse_email_gate.netrules import IpRules
 from synapse_email_gate.outcomes import Outcome, Refusal
 from synapse_email_gate.service import (
     MAX_FIELD_LENGTH,
@@ -33,6 +33,7 @@ from synapse_email_gate.web.http import (
     form_fields,
     query_param,
     read_body,
+    request_client_ip,
     respond,
     respond_html,
     respond_json,
@@ -97,12 +98,7 @@ class RequestHandlers:
         return await self._challenges.check(fields.get("challenge"), fields.get("nonce"))
 
     def client_ip(self, request: SynapseRequest) -> str:
-        peer: str = getattr(request.getClientAddress(), "host", None) or "0.0.0.0"  # noqa: S104
-        forwarded = [
-            value.decode("latin-1")
-            for value in request.requestHeaders.getRawHeaders(b"X-Forwarded-For") or []
-        ]
-        return client_ip(peer, forwarded, self._trusted_proxies)
+        return request_client_ip(request, self._trusted_proxies)
 
     # --- the page --------------------------------------------------------
 

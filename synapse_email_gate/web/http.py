@@ -9,6 +9,8 @@ from urllib.parse import parse_qs
 from synapse.http.server import finish_request
 from synapse.http.site import SynapseRequest
 
+from synapse_email_gate.netrules import IpRules, client_ip
+
 MAX_BODY = 16 * 1024
 
 # Pages load only their own CSS and JS; nothing may frame them or be framed.
@@ -22,6 +24,17 @@ _COMMON_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+def request_client_ip(request: SynapseRequest, trusted_proxies: IpRules) -> str:
+    """The person's address: the peer, or the hop X-Forwarded-For names when the peer
+    is a trusted proxy (docs/rules.md#client-address-and-proxies)."""
+    peer: str = getattr(request.getClientAddress(), "host", None) or "0.0.0.0"  # noqa: S104
+    forwarded = [
+        value.decode("latin-1")
+        for value in request.requestHeaders.getRawHeaders(b"X-Forwarded-For") or []
+    ]
+    return client_ip(peer, forwarded, trusted_proxies)
 
 
 def respond(

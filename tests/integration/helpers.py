@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -260,3 +262,101 @@ def login(synapse: SynapseServer, localpart: str, password: str) -> http.Respons
             "password": password,
         },
     )
+
+
+# --- /register by hand, stage by stage ---------------------------------------------
+
+REGISTER_PATH = "/_matrix/client/v3/register"
+TOKEN_STAGE = "m.login.registration_token"
+DUMMY_STAGE = "m.login.dummy"
+
+
+class Registration:
+    """One interactive-auth session of `POST /register`, driven a stage at a time, as
+    a client that may stop (or wait) between stages."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None,
+        password: str = "correct horse battery",
+        **extra: Any,
+    ) -> None:
+        self.url = base_url + REGISTER_PATH
+        body: dict[str, Any] = {"password": password, "inhibit_login": True, **extra}
+        if username is not None:
+            body["username"] = username
+        first = http.post(self.url, json=body)
+        assert first.status == 401, first
+        self.session: str = first.json()["session"]
+
+    def stage(self, auth: dict[str, Any]) -> http.Response:
+        return http.post(self.url, json={"auth": {**auth, "session": self.session}})
+
+    def token_stage(self, token: str) -> http.Response:
+        """Completes the token stage (Synapse counts the token pending from now)."""
+        answer = self.stage({"type": TOKEN_STAGE, "token": token})
+        assert answer.status == 401, answer
+        assert TOKEN_STAGE in answer.json().get("completed", []), answer
+        return answer
+
+    def finish(self) -> http.Response:
+        """The dummy stage: the account is made now, or the answer says why not."""
+        return self.stage({"type": DUMMY_STAGE})
+
+
+def token_valid(base_url: str, token: str) -> bool:
+    """Synapse's own answer: GET .../m.login.registration_token/validity."""
+    answer = http.get(
+        base_url + f"/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"
+    )
+    assert answer.status == 200, answer
+    valid: bool = answer.json()["valid"]
+    return valid
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def race_to_finish(registrations: list[Registration]) -> list[http.Response]:
+    """Every session's last stage at the same moment, each from its own thread."""
+    start = threading.Barrier(len(registrations))
+
+    def one(registration: Registration) -> http.Response:
+        start.wait()
+        return registration.finish()
+
+    with concurrent.futures.ThreadPoolExecutor(len(registrations)) as pool:
+        return list(pool.map(one, registrations))
+
+
+def user_exists(synapse: Any, localpart: str) -> bool:
+    rows = synapse.query("SELECT COUNT(*) FROM users WHERE name = ?", (f"@{localpart}:{SERVER}",))
+    return bool(rows[0][0])
+
+
+def db_execute(synapse: SynapseServer, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Run one writing statement on the server's database; return the row count."""
+    if synapse.postgres is not None:
+        assert synapse.db_name is not None
+        conn = synapse.postgres.connect(synapse.db_name)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                count: int = cur.rowcount
+            conn.commit()
+            return count
+        finally:
+            conn.close()
+    lite = sqlite3.connect(synapse.config["database"]["args"]["database"], timeout=10)
+    try:
+        with lite:
+            return lite.execute(sql, params).rowcount
+    finally:
+        lite.close()

@@ -21,7 +21,13 @@ from tests.harness import http
 from tests.harness.ports import free_port
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import confirm_address, register, registered, token_from
+from tests.integration.helpers import (
+    confirm_address,
+    register,
+    registered,
+    token_from,
+    token_valid,
+)
 
 SYNAPSE_DATABASES = ["sqlite"]
 
@@ -122,7 +128,7 @@ def test_token_lifecycle_and_audit(synapse: SynapseServer, admin_token: str) -> 
         (synapse, admin_token, ("audit", "--limit", "5")),
     )
     line = next(ln for ln in ok(listing).splitlines() if ln.startswith("cli-lifecycle-1 "))
-    assert line.split()[1:3] == ["yes", "1"]  # valid, 1 use left
+    assert line.split()[1:4] == ["invite", "active", "1"]  # kind, state, 1 use left
     assert "in 7 days" in line
     assert any(
         "@ops:test.local" in ln and "token.create" in ln and "cli-lifecycle-1" in ln
@@ -170,7 +176,31 @@ def test_delete_all_refuses_without_yes(synapse: SynapseServer, admin_token: str
 
 
 def token_exists(synapse: SynapseServer, token: str) -> bool:
-    return bool(synapse.query("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)))
+    """Whether the token still works (Synapse's validity check)."""
+    return token_valid(synapse.base_url, token)
+
+
+def test_tokens_show_names_the_accounts_and_accounts_show_the_invite_tree(
+    synapse: SynapseServer, admin_token: str, mailbox: SmtpCatcher
+) -> None:
+    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-tree-1", "--uses", "2"))
+    assert registered(register(synapse, "clitree", "cli-tree-1"))
+    shown, account = together(
+        (synapse, admin_token, ("tokens", "show", "cli-tree-1")),
+        (synapse, admin_token, ("accounts", "show", "@clitree:test.local")),
+    )
+    text = ok(shown)
+    assert "created by:" in text and "@ops:test.local" in text
+    assert "state:" in text and "active" in text
+    assert any("@clitree:test.local" in ln and "client" in ln for ln in text.splitlines())
+    tree = ok(account)
+    assert "cli-tree-1" in tree and "token made by: @ops:test.local" in tree
+
+    # A ban added from the shell says how many open requests it revoked.
+    assert ask(synapse, "clirevoked", "clirevoked@example.org").status == 202
+    mailbox.wait_for(lambda m: m.to == "clirevoked@example.org")
+    added = ok(cli(synapse, admin_token, "bans", "add", "username", "^clirevoked$"))
+    assert "revoked 1 open request(s)" in added
 
 
 def test_bans_add_list_remove(synapse: SynapseServer, admin_token: str) -> None:

@@ -88,7 +88,8 @@ def test_100_requests_for_one_address_give_one_token_and_one_mail(
     wait_decided(synapse, "racer%")
     new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
     assert len(new) == 1, new
-    assert (new[0]["uses_allowed"], new[0]["pending"], new[0]["completed"]) == (1, 0, 0)
+    # Synapse's row has no use limit: the module counts the one use (token_store.py).
+    assert (new[0]["uses_allowed"], new[0]["pending"], new[0]["completed"]) == (None, 0, 0)
     assert statuses(synapse, "racer%") == {"issued": 1, "suppressed": N - 1}
 
     mailbox.wait_for_rcpt(address, timeout=15)

@@ -14,7 +14,14 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import login, register, registered, request_token
+from tests.integration.helpers import (
+    Registration,
+    login,
+    register,
+    registered,
+    request_token,
+    token_valid,
+)
 
 PASSWORD = "kiwi lamp orbit fjord"
 WELCOME_SENDER = "welcome"
@@ -68,7 +75,9 @@ def finish(
     confirm: str | None = None,
     consent: bool = True,
     session: tuple[str, dict[str, str]] | None = None,
+    client: str | None = None,
 ) -> http.Response:
+    """The form post; from ``client`` (X-Forwarded-For of a trusted proxy) if given."""
     if session is None:
         csrf, cookies, _ = landing(synapse, token)
     else:
@@ -81,7 +90,8 @@ def finish(
     }
     if consent:
         form["consent"] = "yes"
-    return http.post(synapse.gate_url + "register", form=form, cookies=cookies)
+    headers = {"X-Forwarded-For": client} if client else None
+    return http.post(synapse.gate_url + "register", form=form, cookies=cookies, headers=headers)
 
 
 def token_uses(synapse: SynapseServer, token: str) -> tuple[int, int]:
@@ -212,3 +222,60 @@ def test_a_client_registration_runs_the_after_registration_actions_too(
     token = request_token(synapse, mailbox, "pia", "pia@example.org")
     assert registered(register(synapse, "whatever", token))
     wait_until(lambda: lobby in memberships(synapse, "@pia:test.local", "join"))
+
+
+def test_the_web_finish_keeps_the_persons_address_and_limits_each_person(
+    make_synapse: Any, mailbox: SmtpCatcher, synapse_db: str
+) -> None:
+    """Synapse sees every web registration come from the server itself; the module
+    limits, bans and records the person's own address (behind a trusted proxy)."""
+    own: SynapseServer = make_synapse(
+        {
+            "trusted_proxies": ["127.0.0.1"],
+            "banned_ips": ["203.0.113.99"],
+            "rate_limits": {
+                "per_ip": {"burst": 100, "per_second": 10},
+                "web_registration": {"burst": 1, "per_second": 0.0001},
+            },
+        },
+        db=synapse_db,
+    )
+    ops = own.register_admin("ops", "ops-password-1")
+    tokens = {
+        name: request_token(own, mailbox, name, f"{name}@example.org")
+        for name in ("webip1", "webip2", "webip3", "webip4")
+    }
+
+    def accounts(token: str) -> list[dict[str, Any]]:
+        shown = http.get(own.gate_url + f"admin/tokens/{token}", headers=own.auth_headers(ops))
+        made: list[dict[str, Any]] = shown.json()["accounts"]
+        return made
+
+    done = finish(own, tokens["webip1"], client="198.51.100.23")
+    assert done.status == 200, done.text
+    assert [(a["user_id"], a["ip"], a["via"]) for a in accounts(tokens["webip1"])] == [
+        ("@webip1:test.local", "198.51.100.23", "web")
+    ]
+    # The same person again: the module's own limit, keyed by their address.
+    limited = finish(own, tokens["webip2"], client="198.51.100.23")
+    assert limited.status == 429, limited.text
+    assert limited.header("Retry-After") is not None
+    assert token_valid(own.base_url, tokens["webip2"])
+    # Someone else is not held up by them (Synapse's limit would have counted both).
+    assert finish(own, tokens["webip3"], client="198.51.100.24").status == 200
+    # A banned address is refused before Synapse is asked; the token stays usable.
+    banned = finish(own, tokens["webip4"], client="203.0.113.99")
+    assert banned.status == 403, banned.text
+    assert token_valid(own.base_url, tokens["webip4"])
+    assert accounts(tokens["webip4"]) == []
+
+    # A client cannot claim an address with a made-up seal: Synapse's view is recorded.
+    invite = http.post(
+        own.gate_url + "admin/tokens", json={"uses_allowed": 1}, headers=own.auth_headers(ops)
+    ).json()["token"]
+    forged = Registration(
+        own.base_url, "webip5", email_gate_client_address="192.0.2.1|99999999999999|00ff"
+    )
+    forged.token_stage(invite)
+    assert forged.finish().status == 200
+    assert [(a["ip"], a["via"]) for a in accounts(invite)] == [("127.0.0.1", "client")]

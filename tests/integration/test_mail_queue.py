@@ -11,7 +11,6 @@ instead of waiting, and says so.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,15 @@ import pytest
 
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask, mails_to, quiet, request_outcome, token_from
+from tests.integration.helpers import (
+    ask,
+    db_execute,
+    mails_to,
+    quiet,
+    request_outcome,
+    token_from,
+    wait_until,
+)
 
 FAST = {"per_second": 1000, "burst": 1000}
 
@@ -37,27 +44,6 @@ def gate_config() -> dict[str, Any]:
 
 
 # --- the database ------------------------------------------------------------
-
-
-def db_execute(synapse: SynapseServer, sql: str, params: tuple[Any, ...] = ()) -> int:
-    """Run one writing statement on the server's database; return the row count."""
-    if synapse.postgres is not None:
-        assert synapse.db_name is not None
-        conn = synapse.postgres.connect(synapse.db_name)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql.replace("?", "%s"), params)
-                count: int = cur.rowcount
-            conn.commit()
-            return count
-        finally:
-            conn.close()
-    lite = sqlite3.connect(synapse.config["database"]["args"]["database"], timeout=10)
-    try:
-        with lite:
-            return lite.execute(sql, params).rowcount
-    finally:
-        lite.close()
 
 
 def outbox_rows(synapse: SynapseServer, localpart: str) -> list[dict[str, Any]]:
@@ -204,7 +190,12 @@ def test_a_mail_whose_token_expired_in_the_queue_is_not_sent(
     row = wait_outbox(synapse, "stale1", lambda r: r["status"] == "failed")
     assert "expired" in row["last_error"]
     assert mails_to(mailbox, "stale1@example.org") == []
-    assert "mail failed for good, reason=token_expired" in synapse.log_text()
+    # The row is marked failed in the transaction that follows the decision; the log
+    # line comes after that commit: wait for it rather than read the log at once.
+    wait_until(
+        lambda: "mail failed for good, reason=token_expired" in synapse.log_text(),
+        "the log says the mail failed for good because its token expired",
+    )
 
 
 def test_a_long_queue_goes_out_over_few_connections(

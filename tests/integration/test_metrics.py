@@ -157,7 +157,7 @@ def test_the_scrape_shows_the_counts_of_a_known_run(
     for (name, outcome, reason), count in expected.items():
         assert value(samples, name, outcome=outcome, reason=reason) == count, (name, reason)
     assert value(samples, "synapse_email_gate_tokens_issued_total", source="email") == 3
-    assert value(samples, "synapse_email_gate_tokens_used_total") == 1
+    assert value(samples, "synapse_email_gate_tokens_used_total", kind="email") == 1
     assert value(samples, "synapse_email_gate_mails_queued_total") == 3
     assert value(samples, "synapse_email_gate_mails_sent_total") == 2
     assert value(samples, "synapse_email_gate_mails_failed_total", reason="permanent") == 1

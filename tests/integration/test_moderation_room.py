@@ -68,6 +68,13 @@ def test_a_token_created_in_the_room_registers_an_account(
     assert registered(register(synapse, "roominvited", match.group(1)))
     listed = mod.ask_bot(room, "!gate token list")
     assert match.group(1) not in listed
+    # Who made it and what it made; and the other way, from the account.
+    shown = mod.ask_bot(room, f"!gate token show {match.group(1)}")
+    assert "(invite, used): 1 of 1 used, 0 left" in shown, shown
+    assert "Made by @mod:test.local" in shown, shown
+    assert "- @roominvited:test.local (from 127.0.0.x)" in shown, shown
+    account = mod.ask_bot(room, "!gate account @roominvited:test.local")
+    assert f"invite token {match.group(1)}, made by @mod:test.local" in account, account
 
 
 def test_non_moderators_are_refused_and_no_request_is_announced_to_them(

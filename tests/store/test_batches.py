@@ -20,7 +20,15 @@ from synapse_email_gate.request_txns import IntakeRefusal, NewRequest, intake_tx
 from synapse_email_gate.schema import create_schema
 from tests.harness.postgres import PostgresCluster
 from tests.store.conftest import REGISTRATION_TOKENS, Txn
-from tests.store.test_store import NOW, issue_params, new_request, receive, status, token_row
+from tests.store.test_store import (
+    HOUR,
+    NOW,
+    issue_params,
+    new_request,
+    receive,
+    status,
+    token_row,
+)
 
 TIGHT = Bucket(burst=2, per_second=0.5)
 
@@ -135,9 +143,10 @@ def test_one_batch_hands_a_username_on_within_the_same_address(txn: Txn) -> None
     assert isinstance(answers[0], store.IssuedToken)
     assert isinstance(answers[1], store.IssuedToken)
     assert answers[2] == NotIssued("username_reserved")
-    # r2 took over r1's reservation: r1's token, issued in this same batch, is gone.
+    # r2 took over r1's reservation: r1's token, issued in this same batch, stopped working.
     assert status(txn, "r1") == ("superseded", None)
-    assert token_row(txn, "Tr1") is None and token_row(txn, "Tr2") is not None
+    assert token_row(txn, "Tr1") == (None, 0, 0, NOW - 1)
+    assert token_row(txn, "Tr2") == (None, 0, 0, NOW + 24 * HOUR)
 
 
 def test_concurrent_batches_cannot_both_take_a_username_on_postgres(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse_email_gate import outbox, store
+from synapse_email_gate import outbox, store, token_store
 from synapse_email_gate.issue_txns import IssueParams, NotIssued, issue_txn
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import take_txn
@@ -71,12 +71,29 @@ def token_row(txn: Txn, token: str) -> Any:
     return txn.fetchone()
 
 
+def claim(
+    txn: Txn, token: str, asked: str | None = None, now: int = NOW
+) -> token_store.ClaimResult:
+    result = token_store.claim_txn(txn, token, asked, "192.0.2.9", "client", now, lambda _: False)
+    txn.commit()
+    return result
+
+
+def made(txn: Txn, localpart: str, user_id: str, now: int = NOW) -> str | None:
+    """The account exists: the request its token was mailed for, if any."""
+    confirmed = store.registered_txn(txn, localpart, user_id, now)
+    txn.commit()
+    return None if confirmed is None else confirmed.request_id
+
+
 def test_issue_creates_a_single_use_token_bound_to_the_username(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
     issued = issue(txn, "r1")
     assert issued is not None and issued.localpart == "alice"
-    assert token_row(txn, "Tr1") == (1, 0, 0, NOW + 24 * HOUR)
-    assert store.localpart_for_token_txn(txn, "Tr1", NOW) == "alice"
+    # Synapse counts no uses (the module does): no limit in its row, the expiry only.
+    assert token_row(txn, "Tr1") == (None, 0, 0, NOW + 24 * HOUR)
+    claimed = claim(txn, "Tr1", asked="someone_else")
+    assert (claimed.outcome, claimed.localpart) == (token_store.CLAIMED, "alice")
 
 
 def test_a_request_is_issued_once_even_when_processed_twice(txn: Txn) -> None:
@@ -98,8 +115,10 @@ def test_same_address_after_cooldown_replaces_its_earlier_token(txn: Txn) -> Non
     receive(txn, "r2", "alice", "alice@example.org", now=NOW + HOUR)
     issue(txn, "r1")
     issue(txn, "r2", now=NOW + HOUR)
-    assert token_row(txn, "Tr1") is None
-    assert token_row(txn, "Tr2") is not None
+    # The old token stops working at once, but its row stays for a session that holds it.
+    assert token_row(txn, "Tr1") == (None, 0, 0, NOW + HOUR - 1)
+    assert claim(txn, "Tr1", now=NOW + HOUR).outcome == token_store.REVOKED
+    assert token_row(txn, "Tr2") == (None, 0, 0, NOW + 25 * HOUR)
 
 
 def test_a_reserved_username_is_not_given_to_another_address(txn: Txn) -> None:
@@ -117,8 +136,8 @@ def test_a_reserved_username_is_not_given_to_another_address(txn: Txn) -> None:
 def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
     issue(txn, "r1")
-    store.localpart_for_token_txn(txn, "Tr1", NOW)
-    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) == "r1"
+    claim(txn, "Tr1")
+    assert made(txn, "alice", "@alice:x") == "r1"
     receive(txn, "r2", "bob", "alice@example.org", now=NOW + 2 * HOUR)
     assert issue(txn, "r2", now=NOW + 2 * HOUR) == NotIssued("already_used")
     receive(txn, "r3", "bob", "alice@example.org", now=NOW + 2 * HOUR)
@@ -145,9 +164,9 @@ def test_bucket_allows_burst_then_says_how_long_to_wait(txn: Txn) -> None:
 def test_registration_links_only_a_request_whose_token_was_presented(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
     issue(txn, "r1")
-    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) is None
-    store.localpart_for_token_txn(txn, "Tr1", NOW)
-    assert store.link_account_txn(txn, "alice", "@alice:x", NOW) == "r1"
+    assert made(txn, "alice", "@alice:x") is None
+    claim(txn, "Tr1")
+    assert made(txn, "alice", "@alice:x") == "r1"
 
 
 def test_outbox_row_is_leased_to_one_sender_at_a_time(txn: Txn) -> None:
@@ -188,8 +207,8 @@ def test_purge_keeps_what_retention_allows_and_deletes_the_rest(txn: Txn) -> Non
     receive(txn, "new-finished", "d", "d@example.org", now=NOW - 10 * day)
     for rid, now in (("old-finished", NOW - 100 * day), ("new-finished", NOW - 10 * day)):
         issue(txn, rid, now=now)
-        store.localpart_for_token_txn(txn, f"T{rid}", now)
-        store.link_account_txn(txn, "c" if rid == "old-finished" else "d", "@x:y", now)
+        claim(txn, f"T{rid}", now=now)
+        made(txn, "c" if rid == "old-finished" else "d", "@x:y", now)
     deleted = store.purge_txn(txn, NOW, 7 * day, 90 * day, HOUR, day)
     txn.execute("SELECT id FROM email_gate_requests ORDER BY id")
     assert [row[0] for row in txn.fetchall()] == ["new-finished", "new-unfinished"]

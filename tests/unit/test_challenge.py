@@ -19,7 +19,7 @@ from synapse_email_gate.challenge_gate import ChallengeGate
 from synapse_email_gate.config import ChallengeConfig
 from synapse_email_gate.outcomes import Refusal
 from synapse_email_gate.schema import create_schema
-from tests.store.conftest import Txn
+from tests.store.conftest import REGISTRATION_TOKENS, Txn
 
 KEY = challenge.derive_key("a server secret of some length")
 NOW = 1_700_000_000_000
@@ -320,6 +320,7 @@ class FakeApi:
         self.connection = sqlite3.connect(path)
         self.transactions: list[str] = []
         txn = Txn(self.connection, "sqlite3")
+        txn.execute(REGISTRATION_TOKENS)  # Synapse's table, which the purge also cleans
         create_schema(txn)
         txn.commit()
 

@@ -107,6 +107,8 @@ TOKEN = {
     "uses_left": 2,
     "valid": True,
     "expires": "in 7 days (2027-01-15 08:00 UTC)",
+    "kind": "invite",
+    "state": "active",
 }
 
 
@@ -289,8 +291,8 @@ def test_token_table_shows_uses_left_and_expiry_in_words() -> None:
     unlimited = {**TOKEN, "token": "FREE", "uses_allowed": None, "uses_left": None}
     unlimited.update(expires="never", pending=1)
     lines = fmt.table([TOKEN, unlimited], fmt.TOKEN_COLUMNS).splitlines()
-    assert lines[0].split() == ["TOKEN", "VALID", "USES", "LEFT", "USED", "EXPIRES", "FOR"]
-    assert lines[1].split()[:4] == ["ABC123", "yes", "2", "1/3"]
+    assert lines[0].split() == ["TOKEN", "KIND", "STATE", "USES", "LEFT", "USED", "EXPIRES", "FOR"]
+    assert lines[1].split()[:5] == ["ABC123", "invite", "active", "2", "1/3"]
     assert "in 7 days (2027-01-15 08:00 UTC)" in lines[1]
     assert "unlimited" in lines[2] and "1/∞ (+1 pending)" in lines[2] and "never" in lines[2]
     # the EXPIRES column starts at the same place on every line

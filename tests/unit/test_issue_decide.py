@@ -54,7 +54,9 @@ def test_a_request_gets_a_token_a_reservation_and_a_mail() -> None:
     b, w = book({"r1": ("alice", "a@example.org")}), Writes()
     issued = decide(b, w, params("r1"), banned=False)
     assert isinstance(issued, IssuedToken) and issued.localpart == "alice"
-    assert w.tokens == [("Tr1", NOW + 24 * HOUR)]
+    assert [
+        (t.token, t.expiry_ts, t.uses_allowed, t.localpart, t.request_id) for t in w.tokens
+    ] == [("Tr1", NOW + 24 * HOUR, 1, "alice", "r1")]
     assert w.reservations == {"alice": Held("r1", "a@example.org", NOW + 24 * HOUR)}
     assert w.mails == [("or1", "r1", "token", NOW, NOW)]
     assert w.addresses == {"a@example.org": NOW}

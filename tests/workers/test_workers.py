@@ -16,7 +16,13 @@ from typing import Any
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.workers import MAIN, WorkerDeployment
-from tests.integration.helpers import token_from
+from tests.integration.helpers import (
+    Registration,
+    race_to_finish,
+    token_from,
+    token_valid,
+    wait_until,
+)
 from tests.workers.conftest import BACKGROUND_ON
 from tests.workers.steps import (
     INVALID_EMAIL,
@@ -70,7 +76,7 @@ def test_all_processes_start_together_on_a_fresh_module_schema(
             if " - ERROR - " in line and "email_gate" in line
         ]
         assert not errors, (name, errors)
-    assert deployment.query("SELECT version FROM email_gate_schema_version") == [(1,)]
+    assert deployment.query("SELECT version FROM email_gate_schema_version") == [(2,)]
 
 
 def test_requests_and_registrations_spread_across_workers(
@@ -90,12 +96,14 @@ def test_requests_and_registrations_spread_across_workers(
         0
     ] == tokens_before + len(users)
     for user, token in tokens.items():
+        # one use, counted by the module; Synapse's row only lets the token stage through
         rows = deployment.query(
-            "SELECT r.localpart, t.uses_allowed FROM email_gate_requests r "
+            "SELECT r.localpart, m.uses_allowed, t.uses_allowed FROM email_gate_requests r "
+            "JOIN email_gate_tokens m ON m.token = r.token "
             "JOIN registration_tokens t ON t.token = r.token WHERE r.token = ?",
             (token,),
         )
-        assert rows == [(user, 1)]
+        assert rows == [(user, 1, None)]
 
     handled = {name: len(mark.lines(name, "received for")) for name in deployment.processes}
     assert handled[MAIN] == 0, handled  # nginx sends the module's paths to the workers
@@ -138,9 +146,74 @@ def test_a_token_makes_one_account_when_ten_clients_race_across_workers(
     rows = deployment.query(
         "SELECT completed, uses_allowed FROM registration_tokens WHERE token = ?", (token,)
     )
-    assert rows == [(1, 1)]
+    assert rows == [(1, None)]
     accounts = deployment.query("SELECT name FROM users WHERE name LIKE ?", (f"@{user}%",))
     assert accounts == [(f"@{user}:test.local",)]
+    assert not token_valid(deployment.base_url, token)
+
+
+def test_invite_tokens_raced_by_ten_clients_across_workers_make_exactly_their_uses(
+    deployment: WorkerDeployment, admin_token: str
+) -> None:
+    """Ten sessions pass Synapse's token stage on either worker, then finish at the
+    same moment: the module's claims, in PostgreSQL, let exactly N through."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    for uses in (1, 2, 1, 2):
+        created = http.post(
+            deployment.gate_url + "admin/tokens", json={"uses_allowed": uses}, headers=headers
+        )
+        assert created.status == 201, created
+        token = created.json()["token"]
+        prefix = unique(f"inv{uses}x")
+        mark = LogMark(deployment)
+        sessions = [Registration(deployment.base_url, f"{prefix}x{i}") for i in range(10)]
+        for session in sessions:
+            session.token_stage(token)
+        answers = race_to_finish(sessions)
+        assert statuses(answers).get(200) == uses, [(a.status, a.body[:60]) for a in answers]
+        assert {a.json()["errcode"] for a in answers if a.status != 200} <= {
+            "EMAIL_GATE_TOKEN_USED",
+            "EMAIL_GATE_TOKEN_BUSY",
+        }
+        register_calls = mark.counts(f"POST {REGISTER_PATH}")
+        assert all(register_calls[w] > 0 for w in WORKERS), register_calls
+        accounts = deployment.query(
+            "SELECT COUNT(*) FROM users WHERE name LIKE ?", (f"@{prefix}%",)
+        )
+        assert accounts == [(uses,)]
+        shown = http.get(deployment.gate_url + f"admin/tokens/{token}", headers=headers).json()
+        assert (shown["completed"], shown["state"]) == (uses, "used")
+        assert not token_valid(deployment.base_url, token)
+
+
+def test_a_ban_revokes_a_mailed_token_on_every_process_at_once(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher, admin_token: str
+) -> None:
+    user = unique("wrevoke")
+    token = token_for(deployment, mailbox, user, f"{user}@example.org", client_ip())
+    added = http.post(
+        deployment.process("worker2").gate_url + "admin/bans",
+        json={"kind": "username", "match": f"^{user}$"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    assert added.status == 201 and added.json()["revoked"] == 1, added
+    for name, process in deployment.processes.items():
+        assert not token_valid(process.base_url, token), name
+
+
+def test_a_policy_file_ban_is_revoked_by_one_process(
+    deployment: WorkerDeployment, mailbox: SmtpCatcher, policy_file: Path
+) -> None:
+    user = unique("wfile")
+    token = token_for(deployment, mailbox, user, f"{user}@example.org", client_ip())
+    mark = LogMark(deployment)
+    write_policy(policy_file, policy_text(*POLICY_START, f"^{user}$"))
+    try:
+        wait_until(lambda: not token_valid(deployment.base_url, token), "the token is revoked")
+        revoking = {n: c for n, c in mark.counts("revoked 1 open request").items() if c}
+        assert revoking == {BACKGROUND_ON: 1}, revoking
+    finally:
+        write_policy(policy_file, policy_text(*POLICY_START))
 
 
 def test_a_flood_split_across_workers_gets_the_per_ip_limit_of_one_process(
