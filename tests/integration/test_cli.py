@@ -183,10 +183,10 @@ def token_exists(synapse: SynapseServer, token: str) -> bool:
 def test_tokens_show_names_the_accounts_and_accounts_show_the_invite_tree(
     synapse: SynapseServer, admin_token: str, mailbox: SmtpCatcher
 ) -> None:
-    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-tree-1", "--uses", "2"))
-    assert registered(register(synapse, "clitree", "cli-tree-1"))
+    ok(cli(synapse, admin_token, "tokens", "create", "--token", "cli-invite-tree-1", "--uses", "2"))
+    assert registered(register(synapse, "clitree", "cli-invite-tree-1"))
     shown, account = together(
-        (synapse, admin_token, ("tokens", "show", "cli-tree-1")),
+        (synapse, admin_token, ("tokens", "show", "cli-invite-tree-1")),
         (synapse, admin_token, ("accounts", "show", "@clitree:test.local")),
     )
     text = ok(shown)
@@ -194,7 +194,7 @@ def test_tokens_show_names_the_accounts_and_accounts_show_the_invite_tree(
     assert "state:" in text and "active" in text
     assert any("@clitree:test.local" in ln and "client" in ln for ln in text.splitlines())
     tree = ok(account)
-    assert "cli-tree-1" in tree and "token made by: @ops:test.local" in tree
+    assert "cli-invite-tree-1" in tree and "token made by: @ops:test.local" in tree
 
     # A ban added from the shell says how many open requests it revoked.
     assert ask(synapse, "clirevoked", "clirevoked@example.org").status == 202

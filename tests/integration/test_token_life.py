@@ -287,12 +287,15 @@ def test_a_username_banned_after_the_token_stage_is_refused_with_403_not_429(
 
 
 def test_a_token_names_its_creator_and_accounts_and_an_account_its_invite_tree(
-    synapse: SynapseServer, mod_token: str
+    synapse: SynapseServer, mod_token: str, admin_token: str
 ) -> None:
     first = invite(synapse, mod_token, 2)
     helper = register(synapse, "helper", first)
     assert registered(helper)
-    allowed = admin(synapse, mod_token, "POST", "moderators", json={"entry": "@helper:test.local"})
+    # Only server admins change who moderates.
+    allowed = admin(
+        synapse, admin_token, "POST", "moderators", json={"entry": "@helper:test.local"}
+    )
     assert allowed.status == 201, allowed
     second = invite(synapse, helper.access_token, 1)
     assert registered(register(synapse, "newbie", second))
