@@ -15,7 +15,6 @@ the person logs in with a client afterwards.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -33,9 +32,11 @@ from synapse_email_gate.mail import format_utc
 from synapse_email_gate.pages_config import PagesConfig
 from synapse_email_gate.registration import TOKEN_STAGE
 from synapse_email_gate.web.http import (
+    JsonProblem,
     content_type,
     cookie,
     form_fields,
+    parse_json_object,
     query_param,
     read_body,
     respond_html,
@@ -323,11 +324,8 @@ def next_stage(flows: list[Any], completed: set[str]) -> str | None:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    data = parse_json_object(raw)
+    return {} if isinstance(data, JsonProblem) else data
 
 
 def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:
