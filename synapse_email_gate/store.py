@@ -333,10 +333,8 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
             """,
             (d.actor, d.message, d.now_ms, d.request_id),
         )
-        txn.execute(
-            "DELETE FROM email_gate_reservations WHERE localpart = ? AND request_id = ?",
-            (localpart, d.request_id),
-        )
+        # The name stays held until the hold lapses, as for every request: freeing it
+        # now would tell anyone watching the name that this address was mailed.
         queue_mail_txn(txn, d.outbox_id, d.request_id, "denied", None, d.now_ms)
         return None
     expires_ts = d.now_ms + d.token_lifetime_ms
