@@ -18,6 +18,7 @@ from synapse.module_api.errors import ConfigError
 from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
+from synapse_email_gate import log_redaction
 from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.after_registration import AfterRegistration
 from synapse_email_gate.asyncio_bridge import AsyncioThread
@@ -51,6 +52,7 @@ class EmailGate:
     def __init__(self, config: GateConfig, api: ModuleApi) -> None:
         self._api = api
         self._config = config
+        log_redaction.install()
         self._policy = LivePolicy(
             config.policy, config.policy_file, api.get_current_time_msec, api.server_name
         )
