@@ -27,6 +27,7 @@ from synapse_email_gate.config import GateConfig
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.i18n import Translations
+from synapse_email_gate.listeners import warn_about_forwarding
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.moderation_room import ModerationRoom
@@ -53,6 +54,7 @@ class EmailGate:
         self._api = api
         self._config = config
         log_redaction.install()
+        warn_about_forwarding(api)
         self._policy = LivePolicy(
             config.policy, config.policy_file, api.get_current_time_msec, api.server_name
         )
