@@ -1,10 +1,12 @@
 """Username vetting against 10,000 ban patterns, in-process.
 
 Module: the policy's compiled RE2 Set (``Policy.username_ban``), as the request
-path calls it. Baselines: a loop over the same patterns compiled with Python's
-``re`` (first match wins, like the module), and a loop that re-reads the pattern
-file and calls ``re.search`` per pattern per username. Verdicts (banned or not,
-and which pattern) must be identical to the naive loop's on the whole corpus.
+path calls it, with the default look-alike folding (each literal ban also bans its
+leetspeak spellings: one more pattern in the same set). Baselines: a loop over the
+same patterns (and their look-alike variants) compiled with Python's ``re`` (first
+match wins, like the module), and a loop that re-reads the pattern file and calls
+``re.search`` per pattern per username. Verdicts (banned or not, and which pattern)
+must be identical to the naive loop's on the whole corpus, with folding on and off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 from common import Context, Result, fmt_us, make_corpus, median, say, spread
 
+from synapse_email_gate.patterns import lookalike_variant
 from synapse_email_gate.policy import Policy
 from synapse_email_gate.policy_lists import BanEntry, PolicyLists
 
@@ -34,16 +37,30 @@ def run(ctx: Context) -> list[Result]:
     pattern_file = ctx.tmp / "patterns.txt"
     pattern_file.write_text("\n".join(patterns) + "\n")
 
+    entries = tuple(BanEntry(p) for p in patterns)
+    now_ms = int(time.time() * 1000)
     start = time.perf_counter()
-    lists = PolicyLists(banned_usernames=tuple(BanEntry(p) for p in patterns))
-    policy = Policy.build([lists], int(time.time() * 1000))
+    policy_off = Policy.build(
+        [PolicyLists(banned_usernames=entries, banned_usernames_lookalikes="off")], now_ms
+    )
+    compile_off_s = time.perf_counter() - start
+    start = time.perf_counter()
+    policy = Policy.build([PolicyLists(banned_usernames=entries)], now_ms)
     compile_s = time.perf_counter() - start
 
     compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
+    variants = [lookalike_variant(p) for p in patterns]
+    compiled_variants = [re.compile(v, re.IGNORECASE) if v else None for v in variants]
 
-    def naive(name: str) -> str | None:
+    def naive_off(name: str) -> str | None:
         for pattern, regex in zip(patterns, compiled, strict=True):
             if regex.search(name):
+                return pattern
+        return None
+
+    def naive(name: str) -> str | None:
+        for pattern, regex, variant in zip(patterns, compiled, compiled_variants, strict=True):
+            if regex.search(name) or (variant is not None and variant.search(name)):
                 return pattern
         return None
 
@@ -61,32 +78,46 @@ def run(ctx: Context) -> list[Result]:
     differ = [
         (n, a, b) for n, a, b in zip(corpus, module_verdicts, naive_verdicts, strict=True) if a != b
     ]
+    off_verdicts = [naive_off(name) for name in corpus]
+    differ += [
+        (n, a, b)
+        for n, a, b in zip(
+            corpus, [policy_off.username_ban(n) for n in corpus], off_verdicts, strict=True
+        )
+        if a != b
+    ]
     banned = sum(v is not None for v in naive_verdicts)
+    banned_off = sum(v is not None for v in off_verdicts)
     say(
-        f"    corpus {len(corpus)} usernames, {banned} banned by the naive loop; "
-        f"{len(differ)} verdicts differ; policy built in {compile_s:.2f} s"
+        f"    corpus {len(corpus)} usernames, {banned} banned by the naive loop "
+        f"({banned_off} without look-alikes); {len(differ)} verdicts differ; policy built "
+        f"in {compile_s:.2f} s ({compile_off_s:.2f} s without look-alikes, "
+        f"{sum(v is not None for v in variants)} variants)"
     )
     for name, a, b in differ[:5]:
         say(f"      differs: {name!r}: module {a!r}, naive {b!r}")
 
-    module_runs, module_means, naive_runs, reread_runs = [], [], [], []
+    module_runs, module_means, naive_runs, reread_runs, off_runs = [], [], [], [], []
     naive_sample = corpus[:: max(1, len(corpus) // (200 if ctx.quick else 400))]
     reread_sample = corpus[:: max(1, len(corpus) // 3)][:3]
     for _ in range(ctx.runs):
         samples = _per_call(policy.username_ban, corpus)
         module_runs.append(median(samples))
+        off_runs.append(median(_per_call(policy_off.username_ban, corpus)))
         module_means.append(sum(samples) / len(samples))
         naive_runs.append(median(_per_call(naive, naive_sample)))
         reread_runs.append(median(_per_call(reread, reread_sample)))
     m, n, r = median(module_runs), median(naive_runs), median(reread_runs)
     say(f"    module  median per username: {spread(module_runs, 1e6, 'µs')}")
     say(f"    module  mean per username:   {spread(module_means, 1e6, 'µs')}")
+    say(f"    module without look-alikes:  {spread(off_runs, 1e6, 'µs')}")
     say(f"    naive   median per username: {spread(naive_runs, 1e6, 'µs')}")
     say(f"    re-read median per username: {spread(reread_runs, 1e6, 'µs')}")
     detail = (
         f"{len(patterns)} patterns, {len(corpus)} names ({banned} banned), "
         f"{len(differ)} differing verdicts; mean {fmt_us(median(module_means))}; "
-        f"policy compile {compile_s:.1f} s"
+        f"policy compile {compile_s:.2f} s ({compile_off_s:.2f} s and "
+        f"{fmt_us(median(off_runs))} per name without look-alikes)"
     )
     return [
         Result(

@@ -17,7 +17,9 @@ takes one. docs/challenge.md describes the protocol for script authors.
 
 `verify` does the cheap checks only (format, MAC in constant time, expiry,
 difficulty, the one hash); that each id is used once is the caller's business
-(a table of used ids, see challenge_gate.py).
+(a table of used ids, see challenge_gate.py), and so is the difficulty in force
+(`AdaptiveDifficulty.minimum`): a challenge signed with fewer bits than that is
+refused as too easy, however well it was solved.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ REQUIRED = "EMAIL_GATE_CHALLENGE_REQUIRED"
 INVALID = "EMAIL_GATE_CHALLENGE_INVALID"
 EXPIRED = "EMAIL_GATE_CHALLENGE_EXPIRED"
 REPLAYED = "EMAIL_GATE_CHALLENGE_REPLAYED"
+TOO_EASY = "EMAIL_GATE_CHALLENGE_TOO_EASY"
+
+# How many steps below the difficulty in force a challenge may be: a visitor
+# who fetched one just before a rise is not refused; a stockpile of easy ones
+# stops working at the second rise.
+GRACE_STEPS = 1
 
 _KEY_LABEL = b"synapse_email_gate challenge key v1"
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -105,6 +113,14 @@ def required() -> Rejected:
     )
 
 
+def too_easy(bits: int, minimum: int) -> Rejected:
+    return Rejected(
+        TOO_EASY,
+        f"The anti-spam check is harder now than when this challenge was handed out "
+        f"({bits} bits; at least {minimum} are needed). Please try again with a new challenge.",
+    )
+
+
 def _invalid() -> Rejected:
     return Rejected(INVALID, "The anti-spam challenge is not valid. Please try again.")
 
@@ -131,10 +147,12 @@ def verify(
     if not hmac.compare_digest(expected, mac):
         return _invalid()
     expires_ms, difficulty = int(expires), int(bits)
-    if not min_difficulty <= difficulty <= MAX_DIFFICULTY:
+    if not 1 <= difficulty <= MAX_DIFFICULTY:
         return _invalid()
     if expires_ms <= now_ms:
         return Rejected(EXPIRED, "The anti-spam challenge expired. Please try again.")
+    if difficulty < min_difficulty:
+        return too_easy(difficulty, min_difficulty)
     if not _NONCE.fullmatch(nonce):
         return Rejected(INVALID, "The anti-spam challenge was not solved. Please try again.")
     if not meets_difficulty(hash_solution(challenge, nonce), difficulty):
@@ -180,6 +198,11 @@ class AdaptiveDifficulty:
     @property
     def current(self) -> int:
         return self.base + self.level
+
+    @property
+    def minimum(self) -> int:
+        """The fewest bits a challenge may have to be accepted now."""
+        return max(self.base, self.current - GRACE_STEPS)
 
     @property
     def adaptive(self) -> bool:

@@ -2,7 +2,9 @@
 
 `ChallengeGate.check` runs before any other work on a request: the cheap,
 database-free checks of challenge.py first (format, MAC, expiry, the one
-hash), then one insert that marks the challenge used. A replay on the same
+hash), then the difficulty in force (a valid solution of a challenge signed
+with fewer bits than `AdaptiveDifficulty.minimum` is refused as too easy), then
+one insert that marks the challenge used. A replay on the same
 process is refused from memory without touching the database.
 
 The MAC key is the same on every process: from `challenge.secret(_file)` if
@@ -112,6 +114,14 @@ class ChallengeGate:
         result = challenge.verify(
             await self.key(), challenge_value, nonce, now, self._config.difficulty
         )
+        if isinstance(result, challenge.Solved):
+            # The level in force, followed here too: a stockpile of easy challenges
+            # is used without fetching new ones. Only for valid solutions, so that
+            # refusing garbage never costs a query.
+            if self._difficulty.due(now) and not self._counting:
+                await self._follow_rate(now)
+            if result.difficulty < self._difficulty.minimum:
+                result = challenge.too_easy(result.difficulty, self._difficulty.minimum)
         if isinstance(result, challenge.Rejected):
             logger.info("request refused: reason=%s", result.errcode[len("EMAIL_GATE_") :].lower())
             return _refusal(result)

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from synapse.module_api.errors import ConfigError
 
+from synapse_email_gate.listeners import forwarded_in_yaml
+
 MODULE_NAME = "synapse_email_gate.EmailGate"
 MAX_ROUNDS = 200
 _KEY_PREFIX = re.compile(r"^([A-Za-z0-9_.\-\[\]]+): ")
@@ -211,6 +213,9 @@ def check_homeserver(path: str) -> Report:
         report.problems.append(Problem(path, "", "expected a mapping of settings"))
         return report
     _registration_warnings(path, config, report)
+    for key in ("listeners", "worker_listeners"):
+        for listener in forwarded_in_yaml(config.get(key)):
+            report.warnings.append(Problem(path, key, listener.warning()))
     entries = _module_entries(path, config, report)
     if not entries:
         if not report.problems:

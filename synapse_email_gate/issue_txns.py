@@ -4,8 +4,9 @@ mail, or a reason for no mail.
 A batch costs a few statements whatever its size (on PostgreSQL each statement
 is a round trip):
 
-1. read the batch's requests, the reservations of their usernames, their
-   addresses' rows and per-address buckets: one SELECT each;
+1. read the batch's requests, the reservations of their usernames (made at
+   intake, request_txns.py), their addresses' rows and per-address buckets: one
+   SELECT each;
 2. decide each request in memory, in arrival order (`decide`), each one seeing
    what the earlier ones of the batch did;
 3. write what was decided: one batched statement per kind of write.
@@ -29,8 +30,6 @@ from synapse_email_gate.emails import ParsedEmail
 from synapse_email_gate.policy_lists import Bucket
 from synapse_email_gate.ratelimit import BucketBook
 from synapse_email_gate.store import IssuedToken, batch_txn
-
-_LIVE = "('issued', 'verifying', 'pending')"  # statuses whose token or code still works
 
 
 @attrs.frozen
@@ -71,6 +70,7 @@ class Waiting:
     email: str
     email_key: str
     lang: str
+    created_ts: int
 
 
 @attrs.frozen
@@ -101,7 +101,6 @@ class Writes:
     tokens: list[token_store.NewToken] = attrs.Factory(list)
     issued: list[tuple[str, int, int, str]] = attrs.Factory(list)
     verifying: list[tuple[str, int, int, str]] = attrs.Factory(list)
-    retired: list[tuple[int, str]] = attrs.Factory(list)
     mails: list[tuple[str, str, str, int, int]] = attrs.Factory(list)
     suppressed: list[tuple[str, int, str]] = attrs.Factory(list)
     forgotten: list[tuple[str]] = attrs.Factory(list)
@@ -138,16 +137,19 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
             writes.forgotten.append((p.request_id,))
         return NotIssued(reason, p.request_id)
 
-    expires_ts = p.now_ms + p.token_lifetime_ms
+    # The token lives as long as the name is held for the request (from the request,
+    # not from now): a mailed request and a suppressed one hold it equally long.
+    expires_ts = w.created_ts + p.token_lifetime_ms
     _, accounts = book.addresses.get(w.email_key, (0, 0))
     book.addresses[w.email_key] = (p.now_ms, accounts)
     writes.addresses[w.email_key] = p.now_ms
-    previous = book.reservations.get(w.localpart)
-    if previous is not None:  # its unused token or code stops working
-        writes.retired.append((p.now_ms, previous.request_id))
-    held = Held(p.request_id, w.email_key, expires_ts)
-    book.reservations[w.localpart] = held
-    writes.reservations[w.localpart] = held
+    held = book.reservations.get(w.localpart)
+    if held is None or held.request_id != p.request_id:
+        # Only for a request recorded without its reservation (before the intake made
+        # them), or whose hold lapsed: the intake reserved the name for this request.
+        held = Held(p.request_id, w.email_key, expires_ts)
+        book.reservations[w.localpart] = held
+        writes.reservations[w.localpart] = held
     if p.approval:
         writes.verifying.append((p.token, expires_ts, p.now_ms, p.request_id))
         writes.mails.append((p.outbox_id, p.request_id, "verify", p.now_ms, p.now_ms))
@@ -179,8 +181,8 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
 def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
     """Why this request gets no mail, or None; takes its per-address token if not."""
     held = book.reservations.get(w.localpart)
-    if held is not None and held.expires_ts > p.now_ms and held.email_key != w.email_key:
-        return "username_reserved"
+    if held is not None and held.expires_ts > p.now_ms and held.request_id != p.request_id:
+        return "username_reserved"  # another request took the name after this one's hold
     address = book.addresses.get(w.email_key)
     if address is not None:
         last_sent_ts, accounts = address
@@ -198,11 +200,13 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
     ids = list(dict.fromkeys(request_ids))
     rows = _select_in(
         txn,
-        "SELECT id, localpart, email, email_key, lang FROM email_gate_requests"
+        "SELECT id, localpart, email, email_key, lang, created_ts FROM email_gate_requests"
         " WHERE status = 'received' AND id",
         ids,
     )
-    waiting = {str(r[0]): Waiting(str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows}
+    waiting = {
+        str(r[0]): Waiting(str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5])) for r in rows
+    }
     localparts = {w.localpart for w in waiting.values()}
     keys = {w.email_key for w in waiting.values()}
     reservations = _select_in(
@@ -271,20 +275,6 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         WHERE id = ?
         """,
         w.verifying,
-    )
-    # After the tokens above: a request retired here may have been issued in this batch.
-    # Its token stops working but stays in Synapse's table for now: an interactive-auth
-    # session that completed the token stage with it must still be able to finish.
-    if w.retired:
-        retired = [request_id for _, request_id in w.retired]
-        token_store.revoke_for_requests_txn(txn, retired, token_store.SUPERSEDED, w.retired[0][0])
-    batch_txn(
-        txn,
-        f"""
-        UPDATE email_gate_requests SET status = 'superseded', updated_ts = ?
-        WHERE id = ? AND status IN {_LIVE}
-        """,  # noqa: S608 - a constant list
-        w.retired,
     )
     batch_txn(
         txn,

@@ -18,6 +18,7 @@ from synapse.module_api.errors import ConfigError
 from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
+from synapse_email_gate import log_redaction
 from synapse_email_gate.admin_service import AdminService
 from synapse_email_gate.after_registration import AfterRegistration
 from synapse_email_gate.asyncio_bridge import AsyncioThread
@@ -27,6 +28,7 @@ from synapse_email_gate.config import GateConfig, check_moderators
 from synapse_email_gate.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.i18n import Translations
+from synapse_email_gate.listeners import warn_about_forwarding
 from synapse_email_gate.live_policy import LivePolicy
 from synapse_email_gate.mail import MailComposer
 from synapse_email_gate.moderation_room import ModerationRoom
@@ -57,6 +59,8 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
         self._api = api
         self._config = config
+        log_redaction.install()
+        warn_about_forwarding(api)
         self._policy = LivePolicy(
             config.policy, config.policy_file, api.get_current_time_msec, api.server_name
         )

@@ -15,16 +15,20 @@ the first request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Self
 
 import re2
 
 __all__ = [
+    "LOOKALIKE_MODES",
     "PatternError",
     "PatternMatchError",
     "PatternSet",
     "UsernamePatterns",
+    "fold_name",
+    "lookalike_variant",
 ]
 
 # RE2 needs memory for the compiled program *and* for the lazily built DFA
@@ -192,11 +196,144 @@ class PatternSet:
         return bool(self.match_indices(text))
 
 
+# --- look-alike usernames ------------------------------------------------------
+#
+# Synapse localparts are ASCII (a-z 0-9 . _ = - / +), so the look-alikes that can
+# reach a ban are digits and symbols standing for letters, and a few letter pairs.
+
+LOOKALIKE_MODES = ("literal", "all", "off")
+
+# What each character of a literal ban also matches in a name. Symmetric: a digit in
+# a ban also matches the letter it stands for ("b00b" bans "boob").
+_LOOKS_LIKE = {
+    "a": "a4@",
+    "b": "b86",
+    "e": "e3",
+    "g": "g96",
+    "i": "i1",
+    "l": "l1",
+    "o": "o0",
+    "s": "s5$",
+    "t": "t7+",
+    "z": "z2",
+    "0": "0o",
+    "1": "1il",
+    "2": "2z",
+    "3": "3e",
+    "4": "4a",
+    "5": "5s",
+    "6": "6bg",
+    "7": "7t",
+    "8": "8b",
+    "9": "9g",
+}
+# Letters that two others imitate side by side. (Not "cl" for "d": it would make a
+# ban of "dick" ban "click".)
+_PAIRS = {"m": "rn", "w": "vv"}
+# A literal ban: a plain word, optionally anchored, with (?i) allowed (matching
+# ignores case anyway). Escaped punctuation counts as the character itself.
+_LITERAL = re.compile(r"(?:\(\?i\))?(\^?)((?:[A-Za-z0-9_=/-]|\\[._=/+-])+)(\$?)")
+# What `all` reads a name as, for regex bans: digits and symbols as letters.
+_FOLD_I = str.maketrans("0123456789@$+", "oizeasgtbgast")
+_FOLD_L = str.maketrans("1", "l")
+
+
+def _char_class(char: str) -> str:
+    pair = _PAIRS.get(char)
+    looks = _LOOKS_LIKE.get(char)
+    if looks is None and pair is None:
+        return re.escape(char)
+    single = f"[{''.join(re.escape(c) for c in looks)}]" if looks else re.escape(char)
+    return f"(?:{single}|{pair})" if pair else single
+
+
+def lookalike_variant(pattern: str) -> str | None:
+    """For a literal ban (`admin`, `^root$`, `(?i)n4zi`): a pattern that also matches
+    its look-alikes (`r00t`, `adrn1n`, `nazi`). None for a regex, or for a word
+    without look-alikes. Linear time like any RE2 pattern: character classes and
+    two-way alternations, no repetition."""
+    found = _LITERAL.fullmatch(pattern)
+    if found is None:
+        return None
+    start, word, end = found.groups()
+    chars = re.sub(r"\\(.)", r"\1", word).lower()
+    variant = start + "".join(_char_class(c) for c in chars) + end
+    return None if variant == start + re.escape(chars) + end else variant
+
+
+def fold_name(localpart: str) -> tuple[str, ...]:
+    """The readings of a name with digits and symbols as letters, for regex bans
+    under `all`: `1` can be an `i` or an `l`, so there are up to two."""
+    folded = localpart.lower().translate(_FOLD_I)
+    readings = [folded]
+    if "1" in localpart:
+        readings.append(localpart.lower().translate(_FOLD_L).translate(_FOLD_I))
+    return tuple(dict.fromkeys(reading for reading in readings if reading != localpart))
+
+
 class UsernamePatterns(PatternSet):
     """``banned_usernames``: patterns searched in a Matrix localpart.
 
     ``first_match(localpart)`` returns the offending pattern's source text,
     for logs and moderator tooling.  Never show it to the requester.
+
+    ``lookalikes`` (`banned_usernames_lookalikes`): with ``literal`` (the
+    default) each literal ban also bans its look-alikes, through an extra
+    pattern in the same RE2 set (`lookalike_variant`); with ``all`` regex bans
+    are also searched in the name read with digits as letters (`fold_name`: at
+    most two more passes); ``off`` matches the patterns as written.
     """
 
-    __slots__ = ()
+    __slots__ = ("_fold", "_owners")
+
+    def __init__(
+        self,
+        sources: tuple[str, ...],
+        regex_set: re2.Set | None,
+        owners: tuple[int, ...] = (),
+        fold: bool = False,
+    ) -> None:
+        super().__init__(sources, regex_set)
+        self._owners = owners  # for each extra pattern, the source it belongs to
+        self._fold = fold
+
+    @classmethod
+    def compile(cls, patterns: Sequence[str], lookalikes: str = "literal") -> Self:
+        if lookalikes not in LOOKALIKE_MODES:
+            raise PatternError(f"look-alike mode must be one of {', '.join(LOOKALIKE_MODES)}")
+        sources = tuple(patterns)
+        _check_all(sources)
+        extra: list[str] = []
+        owners: list[int] = []
+        if lookalikes != "off":
+            for index, pattern in enumerate(sources):
+                variant = lookalike_variant(pattern)
+                if variant is not None:
+                    extra.append(variant)
+                    owners.append(index)
+        everything = sources + tuple(extra)
+        regex_set = _build_set(everything) if everything else None
+        return cls(sources, regex_set, tuple(owners), fold=lookalikes == "all")
+
+    def match_indices(self, text: str) -> list[int]:
+        if self._set is None:
+            return []
+        found = set(self._raw_indices(text))
+        if self._fold:
+            for reading in fold_name(text):
+                found.update(self._raw_indices(reading))
+        originals = len(self.sources)
+        return sorted(
+            {index if index < originals else self._owners[index - originals] for index in found}
+        )
+
+    def _raw_indices(self, text: str) -> list[int]:
+        """Indices into sources + extra patterns, without the sentinel."""
+        assert self._set is not None
+        found = self._set.Match(text) or []
+        sentinel = len(self.sources) + len(self._owners)
+        if sentinel not in found:
+            raise PatternMatchError(
+                f"RE2 ran out of memory matching {len(self)} patterns against {len(text)} chars"
+            )
+        return [index for index in found if index != sentinel]

@@ -32,10 +32,13 @@ class Policy:
     def build(layers: Sequence[PolicyLists], now_ms: int) -> Policy:
         """Compile the union of the active entries; raises ValueError naming a bad entry."""
         block_disposable = True
+        lookalikes = "literal"
         rate_limits = RateLimits()
         for layer in layers:
             if layer.block_disposable_emails is not None:
                 block_disposable = layer.block_disposable_emails
+            if layer.banned_usernames_lookalikes is not None:
+                lookalikes = layer.banned_usernames_lookalikes
             if layer.rate_limits is not None:  # later layers change the values they set
                 rate_limits = layer.rate_limits.over(rate_limits)
         bans = [
@@ -46,7 +49,7 @@ class Policy:
         expiries = [e.expires_ts for e in bans if e.expires_ts is not None and e.active(now_ms)]
         return Policy(
             usernames=UsernamePatterns.compile(
-                _active(now_ms, (layer.banned_usernames for layer in layers))
+                _active(now_ms, (layer.banned_usernames for layer in layers)), lookalikes
             ),
             emails=EmailRules.compile(_active(now_ms, (layer.banned_emails for layer in layers))),
             ips=IpRules.compile(_active(now_ms, (layer.banned_ips for layer in layers))),

@@ -112,6 +112,8 @@ class PolicyLists:
     banned_ips: tuple[BanEntry, ...] = ()
     allowed_email_domains: tuple[str, ...] = ()
     block_disposable_emails: bool | None = None
+    # literal | all | off (patterns.LOOKALIKE_MODES); None: not set in this layer.
+    banned_usernames_lookalikes: str | None = None
     rate_limits: RateLimits | None = None
 
     @staticmethod
@@ -129,6 +131,9 @@ class PolicyLists:
             banned_ips=_ban_list(section, "banned_ips", IpRules.compile),
             allowed_email_domains=allowed,
             block_disposable_emails=section.convert("block_disposable_emails", None, _bool),
+            banned_usernames_lookalikes=section.convert(
+                "banned_usernames_lookalikes", None, _lookalike_mode
+            ),
             rate_limits=(
                 RateLimits.from_section(section.section("rate_limits"))
                 if section.has("rate_limits")
@@ -205,6 +210,16 @@ def parse_timestamp_ms(value: object) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp() * 1000)
+
+
+def _lookalike_mode(value: object) -> str:
+    from synapse_email_gate.patterns import LOOKALIKE_MODES
+
+    if value is False:  # YAML reads a bare `off` as false
+        return "off"
+    if not isinstance(value, str) or value not in LOOKALIKE_MODES:
+        raise ValueError(f"should be one of {', '.join(LOOKALIKE_MODES)}, got {value!r}")
+    return value
 
 
 def _bool(value: object) -> bool:

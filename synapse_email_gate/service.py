@@ -1,7 +1,8 @@
 """The request path: one function shared by the HTML form and the JSON API.
 
 `submit` decides everything that may be said to the requester (IP ban, rate
-limits, username and domain problems), records the request and answers. The
+limits, username and domain problems), records the request, reserves its
+username and answers. The
 email-side work — bans on the address, cooldown, already used, per-address
 limit, token, mail — is decided after the answer, in the next issue batch
 (issue_txns.py), so every email-side outcome looks the same from outside, in
@@ -130,6 +131,7 @@ class RequestService:
             email_key=self._email_key(email),
             ip=ip,
             lang=form.lang,
+            hold_ms=self._config.token_lifetime_ms,
             statement=form.reason.strip() if self._config.approval == "required" else None,
             limits=tuple(limits),
         )
@@ -140,7 +142,7 @@ class RequestService:
             return Refusal(
                 400,
                 "M_USER_IN_USE",
-                "This username is reserved by another pending request. Please choose another.",
+                "This username is reserved by a pending request. Please choose another.",
                 "username",
             )
         if refusal is not None:

@@ -220,7 +220,7 @@ def revoke_requests_txn(
     txn: LoggingTransaction, revocations: Sequence[tuple[str, str]], now_ms: int
 ) -> list[tuple[str, str]]:
     """Revoke open requests, each (request id, reason): the request is `revoked`, its
-    token stops working, its reservation ends, its queued mails are not sent.
+    token stops working, its queued mails are not sent; its reservation lapses as usual.
     Returns those revoked here (another process may have been first)."""
     done = []
     for request_id, reason in revocations:
@@ -238,7 +238,9 @@ def revoke_requests_txn(
         row = txn.fetchone()
         if row is not None and row[0] is not None:
             token_store.revoke_txn(txn, [str(row[0])], reason, now_ms)
-        txn.execute("DELETE FROM email_gate_reservations WHERE request_id = ?", (request_id,))
+        # The reservation stays until it lapses, as every request's does: ending it
+        # here would free only names whose requests were still open (mailed ones),
+        # and so tell which addresses had been mailed.
         txn.execute(
             """
             UPDATE email_gate_outbox SET status = 'failed', last_error = ?, lease_until_ts = 0
@@ -404,10 +406,8 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
             """,
             (d.actor, d.message, d.now_ms, d.request_id),
         )
-        txn.execute(
-            "DELETE FROM email_gate_reservations WHERE localpart = ? AND request_id = ?",
-            (localpart, d.request_id),
-        )
+        # The name stays held until the hold lapses, as for every request: freeing it
+        # now would tell anyone watching the name that this address was mailed.
         queue_mail_txn(txn, d.outbox_id, d.request_id, "denied", None, d.now_ms)
         return None
     expires_ts = d.now_ms + d.token_lifetime_ms

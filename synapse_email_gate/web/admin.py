@@ -6,7 +6,6 @@ handler authenticates, calls AdminService, and answers JSON.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +19,14 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import admin_store
 from synapse_email_gate.admin_service import AdminError, AdminService
 from synapse_email_gate.moderator_rules import ModeratorRules, is_local_user
-from synapse_email_gate.web.http import query_param, read_body, respond_html, respond_json
+from synapse_email_gate.web.http import (
+    JsonProblem,
+    parse_json_object,
+    query_param,
+    read_body,
+    respond_html,
+    respond_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -282,10 +288,7 @@ def _json_body(request: SynapseRequest) -> Body:
         raise AdminError(413, "M_TOO_LARGE", "The request body is too large.")
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise AdminError(400, "M_NOT_JSON", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise AdminError(400, "M_BAD_JSON", "The request body must be a JSON object.")
+    body = parse_json_object(raw)
+    if isinstance(body, JsonProblem):
+        raise AdminError(400, body.errcode, body.message)
     return body

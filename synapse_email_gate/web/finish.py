@@ -30,13 +30,16 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
+from io import BytesIO
 from typing import Any
 
 import attrs
 import jinja2
-from synapse.api.errors import HttpResponseException
+from synapse.http.client import read_body_with_max_size
 from synapse.http.site import SynapseRequest
+from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
+from twisted.web.http_headers import Headers
 
 from synapse_email_gate import outcomes, store
 from synapse_email_gate.client_address import PARAM as CLIENT_ADDRESS_PARAM
@@ -56,9 +59,11 @@ from synapse_email_gate.registration import (
 )
 from synapse_email_gate.service import rate_limit_key
 from synapse_email_gate.web.http import (
+    JsonProblem,
     content_type,
     cookie,
     form_fields,
+    parse_json_object,
     query_param,
     read_body,
     request_client_ip,
@@ -74,6 +79,8 @@ REGISTER_TEMPLATE = "email_gate_register.html"
 CSRF_COOKIE = "email_gate_csrf"
 DUMMY_STAGE = "m.login.dummy"
 MAX_PASSWORD = 512
+# Synapse's answers to /register are small; anything larger is not one.
+MAX_ANSWER = 64 * 1024
 # zxcvbn refuses longer input; the first 72 characters are what it rates.
 ZXCVBN_MAX = 72
 _CSRF_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -367,14 +374,21 @@ class FinishHandlers:
         return NotRegistered("failed")
 
     async def _post(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        # Not post_json_get_json: it logs the whole body (token, password) at DEBUG.
+        client = self._api.http_client
         try:
-            answer = await self._api.http_client.post_json_get_json(self._register_url, payload)
-            return 200, answer if isinstance(answer, dict) else {}
-        except HttpResponseException as e:
-            return e.code, _json_object(e.response)
+            response = await client.request(
+                "POST",
+                self._register_url,
+                data=json.dumps(payload).encode("utf-8"),
+                headers=Headers({b"Content-Type": [b"application/json"]}),
+            )
+            body = BytesIO()
+            await make_deferred_yieldable(read_body_with_max_size(response, body, MAX_ANSWER))
         except Exception as e:
             logger.warning("web registration: %s unreachable: %s", self._register_url, e)
             return 0, {}
+        return response.code, _json_object(body.getvalue())
 
 
 def password_score(password: str, user_inputs: list[str]) -> int:
@@ -401,11 +415,8 @@ def next_stage(flows: list[Any], completed: set[str]) -> str | None:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    data = parse_json_object(raw)
+    return {} if isinstance(data, JsonProblem) else data
 
 
 def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:

@@ -6,7 +6,6 @@ The token landing page and the web registration are in finish.py.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -28,9 +27,11 @@ from synapse_email_gate.service import (
     RequestService,
 )
 from synapse_email_gate.web.http import (
+    JsonProblem,
     content_type,
     cookie,
     form_fields,
+    parse_json_object,
     query_param,
     read_body,
     request_client_ip,
@@ -229,12 +230,9 @@ class RequestHandlers:
             return Refusal(413, "M_TOO_LARGE", "The request body is too large.")
         if content_type(request) != "application/json":
             return Refusal(400, "M_NOT_JSON", "Send the request as application/json.")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return Refusal(400, "M_NOT_JSON", "The request body is not valid JSON.")
-        if not isinstance(data, dict):
-            return Refusal(400, "M_BAD_JSON", "The request body must be a JSON object.")
+        data = parse_json_object(body)
+        if isinstance(data, JsonProblem):
+            return Refusal(400, data.errcode, data.message)
         unsolved = await self._challenge_refusal(data)
         if unsolved is not None:
             return unsolved

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
+import attrs
 from synapse.http.server import finish_request
 from synapse.http.site import SynapseRequest
 
@@ -88,6 +92,123 @@ def read_body(request: SynapseRequest) -> bytes | None:
     request.content.seek(0)
     body = request.content.read(MAX_BODY + 1)
     return None if len(body) > MAX_BODY else body
+
+
+# Deeper than any body of ours; bounds the work a body can cause after parsing.
+MAX_JSON_DEPTH = 16
+# Matrix's canonical JSON range: larger integers lose precision in many parsers.
+MAX_JSON_INT = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@attrs.frozen
+class JsonProblem:
+    """Why a request body is not a usable JSON object: always answered `400`."""
+
+    errcode: str
+    message: str
+
+    def json(self) -> dict[str, str]:
+        return {"errcode": self.errcode, "error": self.message}
+
+
+class _Refused(ValueError):
+    def __init__(self, problem: JsonProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _bad(message: str) -> JsonProblem:
+    return JsonProblem("M_BAD_JSON", message)
+
+
+def _not_json(message: str) -> JsonProblem:
+    return JsonProblem("M_NOT_JSON", message)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Refused(_bad("The request body has a duplicate key in an object."))
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(_not_json(f"The request body is not valid JSON ({name} is not a JSON value)."))
+
+
+def _integer(text: str) -> int:
+    # Long digit strings are refused before int(), which is slow for them.
+    value = int(text) if len(text.lstrip("-")) <= 16 else None
+    if value is None or abs(value) > MAX_JSON_INT:
+        raise _Refused(_bad("The request body has an integer out of range."))
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(_bad("The request body has a number out of range."))
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys,
+    parse_constant=_constant,
+    parse_int=_integer,
+    parse_float=_float,
+)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any] | JsonProblem:
+    """A request body as a JSON object, or why not (returned, not raised).
+
+    Every body a client can send ends here: strict UTF-8, no NaN or Infinity,
+    no duplicate keys, integers within ±(2**53 - 1), finite numbers, no lone
+    surrogates in strings, at most MAX_JSON_DEPTH levels of nesting.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _not_json("The request body is not valid UTF-8.")
+    try:
+        data = _DECODER.decode(text)
+    except _Refused as e:
+        return e.problem
+    except RecursionError:
+        return _too_deep()
+    except ValueError:
+        return _not_json("The request body is not valid JSON.")
+    if not isinstance(data, dict):
+        return _bad("The request body must be a JSON object.")
+    return _shape_problem(data) or data
+
+
+def _too_deep() -> JsonProblem:
+    return _bad(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
+
+
+def _shape_problem(data: dict[str, Any]) -> JsonProblem | None:
+    """Depth and text checks, without recursion (the decoder already bounded the depth
+    by Python's recursion limit; this bounds it by ours)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items: Any = [item for pair in value.items() for item in pair]
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return _too_deep()
+        for item in items:
+            if isinstance(item, str):
+                if _SURROGATE.search(item):
+                    return _bad("The request body has text that is not valid Unicode.")
+            elif isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return None
 
 
 def content_type(request: SynapseRequest) -> str:

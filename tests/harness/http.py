@@ -50,10 +50,11 @@ def request(
     headers: dict[str, str] | None = None,
     cookies: dict[str, str] | None = None,
     timeout: float = 30.0,
+    data: bytes | None = None,
 ) -> Response:
-    """Send one request; redirects are not followed (the 3xx is returned)."""
+    """Send one request (`data`: a raw body); redirects are not followed (the 3xx is
+    returned)."""
     hdrs = dict(headers or {})
-    data: bytes | None = None
     if json is not None:
         data = jsonlib.dumps(json).encode()
         hdrs.setdefault("Content-Type", "application/json")

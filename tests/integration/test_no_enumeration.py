@@ -273,3 +273,103 @@ def test_every_email_side_outcome_takes_the_same_time(
             break
     assert not problems, problems
     mailbox.wait_for_rcpt(addresses.last_fresh[1])
+
+
+# --- reservations --------------------------------------------------------------
+
+
+def reservation_hold(synapse: SynapseServer, localpart: str) -> int:
+    """How long the reservation of ``localpart`` lasts from its request, in ms."""
+    rows = synapse.query(
+        "SELECT v.expires_ts - r.created_ts FROM email_gate_reservations v"
+        " JOIN email_gate_requests r ON r.id = v.request_id WHERE v.localpart = ?",
+        (localpart,),
+    )
+    assert len(rows) == 1, (localpart, rows)
+    return int(rows[0][0])
+
+
+def test_a_held_username_answers_the_same_whatever_became_of_the_holders_address(
+    synapse: SynapseServer, addresses: Addresses, mailbox: SmtpCatcher
+) -> None:
+    """The measured probe: ask for a fresh name with X, then for the same name with a
+    stranger's address (and with X again). Mailed, cooldown, banned, already used or
+    per-address-limited, X's fate must not show in the second answer."""
+    probes: dict[str, list[http.Response]] = {}
+    asked: dict[str, str] = {}
+    for n, category in enumerate(CATEGORIES):
+        name = new_name("held")
+        holder = addresses.address(category, name)
+        first = ask(synapse, name, holder)
+        assert first.status == 202, (category, first)
+        asked[name] = category
+        # Probed once X's fate is decided: mailed, or suppressed for its reason.
+        assert request_outcome(synapse, name) == EXPECTED[category], category
+        if category == "fresh":
+            addresses.cool_last_fresh()
+        probes[category] = [
+            ask(synapse, name, f"stranger{n}@example.org"),
+            ask(synapse, name, holder),
+            ask(synapse, name, holder.upper()),
+        ]
+
+    reference = probes["fresh"][0]
+    assert reference.status == 400, reference
+    assert reference.json()["errcode"] == "M_USER_IN_USE"
+    for category, answers in probes.items():
+        for answer in answers:
+            assert answer.status == reference.status, (category, answer)
+            assert answer.body == reference.body, (category, answer)
+            assert header_set(answer) == header_set(reference), category
+    # Every one of them holds its name equally long: the token lifetime, from the request.
+    assert {reservation_hold(synapse, name) for name in asked} == {24 * 3600 * 1000}
+    # Only the holders' first requests were recorded.
+    for name in asked:
+        assert len(recorded_requests(synapse, name)) == 1, name
+    mailbox.wait_for_rcpt(addresses.last_fresh[1])
+
+
+def test_a_normalised_variant_of_the_holders_address_answers_like_a_stranger(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    name = new_name("victimname")
+    assert ask(synapse, name, "victim@gmail.com").status == 202
+    mailbox.wait_for_rcpt("victim@gmail.com")
+    variant = ask(synapse, name, "V.i.c.t.i.m+probe@googlemail.com")
+    stranger = ask(synapse, name, "someone.else@gmail.com")
+    holder = ask(synapse, name, "victim@gmail.com")
+    for answer in (variant, holder):
+        assert (answer.status, answer.body) == (stranger.status, stranger.body), answer
+        assert header_set(answer) == header_set(stranger)
+    assert stranger.status == 400 and stranger.json()["errcode"] == "M_USER_IN_USE"
+    # The form says the same too, for each of them.
+    session = form_session(synapse)
+    pages = []
+    for address in ("V.i.c.t.i.m+probe@googlemail.com", "someone.else@gmail.com"):
+        page = post_form(synapse, name, address, session)
+        assert page.status == 400, page
+        pages.append(page.text.replace(address, "ADDRESS"))  # the form shows it again
+    assert pages[0] == pages[1]
+
+
+def test_asking_for_a_held_username_costs_a_per_ip_token_and_then_gets_429(
+    synapse_db: str, make_synapse: Callable[..., SynapseServer], smtp: SmtpCatcher
+) -> None:
+    """Probing is rate limited like asking: the per-IP token is taken before the
+    reservation is looked at, so past the limit the answer is 429, not "reserved"."""
+    tight = make_synapse(
+        {"rate_limits": {"per_ip": {"burst": 3, "per_second": 0.001}}}, db=synapse_db
+    )
+    assert ask(tight, "probed", "owner@example.org").status == 202
+    smtp.wait_for_rcpt("owner@example.org")
+    for n in range(2):
+        answer = ask(tight, "probed", f"prober{n}@example.org")
+        assert answer.status == 400, answer
+        assert answer.json()["errcode"] == "M_USER_IN_USE"
+    over = ask(tight, "probed", "prober9@example.org")
+    assert over.status == 429, over
+    assert over.header("Retry-After")
+    assert over.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    # Past the limit a free name gets the same 429: nothing about names is said.
+    free = ask(tight, "notprobed", "prober9@example.org")
+    assert (free.status, free.body) == (over.status, over.body)

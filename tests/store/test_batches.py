@@ -21,7 +21,6 @@ from synapse_email_gate.schema import create_schema
 from tests.harness.postgres import PostgresCluster
 from tests.store.conftest import REGISTRATION_TOKENS, Txn
 from tests.store.test_store import (
-    HOUR,
     NOW,
     issue_params,
     new_request,
@@ -64,16 +63,23 @@ def test_intake_batch_stops_at_the_first_empty_bucket_like_sequential_takes(txn:
     assert take_txn(txn, "ip:a", TIGHT, NOW) == 2000
 
 
-def test_a_reserved_username_is_refused_without_taking_a_token(txn: Txn) -> None:
+def test_asking_for_a_reserved_username_costs_a_rate_limit_token(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
-    issue_txn(txn, [issue_params("r1")], lambda _: False)
-    txn.commit()
+    two = Bucket(2, 0.0)
     requests = [
-        limited(new_request("r2", "alice", "eve@example.org"), ("ip:y", Bucket(1, 0.0))),
-        limited(new_request("r3", "alice", "alice@example.org"), ("ip:y", Bucket(1, 0.0))),
+        limited(new_request(f"r{n}", "alice", address), ("ip:y", two))
+        for n, address in enumerate(
+            ["eve@example.org", "alice@example.org", "alice+x@example.org"], start=2
+        )
     ]
-    # The holder's own address may ask again; the stranger is refused and costs nothing.
-    assert intake_txn(txn, requests) == [IntakeRefusal("username_reserved"), None]
+    # The same answer whoever asks, the holder too; the third finds the bucket empty
+    # before it learns anything about the name.
+    answers = intake_txn(txn, requests)
+    assert answers[:2] == [IntakeRefusal("username_reserved")] * 2
+    assert answers[2] is not None and (answers[2].reason, answers[2].bucket) == (
+        "rate_limited",
+        "ip:y",
+    )
 
 
 def test_bucket_book_answers_like_take_txn(txn: Txn) -> None:
@@ -101,9 +107,9 @@ def test_issue_batch_rolls_back_only_the_suppressed_request(txn: Txn) -> None:
     assert token_row(txn, "Tr1") is not None and token_row(txn, "Tr3") is not None
     assert token_row(txn, "Tr2") is None
     assert status(txn, "r2") == ("suppressed", "cooldown")
-    # r2's work was undone: no reservation of "bob", no mail queued for it.
-    txn.execute("SELECT localpart FROM email_gate_reservations ORDER BY localpart")
-    assert [row[0] for row in txn.fetchall()] == ["alice", "carol"]
+    # r2 made no mail; it keeps the reservation of "bob" that the intake made for it.
+    txn.execute("SELECT localpart, request_id FROM email_gate_reservations ORDER BY localpart")
+    assert txn.fetchall() == [("alice", "r1"), ("bob", "r2"), ("carol", "r3")]
     txn.execute("SELECT id FROM email_gate_outbox ORDER BY id")
     assert [row[0] for row in txn.fetchall()] == ["or1", "or3"]
 
@@ -130,30 +136,44 @@ def test_issue_batch_suppresses_banned_addresses(txn: Txn) -> None:
     assert status(txn, "r1") == ("suppressed", "email_banned")
 
 
-def test_one_batch_hands_a_username_on_within_the_same_address(txn: Txn) -> None:
-    receive(txn, "r1", "alice", "alice@example.org")
-    receive(txn, "r2", "alice", "alice@example.org")
-    receive(txn, "r3", "alice", "eve@example.org")
-    answers = issue_txn(
-        txn,
-        [issue_params(n, cooldown_ms=0) for n in ("r1", "r2", "r3")],
-        lambda _: False,
-    )
+def test_one_intake_batch_reserves_a_username_for_its_first_request_only(txn: Txn) -> None:
+    requests = [
+        new_request("r1", "alice", "alice@example.org"),
+        new_request("r2", "alice", "alice@example.org"),
+        new_request("r3", "alice", "eve@example.org"),
+        new_request("r4", "bob", "eve@example.org"),
+    ]
+    refused = IntakeRefusal("username_reserved")
+    assert intake_txn(txn, requests) == [None, refused, refused, None]
     txn.commit()
-    assert isinstance(answers[0], store.IssuedToken)
+    txn.execute("SELECT localpart, request_id FROM email_gate_reservations ORDER BY localpart")
+    assert txn.fetchall() == [("alice", "r1"), ("bob", "r4")]
+
+
+def test_an_issue_batch_never_issues_for_a_name_another_request_holds(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
+    # A request recorded without its reservation (by a module version before this one).
+    txn.execute(
+        """
+        INSERT INTO email_gate_requests (id, created_ts, updated_ts, localpart, email,
+            email_key, ip, lang, status)
+        VALUES ('old', ?, ?, 'alice', 'alice@example.org', 'alice@example.org', '', 'en',
+            'received')
+        """,
+        (NOW, NOW),
+    )
+    answers = issue_txn(txn, [issue_params("old"), issue_params("r1")], lambda _: False)
+    txn.commit()
+    assert answers[0] == NotIssued("username_reserved")
     assert isinstance(answers[1], store.IssuedToken)
-    assert answers[2] == NotIssued("username_reserved")
-    # r2 took over r1's reservation: r1's token, issued in this same batch, stopped working.
-    assert status(txn, "r1") == ("superseded", None)
-    assert token_row(txn, "Tr1") == (None, 0, 0, NOW - 1)
-    assert token_row(txn, "Tr2") == (None, 0, 0, NOW + 24 * HOUR)
 
 
-def test_concurrent_batches_cannot_both_take_a_username_on_postgres(
+def test_concurrent_intakes_cannot_both_reserve_a_username_on_postgres(
     postgres: PostgresCluster,
 ) -> None:
-    """Two processes issue for one username at once: the second to commit fails with a
-    serialisation error (Synapse's REPEATABLE READ), and its retry sees the winner."""
+    """Two processes record a request for one username at once: the second to commit
+    fails with a serialisation error (Synapse's REPEATABLE READ), and its retry sees
+    the winner."""
     db = postgres.create_database("store_concurrent_batches")
     first, second = (Txn(postgres.connect(db), "psycopg2") for _ in range(2))
     first.execute(REGISTRATION_TOKENS)
@@ -161,15 +181,12 @@ def test_concurrent_batches_cannot_both_take_a_username_on_postgres(
     first.commit()
     for t in (first, second):
         t._connection.set_session(isolation_level="REPEATABLE READ")
-    receive(first, "r1", "alice", "alice@example.org")
-    receive(first, "r2", "alice", "eve@example.org")
-
-    assert isinstance(issue_txn(first, [issue_params("r1")], lambda _: False)[0], store.IssuedToken)
+    assert intake_txn(first, [new_request("r1", "alice", "alice@example.org")]) == [None]
     outcome: list[object] = []
 
     def contender() -> None:
         try:
-            outcome.append(issue_txn(second, [issue_params("r2")], lambda _: False))
+            outcome.append(intake_txn(second, [new_request("r2", "alice", "eve@example.org")]))
         except Exception as e:
             outcome.append(e)
 
@@ -181,6 +198,6 @@ def test_concurrent_batches_cannot_both_take_a_username_on_postgres(
     (error,) = outcome
     assert getattr(error, "pgcode", None) == "40001", error
     second.rollback()
-    assert issue_txn(second, [issue_params("r2")], lambda _: False) == [
-        NotIssued("username_reserved")
+    assert intake_txn(second, [new_request("r2", "alice", "eve@example.org")]) == [
+        IntakeRefusal("username_reserved")
     ]

@@ -25,6 +25,7 @@ def new_request(request_id: str, localpart: str, email: str, now: int = NOW) -> 
         email_key=email,
         ip="192.0.2.1",
         lang="en",
+        hold_ms=24 * HOUR,
     )
 
 
@@ -110,27 +111,48 @@ def test_same_address_within_cooldown_gets_nothing(txn: Txn) -> None:
     assert status(txn, "r2") == ("suppressed", "cooldown")
 
 
-def test_same_address_after_cooldown_replaces_its_earlier_token(txn: Txn) -> None:
-    receive(txn, "r1", "alice", "alice@example.org")
-    receive(txn, "r2", "alice", "alice@example.org", now=NOW + HOUR)
-    issue(txn, "r1")
-    issue(txn, "r2", now=NOW + HOUR)
-    # The old token stops working at once, but its row stays for a session that holds it.
-    assert token_row(txn, "Tr1") == (None, 0, 0, NOW + HOUR - 1)
-    assert claim(txn, "Tr1", now=NOW + HOUR).outcome == token_store.REVOKED
-    assert token_row(txn, "Tr2") == (None, 0, 0, NOW + 25 * HOUR)
+def reservation(txn: Txn, localpart: str) -> Any:
+    txn.execute(
+        "SELECT request_id, email_key, expires_ts FROM email_gate_reservations WHERE localpart = ?",
+        (localpart,),
+    )
+    return txn.fetchone()
 
 
-def test_a_reserved_username_is_not_given_to_another_address(txn: Txn) -> None:
+def test_the_intake_reserves_the_username_before_the_address_is_looked_at(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
-    receive(txn, "r2", "alice", "mallory@example.org")
+    assert reservation(txn, "alice") == ("r1", "alice@example.org", NOW + 24 * HOUR)
+    assert status(txn, "r1") == ("received", None)
+
+
+def test_a_reserved_username_is_refused_to_every_address_the_holder_too(txn: Txn) -> None:
+    receive(txn, "r1", "alice", "alice@example.org")
     issue(txn, "r1")
-    assert issue(txn, "r2") == NotIssued("username_reserved")
-    # New requests for the name are refused at intake while it is reserved.
-    later = new_request("r3", "alice", "eve@example.org", now=NOW + HOUR)
-    assert intake_txn(txn, [later]) == [IntakeRefusal("username_reserved")]
-    expired = new_request("r4", "alice", "eve@example.org", now=NOW + 25 * HOUR)
-    assert intake_txn(txn, [expired]) == [None]
+    for n, address in enumerate(["mallory@example.org", "alice@example.org"], start=2):
+        later = new_request(f"r{n}", "alice", address, now=NOW + HOUR)
+        assert intake_txn(txn, [later]) == [IntakeRefusal("username_reserved")]
+    txn.execute("SELECT COUNT(*) FROM email_gate_requests")
+    assert txn.fetchone()[0] == 1
+    # The hold lapses with the token, for every address alike.
+    lapsed = new_request("r4", "alice", "eve@example.org", now=NOW + 24 * HOUR)
+    assert intake_txn(txn, [lapsed]) == [None]
+    assert reservation(txn, "alice") == ("r4", "eve@example.org", NOW + 48 * HOUR)
+
+
+def test_a_suppressed_request_holds_its_username_as_long_as_a_mailed_one(txn: Txn) -> None:
+    receive(txn, "r1", "mailed", "a@example.org")
+    receive(txn, "r2", "quiet", "a@example.org")  # the same address: cooldown
+    receive(txn, "r3", "banned", "spam@example.org")
+    assert isinstance(issue(txn, "r1", now=NOW + 5), store.IssuedToken)
+    assert issue(txn, "r2", now=NOW + 5) == NotIssued("cooldown")
+    (banned,) = issue_txn(txn, [issue_params("r3", now=NOW + 5)], lambda a: a.startswith("spam"))
+    txn.commit()
+    assert banned == NotIssued("email_banned")
+    holds = {name: reservation(txn, name) for name in ("mailed", "quiet", "banned")}
+    assert {hold[2] for hold in holds.values()} == {NOW + 24 * HOUR}
+    assert [hold[0] for hold in holds.values()] == ["r1", "r2", "r3"]
+    # The token of the mailed one runs out with its hold, not 24 h after the issue.
+    assert token_row(txn, "Tr1") == (None, 0, 0, NOW + 24 * HOUR)
 
 
 def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
@@ -140,7 +162,7 @@ def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
     assert made(txn, "alice", "@alice:x") == "r1"
     receive(txn, "r2", "bob", "alice@example.org", now=NOW + 2 * HOUR)
     assert issue(txn, "r2", now=NOW + 2 * HOUR) == NotIssued("already_used")
-    receive(txn, "r3", "bob", "alice@example.org", now=NOW + 2 * HOUR)
+    receive(txn, "r3", "carol", "alice@example.org", now=NOW + 2 * HOUR)
     issued = issue(txn, "r3", now=NOW + 2 * HOUR, multiple_users_per_email=True)
     assert isinstance(issued, store.IssuedToken)
 
@@ -148,7 +170,7 @@ def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
 def test_per_address_bucket_limits_tokens(txn: Txn) -> None:
     tight = Bucket(burst=1, per_second=0.0)
     receive(txn, "r1", "alice", "alice@example.org")
-    receive(txn, "r2", "alice", "alice@example.org", now=NOW + 2 * HOUR)
+    receive(txn, "r2", "alice2", "alice@example.org", now=NOW + 2 * HOUR)
     issue(txn, "r1", per_email=tight)
     assert issue(txn, "r2", now=NOW + 2 * HOUR, per_email=tight) == NotIssued("rate_limited_email")
 
@@ -189,6 +211,7 @@ def test_hashing_forgets_the_address_once_mailed(txn: Txn) -> None:
         email_key="hmac:abc",
         ip="192.0.2.1",
         lang="en",
+        hold_ms=24 * HOUR,
     )
     intake_txn(txn, [request])
     issue(txn, "r1")

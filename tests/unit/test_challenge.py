@@ -170,11 +170,24 @@ def test_garbage_is_refused_as_invalid(garbage: str) -> None:
     assert errcode(challenge.verify(KEY, garbage, "1", NOW)) == challenge.INVALID
 
 
-def test_a_challenge_easier_than_the_minimum_is_refused() -> None:
+def test_a_challenge_easier_than_the_minimum_is_refused_as_too_easy() -> None:
     """After the configured difficulty was raised, old easy challenges no longer pass."""
     c, nonce = solved(4)
     assert isinstance(challenge.verify(KEY, c, nonce, NOW, min_difficulty=4), Solved)
-    assert errcode(challenge.verify(KEY, c, nonce, NOW, min_difficulty=5)) == challenge.INVALID
+    refused = challenge.verify(KEY, c, nonce, NOW, min_difficulty=5)
+    assert errcode(refused) == challenge.TOO_EASY
+    assert isinstance(refused, Rejected)
+    assert "harder now" in refused.message and "4 bits" in refused.message
+    assert "at least 5" in refused.message
+
+
+def test_a_forged_easy_challenge_is_invalid_not_too_easy() -> None:
+    """The bits are only believed under a valid MAC."""
+    c, nonce = solved(4)
+    forged = _tamper(c, 3, "9")
+    assert errcode(challenge.verify(KEY, forged, nonce, NOW, min_difficulty=5)) == (
+        challenge.INVALID
+    )
 
 
 def test_the_mac_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,6 +256,19 @@ def test_observations_are_due_once_per_window() -> None:
     a.observe(NOW, 0)
     assert not a.due(NOW + WINDOW - 1)
     assert a.due(NOW + WINDOW)
+
+
+def test_the_minimum_accepted_is_one_step_below_the_level_in_force() -> None:
+    a = AdaptiveDifficulty(base=16, maximum=20, threshold=10, window_ms=WINDOW)
+    minimums = [a.minimum]
+    for k in range(5):
+        a.observe(NOW + k * WINDOW, 50)
+        minimums.append(a.minimum)
+    # levels 16, 17, 18, 19, 20, 20: a challenge of the level before a rise still passes
+    assert minimums == [16, 16, 17, 18, 19, 19]
+    assert challenge.GRACE_STEPS == 1
+    a.observe(NOW + 9 * WINDOW, 0)
+    assert a.current == 16 and a.minimum == 16  # never below the configured difficulty
 
 
 def test_without_headroom_the_difficulty_is_fixed() -> None:
@@ -417,7 +443,41 @@ def test_gate_refuses_challenges_easier_than_the_configured_difficulty(tmp_path:
     g, _ = gate(tmp_path, difficulty=6)
     easy = challenge.issue(run(g.key()), NOW, LIFETIME, 5).challenge
     refusal = run(g.check(easy, challenge.solve(easy, 5)))
-    assert refusal_code(refusal) == challenge.INVALID
+    assert refusal_code(refusal) == challenge.TOO_EASY
+
+
+def test_gate_refuses_a_stockpile_of_base_challenges_once_the_level_has_risen(
+    tmp_path: Path,
+) -> None:
+    """Challenges fetched in a calm spell and used in a flood, without fetching new
+    ones: the gate follows the solved rate on its own and refuses them two steps up."""
+    g, api = gate(tmp_path, max_increase=3, busy_threshold=3, busy_window_ms=WINDOW)
+    stock = [run(g.issue()) for _ in range(30)]
+    assert {i.difficulty for i in stock} == {BITS}
+    solutions = [(i.challenge, challenge.solve(i.challenge, BITS)) for i in stock]
+
+    def use(n: int) -> list[str | None]:
+        return [refusal_code(run(g.check(*solutions.pop()))) for _ in range(n)]
+
+    assert use(5) == [None] * 5  # a busy window at the base level
+    api.now += WINDOW
+    assert use(5) == [None] * 5  # one step up: still within the grace step
+    assert g.difficulty == BITS + 1
+    api.now += WINDOW
+    transactions = len(api.transactions)
+    refused = run(g.check(*solutions.pop()))
+    assert g.difficulty == BITS + 2
+    assert refusal_code(refused) == challenge.TOO_EASY
+    assert refused is not None and "harder now" in refused.message
+    assert api.transactions[transactions:] == ["email_gate_challenge_rate"]  # not used up
+    assert use(3) == [challenge.TOO_EASY] * 3
+    # A challenge of the level in force, or one step below it, passes.
+    current = run(g.issue())
+    assert current.difficulty == BITS + 2
+    assert run(g.check(current.challenge, challenge.solve(current.challenge, BITS + 2))) is None
+    key = run(g.key())
+    below = challenge.issue(key, api.now, LIFETIME, BITS + 1).challenge
+    assert run(g.check(below, challenge.solve(below, BITS + 1))) is None
 
 
 def test_gate_difficulty_follows_the_solved_rate(tmp_path: Path) -> None:

@@ -41,25 +41,40 @@ def params(request_id: str, now: int = NOW, **overrides: Any) -> IssueParams:
 
 
 def book(waiting: dict[str, tuple[str, str]], **rows: Any) -> IssueBook:
-    """`waiting`: request id -> (localpart, address)."""
+    """`waiting`: request id -> (localpart, address), each received at NOW with the
+    reservation the intake made for it, unless `reservations` says otherwise."""
+    held = {lp: Held(rid, addr, NOW + 24 * HOUR) for rid, (lp, addr) in waiting.items()}
     return IssueBook(
-        waiting={rid: Waiting(lp, addr, addr, "en") for rid, (lp, addr) in waiting.items()},
-        reservations=rows.get("reservations", {}),
+        waiting={rid: Waiting(lp, addr, addr, "en", NOW) for rid, (lp, addr) in waiting.items()},
+        reservations=rows.get("reservations", held),
         addresses=rows.get("addresses", {}),
         buckets=BucketBook(rows.get("buckets", {})),
     )
 
 
-def test_a_request_gets_a_token_a_reservation_and_a_mail() -> None:
+def test_a_request_gets_a_token_and_a_mail_under_the_reservation_it_holds() -> None:
     b, w = book({"r1": ("alice", "a@example.org")}), Writes()
     issued = decide(b, w, params("r1"), banned=False)
     assert isinstance(issued, IssuedToken) and issued.localpart == "alice"
     assert [
         (t.token, t.expiry_ts, t.uses_allowed, t.localpart, t.request_id) for t in w.tokens
     ] == [("Tr1", NOW + 24 * HOUR, 1, "alice", "r1")]
-    assert w.reservations == {"alice": Held("r1", "a@example.org", NOW + 24 * HOUR)}
+    assert w.reservations == {}  # made at intake
     assert w.mails == [("or1", "r1", "token", NOW, NOW)]
     assert w.addresses == {"a@example.org": NOW}
+
+
+def test_the_token_runs_out_with_the_hold_counted_from_the_request() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}), Writes()
+    issued = decide(b, w, params("r1", now=NOW + 40_000), banned=False)  # an orphan, late
+    assert isinstance(issued, IssuedToken) and issued.expires_ts == NOW + 24 * HOUR
+    assert w.tokens == [("Tr1", NOW + 24 * HOUR)]
+
+
+def test_a_request_recorded_without_a_reservation_takes_it_when_issued() -> None:
+    b, w = book({"r1": ("alice", "a@example.org")}, reservations={}), Writes()
+    assert isinstance(decide(b, w, params("r1"), banned=False), IssuedToken)
+    assert w.reservations == {"alice": Held("r1", "a@example.org", NOW + 24 * HOUR)}
 
 
 def test_the_second_request_for_an_address_in_one_batch_meets_the_cooldown() -> None:
@@ -107,16 +122,16 @@ def test_a_repeated_request_is_decided_once() -> None:
     assert len(w.tokens) == 1
 
 
-def test_the_same_address_may_ask_again_for_its_name_after_the_cooldown() -> None:
+def test_a_name_held_by_another_request_gets_no_mail_even_from_the_same_address() -> None:
     held = {"alice": Held("old", "a@example.org", NOW + HOUR)}
     b = book(
         {"r1": ("alice", "a@example.org")},
         reservations=held,
-        addresses={"a@example.org": (NOW - HOUR, 0)},
+        addresses={"a@example.org": (NOW - 2 * HOUR, 0)},
     )
     w = Writes()
-    assert isinstance(decide(b, w, params("r1"), banned=False), IssuedToken)
-    assert w.retired == [(NOW, "old")]  # the earlier token stops working
+    assert decide(b, w, params("r1"), banned=False) == NotIssued("username_reserved")
+    assert w.tokens == [] and w.reservations == {}
 
 
 def test_approval_mode_queues_an_address_check_and_no_token() -> None:

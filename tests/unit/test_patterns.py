@@ -10,6 +10,7 @@ from synapse_email_gate.patterns import (
     PatternMatchError,
     PatternSet,
     UsernamePatterns,
+    lookalike_variant,
 )
 
 
@@ -153,22 +154,31 @@ def test_twenty_thousand_patterns_agree_with_naive_python_re() -> None:
     for i in range(6_000):
         word = re.escape(words[i][:4])
         patterns.append(templates[i % 4].format(i=i, w=word))
-    compiled = UsernamePatterns.compile(patterns)
-    assert len(compiled) == 20_000
+    compiled = UsernamePatterns.compile(patterns, "off")
+    folding = UsernamePatterns.compile(patterns)  # the default: literal look-alikes too
+    assert len(compiled) == len(folding) == 20_000
 
     corpus = [rng.choice(words).upper() for _ in range(50)]
     corpus += [f"spam{i}{i * 7}" for i in range(0, 6_000, 400)]
     corpus += [f"ADM{i}in" for i in range(3, 6_000, 400)]
     corpus += [f"{words[i][:4]}zzz x{i}" for i in range(1, 6_000, 400)]
     corpus += ["".join(rng.choices("abcxyz0123456789.", k=rng.randint(1, 255))) for _ in range(50)]
+    corpus += [f"{words[i]}".replace("o", "0").replace("e", "3") for i in range(0, 14_000, 500)]
     naive = [re.compile(p, re.IGNORECASE) for p in patterns]
+    variants = [lookalike_variant(p) for p in patterns]
+    naive_variants = [re.compile(v, re.IGNORECASE) if v else None for v in variants]
     matched: set[int] = set()
+    folded_only: set[int] = set()
     for text in corpus:
         expected = [i for i, regex in enumerate(naive) if regex.search(text)]
         assert compiled.match_indices(text) == expected, text
+        lookalike = [i for i, regex in enumerate(naive_variants) if regex and regex.search(text)]
+        assert folding.match_indices(text) == sorted(set(expected) | set(lookalike)), text
         matched.update(expected)
+        folded_only.update(set(lookalike) - set(expected))
     assert any(i < 14_000 for i in matched), "no literal pattern was exercised"
     assert any(i >= 14_000 for i in matched), "no regex pattern was exercised"
+    assert folded_only, "no look-alike was exercised"
 
 
 _SAFE_PATTERNS = st.lists(
