@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from synapse_email_gate.config import GateConfig
+    from synapse_email_gate.config.gate import GateConfig
     from synapse_email_gate.module import EmailGate
 
 __all__ = ["EmailGate", "GateConfig"]
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return EmailGate
     if name == "GateConfig":
-        from synapse_email_gate.config import GateConfig
+        from synapse_email_gate.config.gate import GateConfig
 
         return GateConfig
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,9 @@ import logging
 
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import store
-from synapse_email_gate.config import GateConfig
-from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.config.gate import GateConfig
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.storage import requests
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Housekeeping:
         retention = self._config.retention
         deleted = await self._api.run_db_interaction(
             "email_gate_purge",
-            store.purge_txn,
+            requests.purge_txn,
             self._api.get_current_time_msec(),
             retention.unfinished_ms,
             retention.finished_ms,

@@ -18,27 +18,27 @@ from synapse.module_api.errors import ConfigError
 from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
-from synapse_email_gate import log_redaction
-from synapse_email_gate.admin_service import AdminService
-from synapse_email_gate.after_registration import AfterRegistration
-from synapse_email_gate.asyncio_bridge import AsyncioThread
-from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.client_address import AddressSeal
-from synapse_email_gate.config import GateConfig, check_moderators
-from synapse_email_gate.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.config.gate import GateConfig, check_moderators
+from synapse_email_gate.config.i18n import Translations
+from synapse_email_gate.config.listeners import warn_about_forwarding
 from synapse_email_gate.housekeeping import Housekeeping
-from synapse_email_gate.i18n import Translations
-from synapse_email_gate.listeners import warn_about_forwarding
-from synapse_email_gate.live_policy import LivePolicy
-from synapse_email_gate.mail import MailComposer
-from synapse_email_gate.moderation_room import ModerationRoom
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.policy_sync import PolicySync
-from synapse_email_gate.registration import RegistrationHooks
-from synapse_email_gate.revocation import SYSTEM_ACTOR, Revoker
-from synapse_email_gate.schema import create_schema
-from synapse_email_gate.service import RequestService
-from synapse_email_gate.store import PendingRequest
+from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
+from synapse_email_gate.mail.compose import MailComposer
+from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.moderation.room import ModerationRoom
+from synapse_email_gate.moderation.service import AdminService
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
+from synapse_email_gate.policy.sync import PolicySync
+from synapse_email_gate.requests import log_redaction
+from synapse_email_gate.requests.after_registration import AfterRegistration
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.registration import RegistrationHooks
+from synapse_email_gate.requests.service import RequestService
+from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage.requests import PendingRequest
+from synapse_email_gate.storage.schema import create_schema
 from synapse_email_gate.web.admin import AdminHandlers, Moderators
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers

@@ -16,9 +16,9 @@ from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import admin_store
-from synapse_email_gate.admin_service import AdminError, AdminService
-from synapse_email_gate.moderator_rules import ModeratorRules, is_local_user
+from synapse_email_gate.moderation.service import AdminError, AdminService
+from synapse_email_gate.rules.moderator_entries import ModeratorRules, is_local_user
+from synapse_email_gate.storage import moderation
 from synapse_email_gate.web.http import (
     JsonProblem,
     parse_json_object,
@@ -42,7 +42,7 @@ class Moderators:
 
     async def _rules(self) -> ModeratorRules:
         stored = await self._api.run_db_interaction(
-            "email_gate_moderators", admin_store.list_moderators_txn
+            "email_gate_moderators", moderation.list_moderators_txn
         )
         entries = (*self._config_entries, *(row["entry"] for row in stored))
         if self._compiled is None or self._compiled[0] != entries:

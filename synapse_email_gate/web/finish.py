@@ -17,7 +17,7 @@ every web registration. So the page resolves the person's address itself
 (through `trusted_proxies`, as the request page does), refuses a banned one,
 applies its own per-person limit (`rate_limits.web_registration`), and passes
 the address, sealed, in the `/register` body for the registration callback to
-record with the account (client_address.py). docs/pages.md says what admins
+record with the account (requests/client_address.py). docs/pages.md says what admins
 should set.
 """
 
@@ -41,23 +41,24 @@ from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
 from twisted.web.http_headers import Headers
 
-from synapse_email_gate import outcomes, store
-from synapse_email_gate.client_address import PARAM as CLIENT_ADDRESS_PARAM
-from synapse_email_gate.client_address import AddressSeal
-from synapse_email_gate.dbretry import run_db_retrying
-from synapse_email_gate.live_policy import LivePolicy
-from synapse_email_gate.mail import format_utc
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.pages_config import PagesConfig
-from synapse_email_gate.ratelimit import take_txn
-from synapse_email_gate.registration import (
+from synapse_email_gate.config.pages import PagesConfig
+from synapse_email_gate.mail.compose import format_utc
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
+from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.registration import (
     TOKEN_BUSY,
     TOKEN_EXPIRED,
     TOKEN_REVOKED,
     TOKEN_STAGE,
     TOKEN_USED,
 )
-from synapse_email_gate.service import rate_limit_key
+from synapse_email_gate.requests.service import rate_limit_key
+from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.buckets import take_txn
+from synapse_email_gate.storage.retry import run_db_retrying
 from synapse_email_gate.web.http import (
     JsonProblem,
     content_type,
@@ -132,12 +133,12 @@ class FinishHandlers:
             csrf = secrets.token_urlsafe(24)
         await self._render(request, lang, token, csrf, set_cookie=True)
 
-    async def _details(self, token: str) -> store.TokenDetails | None:
+    async def _details(self, token: str) -> requests.TokenDetails | None:
         if not token or len(token) > 64:
             return None
-        details: store.TokenDetails | None = await self._api.run_db_interaction(
+        details: requests.TokenDetails | None = await self._api.run_db_interaction(
             "email_gate_token_details",
-            store.token_details_txn,
+            requests.token_details_txn,
             token,
             self._api.get_current_time_msec(),
         )
@@ -183,7 +184,7 @@ class FinishHandlers:
         respond_html(request, status, html, headers)
 
     def _variables(
-        self, lang: str, token: str, details: store.TokenDetails | None
+        self, lang: str, token: str, details: requests.TokenDetails | None
     ) -> dict[str, Any]:
         query = {"token": token} if details is not None else {}
         variables = self._kit.variables(lang, "/register", query)

@@ -16,16 +16,16 @@ import jinja2
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import outcomes
-from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.outcomes import Outcome, Refusal
-from synapse_email_gate.service import (
+from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.outcomes import Outcome, Refusal
+from synapse_email_gate.requests.service import (
     MAX_FIELD_LENGTH,
     MAX_REASON_LENGTH,
     RequestInput,
     RequestService,
 )
+from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.web.http import (
     JsonProblem,
     content_type,
@@ -93,7 +93,7 @@ class RequestHandlers:
         }
 
     async def _challenge_refusal(self, fields: Mapping[str, object]) -> Refusal | None:
-        """Checked before anything else; see challenge_gate.py."""
+        """Checked before anything else; see requests/challenge_gate.py."""
         if self._challenges is None:
             return None
         return await self._challenges.check(fields.get("challenge"), fields.get("nonce"))

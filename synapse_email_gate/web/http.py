@@ -13,7 +13,7 @@ import attrs
 from synapse.http.server import finish_request
 from synapse.http.site import SynapseRequest
 
-from synapse_email_gate.netrules import IpRules, client_ip
+from synapse_email_gate.rules.ips import IpRules, client_ip
 
 MAX_BODY = 16 * 1024
 

@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate.i18n import LANG_COOKIE, Translations, Translator
-from synapse_email_gate.outcomes import Refusal
-from synapse_email_gate.pages_config import PagesConfig
+from synapse_email_gate.config.i18n import LANG_COOKIE, Translations, Translator
+from synapse_email_gate.config.pages import PagesConfig
+from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.web.http import cookie, query_param
 from synapse_email_gate.web.resource import BASE_PATH
 

@@ -88,7 +88,7 @@ def test_100_requests_for_one_address_give_one_token_and_one_mail(
     wait_decided(synapse, "racer%")
     new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
     assert len(new) == 1, new
-    # Synapse's row has no use limit: the module counts the one use (token_store.py).
+    # Synapse's row has no use limit: the module counts the one use (storage/tokens.py).
     assert (new[0]["uses_allowed"], new[0]["pending"], new[0]["completed"]) == (None, 0, 0)
     assert statuses(synapse, "racer%") == {"issued": 1, "suppressed": N - 1}
 

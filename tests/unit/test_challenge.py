@@ -1,5 +1,5 @@
-"""Proof-of-work challenges: issue/verify (challenge.py), the adaptive difficulty,
-and ChallengeGate (challenge_gate.py) on a real SQLite database without Synapse."""
+"""Proof-of-work challenges: issue/verify (rules/proof_of_work.py), the adaptive difficulty,
+and ChallengeGate (requests/challenge_gate.py) on a real SQLite database without Synapse."""
 
 from __future__ import annotations
 
@@ -13,27 +13,28 @@ from typing import Any
 
 import pytest
 
-from synapse_email_gate import challenge, store
-from synapse_email_gate.challenge import AdaptiveDifficulty, Rejected, Solved
-from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.config import ChallengeConfig
-from synapse_email_gate.outcomes import Refusal
-from synapse_email_gate.schema import create_schema
-from tests.store.conftest import REGISTRATION_TOKENS, Txn
+from synapse_email_gate.config.gate import ChallengeConfig
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.outcomes import Refusal
+from synapse_email_gate.rules import proof_of_work
+from synapse_email_gate.rules.proof_of_work import AdaptiveDifficulty, Rejected, Solved
+from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.schema import create_schema
+from tests.storage.conftest import REGISTRATION_TOKENS, Txn
 
-KEY = challenge.derive_key("a server secret of some length")
+KEY = proof_of_work.derive_key("a server secret of some length")
 NOW = 1_700_000_000_000
 LIFETIME = 600_000
 BITS = 8
 
 
-def issued(bits: int = BITS, now: int = NOW, key: bytes = KEY) -> challenge.Issued:
-    return challenge.issue(key, now, LIFETIME, bits)
+def issued(bits: int = BITS, now: int = NOW, key: bytes = KEY) -> proof_of_work.Issued:
+    return proof_of_work.issue(key, now, LIFETIME, bits)
 
 
 def solved(bits: int = BITS) -> tuple[str, str]:
     c = issued(bits).challenge
-    return c, challenge.solve(c, bits)
+    return c, proof_of_work.solve(c, bits)
 
 
 def errcode(result: Solved | Rejected) -> str:
@@ -43,7 +44,7 @@ def errcode(result: Solved | Rejected) -> str:
 
 def unsolving_nonce(c: str, bits: int) -> str:
     n = 0
-    while challenge.meets_difficulty(challenge.hash_solution(c, str(n)), bits):
+    while proof_of_work.meets_difficulty(proof_of_work.hash_solution(c, str(n)), bits):
         n += 1
     return str(n)
 
@@ -58,7 +59,7 @@ def test_a_challenge_has_five_fields_and_a_mac_over_the_first_four() -> None:
     assert len(cid) == 22 and len(mac) == 43
     signed = i.challenge.rsplit(".", 1)[0].encode()
     expected = hmac.new(KEY, signed, hashlib.sha256).digest()
-    assert challenge._b64(expected) == mac
+    assert proof_of_work._b64(expected) == mac
 
 
 def test_ids_are_random() -> None:
@@ -70,21 +71,21 @@ def test_the_documented_algorithm_is_what_verify_checks() -> None:
     c, nonce = solved(12)
     digest = hashlib.sha256(f"{c}:{nonce}".encode()).digest()
     assert int.from_bytes(digest, "big") >> (256 - 12) == 0
-    assert isinstance(challenge.verify(KEY, c, nonce, NOW), Solved)
+    assert isinstance(proof_of_work.verify(KEY, c, nonce, NOW), Solved)
 
 
 @pytest.mark.parametrize("bits", [1, 7, 8, 9, 16, 17, 24, 31, 32])
 def test_meets_difficulty_counts_leading_zero_bits(bits: int) -> None:
     value = 1 << (256 - bits - 1)  # exactly `bits` leading zeros
     digest = value.to_bytes(32, "big")
-    assert challenge.meets_difficulty(digest, bits)
-    assert not challenge.meets_difficulty(digest, bits + 1)
+    assert proof_of_work.meets_difficulty(digest, bits)
+    assert not proof_of_work.meets_difficulty(digest, bits + 1)
 
 
 def test_difficulty_out_of_range_is_not_issued() -> None:
     for bits in (0, 33):
         with pytest.raises(ValueError):
-            challenge.issue(KEY, NOW, LIFETIME, bits)
+            proof_of_work.issue(KEY, NOW, LIFETIME, bits)
 
 
 # --- verify -----------------------------------------------------------------
@@ -92,7 +93,7 @@ def test_difficulty_out_of_range_is_not_issued() -> None:
 
 def test_a_correct_solution_is_accepted_until_expiry() -> None:
     c, nonce = solved()
-    result = challenge.verify(KEY, c, nonce, NOW + LIFETIME - 1)
+    result = proof_of_work.verify(KEY, c, nonce, NOW + LIFETIME - 1)
     assert isinstance(result, Solved)
     assert result.expires_ms == NOW + LIFETIME
     assert result.difficulty == BITS
@@ -100,27 +101,31 @@ def test_a_correct_solution_is_accepted_until_expiry() -> None:
 
 def test_an_expired_challenge_is_refused() -> None:
     c, nonce = solved()
-    assert errcode(challenge.verify(KEY, c, nonce, NOW + LIFETIME)) == challenge.EXPIRED
-    assert errcode(challenge.verify(KEY, c, nonce, NOW + 10 * LIFETIME)) == challenge.EXPIRED
+    assert errcode(proof_of_work.verify(KEY, c, nonce, NOW + LIFETIME)) == proof_of_work.EXPIRED
+    assert (
+        errcode(proof_of_work.verify(KEY, c, nonce, NOW + 10 * LIFETIME)) == proof_of_work.EXPIRED
+    )
 
 
 def test_a_nonce_that_does_not_meet_the_difficulty_is_refused() -> None:
     c = issued(16).challenge
-    assert errcode(challenge.verify(KEY, c, unsolving_nonce(c, 16), NOW)) == challenge.INVALID
+    assert (
+        errcode(proof_of_work.verify(KEY, c, unsolving_nonce(c, 16), NOW)) == proof_of_work.INVALID
+    )
 
 
 @pytest.mark.parametrize("nonce", ["", "x" * 65, "12 3", "1.2", "ü", "1:2", "../"])
 def test_malformed_nonces_are_refused(nonce: str) -> None:
     c = issued(1).challenge
-    assert errcode(challenge.verify(KEY, c, nonce, NOW)) == challenge.INVALID
+    assert errcode(proof_of_work.verify(KEY, c, nonce, NOW)) == proof_of_work.INVALID
 
 
 def test_a_solution_under_another_secret_is_refused() -> None:
-    other = challenge.derive_key("another secret, also long enough")
-    c = challenge.issue(other, NOW, LIFETIME, BITS).challenge
-    nonce = challenge.solve(c, BITS)
-    assert isinstance(challenge.verify(other, c, nonce, NOW), Solved)
-    assert errcode(challenge.verify(KEY, c, nonce, NOW)) == challenge.INVALID
+    other = proof_of_work.derive_key("another secret, also long enough")
+    c = proof_of_work.issue(other, NOW, LIFETIME, BITS).challenge
+    nonce = proof_of_work.solve(c, BITS)
+    assert isinstance(proof_of_work.verify(other, c, nonce, NOW), Solved)
+    assert errcode(proof_of_work.verify(KEY, c, nonce, NOW)) == proof_of_work.INVALID
 
 
 def _tamper(c: str, index: int, value: str) -> str:
@@ -146,8 +151,8 @@ def test_tampering_with_any_field_is_refused(index: int, change: Callable[[str],
     assert forged != c
     # Solve the forged challenge honestly at its (possibly lowered) difficulty.
     bits = int(forged.split(".")[3]) if forged.split(".")[3].isdigit() else BITS
-    nonce = challenge.solve(forged, max(1, min(bits, 16)))
-    assert errcode(challenge.verify(KEY, forged, nonce, NOW)) == challenge.INVALID
+    nonce = proof_of_work.solve(forged, max(1, min(bits, 16)))
+    assert errcode(proof_of_work.verify(KEY, forged, nonce, NOW)) == proof_of_work.INVALID
 
 
 @pytest.mark.parametrize(
@@ -167,15 +172,15 @@ def test_tampering_with_any_field_is_refused(index: int, change: Callable[[str],
     ],
 )
 def test_garbage_is_refused_as_invalid(garbage: str) -> None:
-    assert errcode(challenge.verify(KEY, garbage, "1", NOW)) == challenge.INVALID
+    assert errcode(proof_of_work.verify(KEY, garbage, "1", NOW)) == proof_of_work.INVALID
 
 
 def test_a_challenge_easier_than_the_minimum_is_refused_as_too_easy() -> None:
     """After the configured difficulty was raised, old easy challenges no longer pass."""
     c, nonce = solved(4)
-    assert isinstance(challenge.verify(KEY, c, nonce, NOW, min_difficulty=4), Solved)
-    refused = challenge.verify(KEY, c, nonce, NOW, min_difficulty=5)
-    assert errcode(refused) == challenge.TOO_EASY
+    assert isinstance(proof_of_work.verify(KEY, c, nonce, NOW, min_difficulty=4), Solved)
+    refused = proof_of_work.verify(KEY, c, nonce, NOW, min_difficulty=5)
+    assert errcode(refused) == proof_of_work.TOO_EASY
     assert isinstance(refused, Rejected)
     assert "harder now" in refused.message and "4 bits" in refused.message
     assert "at least 5" in refused.message
@@ -185,8 +190,8 @@ def test_a_forged_easy_challenge_is_invalid_not_too_easy() -> None:
     """The bits are only believed under a valid MAC."""
     c, nonce = solved(4)
     forged = _tamper(c, 3, "9")
-    assert errcode(challenge.verify(KEY, forged, nonce, NOW, min_difficulty=5)) == (
-        challenge.INVALID
+    assert errcode(proof_of_work.verify(KEY, forged, nonce, NOW, min_difficulty=5)) == (
+        proof_of_work.INVALID
     )
 
 
@@ -200,30 +205,30 @@ def test_the_mac_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     c, nonce = solved()
-    assert isinstance(challenge.verify(KEY, c, nonce, NOW), Solved)
+    assert isinstance(proof_of_work.verify(KEY, c, nonce, NOW), Solved)
     assert len(calls) == 1 and calls[0][1] == c.rsplit(".", 1)[1]
     forged = _tamper(c, 4, "B" * 43)
-    assert errcode(challenge.verify(KEY, forged, nonce, NOW)) == challenge.INVALID
+    assert errcode(proof_of_work.verify(KEY, forged, nonce, NOW)) == proof_of_work.INVALID
     assert len(calls) == 2
 
 
 def test_no_hash_is_computed_before_the_mac_checks_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """A forged challenge costs one HMAC, never the solution hash."""
     hashed: list[str] = []
-    real = challenge.hash_solution
-    monkeypatch.setattr(challenge, "hash_solution", lambda c, n: hashed.append(n) or real(c, n))
+    real = proof_of_work.hash_solution
+    monkeypatch.setattr(proof_of_work, "hash_solution", lambda c, n: hashed.append(n) or real(c, n))
     c = issued().challenge
-    challenge.verify(KEY, _tamper(c, 3, "1"), "1", NOW)
+    proof_of_work.verify(KEY, _tamper(c, 3, "1"), "1", NOW)
     assert hashed == []
-    challenge.verify(KEY, c, "1", NOW)
+    proof_of_work.verify(KEY, c, "1", NOW)
     assert hashed == ["1"]
 
 
 def test_derive_key_separates_the_challenge_key_from_the_raw_secret() -> None:
     secret = "the very same secret"
-    assert challenge.derive_key(secret) == challenge.derive_key(secret.encode())
-    assert challenge.derive_key(secret) != secret.encode()
-    assert len(challenge.derive_key(secret)) == 32
+    assert proof_of_work.derive_key(secret) == proof_of_work.derive_key(secret.encode())
+    assert proof_of_work.derive_key(secret) != secret.encode()
+    assert len(proof_of_work.derive_key(secret)) == 32
 
 
 # --- adaptive difficulty ----------------------------------------------------
@@ -266,7 +271,7 @@ def test_the_minimum_accepted_is_one_step_below_the_level_in_force() -> None:
         minimums.append(a.minimum)
     # levels 16, 17, 18, 19, 20, 20: a challenge of the level before a rise still passes
     assert minimums == [16, 16, 17, 18, 19, 19]
-    assert challenge.GRACE_STEPS == 1
+    assert proof_of_work.GRACE_STEPS == 1
     a.observe(NOW + 9 * WINDOW, 0)
     assert a.current == 16 and a.minimum == 16  # never below the configured difficulty
 
@@ -384,12 +389,12 @@ def refusal_code(refusal: Refusal | None) -> str | None:
 def test_gate_accepts_a_solution_once_and_refuses_the_replay(tmp_path: Path) -> None:
     g, api = gate(tmp_path)
     i = run(g.issue())
-    nonce = challenge.solve(i.challenge, i.difficulty)
+    nonce = proof_of_work.solve(i.challenge, i.difficulty)
     assert run(g.check(i.challenge, nonce)) is None
-    assert refusal_code(run(g.check(i.challenge, nonce))) == challenge.REPLAYED
+    assert refusal_code(run(g.check(i.challenge, nonce))) == proof_of_work.REPLAYED
     # Another process (no memory of it) is refused by the table.
     other, _ = gate(tmp_path, api)
-    assert refusal_code(run(other.check(i.challenge, nonce))) == challenge.REPLAYED
+    assert refusal_code(run(other.check(i.challenge, nonce))) == proof_of_work.REPLAYED
     used = api.connection.execute("SELECT id, used_ts, expires_ts FROM email_gate_used_challenges")
     assert used.fetchall() == [(i.id, NOW, NOW + ChallengeConfig().lifetime_ms)]
 
@@ -397,19 +402,19 @@ def test_gate_accepts_a_solution_once_and_refuses_the_replay(tmp_path: Path) -> 
 def test_gate_refusals_cost_no_database_write(tmp_path: Path) -> None:
     g, api = gate(tmp_path)
     i = run(g.issue())
-    nonce = challenge.solve(i.challenge, i.difficulty)
+    nonce = proof_of_work.solve(i.challenge, i.difficulty)
     before = list(api.transactions)
-    assert refusal_code(run(g.check(None, None))) == challenge.REQUIRED
-    assert refusal_code(run(g.check("", nonce))) == challenge.REQUIRED
-    assert refusal_code(run(g.check(i.challenge, ""))) == challenge.REQUIRED
-    assert refusal_code(run(g.check(i.challenge, 5))) == challenge.INVALID
-    assert refusal_code(run(g.check(["x"], nonce))) == challenge.INVALID
-    assert refusal_code(run(g.check(_tamper(i.challenge, 3, "1"), nonce))) == challenge.INVALID
+    assert refusal_code(run(g.check(None, None))) == proof_of_work.REQUIRED
+    assert refusal_code(run(g.check("", nonce))) == proof_of_work.REQUIRED
+    assert refusal_code(run(g.check(i.challenge, ""))) == proof_of_work.REQUIRED
+    assert refusal_code(run(g.check(i.challenge, 5))) == proof_of_work.INVALID
+    assert refusal_code(run(g.check(["x"], nonce))) == proof_of_work.INVALID
+    assert refusal_code(run(g.check(_tamper(i.challenge, 3, "1"), nonce))) == proof_of_work.INVALID
     assert refusal_code(run(g.check(i.challenge, unsolving_nonce(i.challenge, BITS)))) == (
-        challenge.INVALID
+        proof_of_work.INVALID
     )
     api.now += ChallengeConfig().lifetime_ms
-    assert refusal_code(run(g.check(i.challenge, nonce))) == challenge.EXPIRED
+    assert refusal_code(run(g.check(i.challenge, nonce))) == proof_of_work.EXPIRED
     assert api.transactions == before
     refusal = run(g.check(None, None))
     assert refusal.status == 400 and refusal.field is None
@@ -419,7 +424,7 @@ def test_gate_shares_one_stored_secret_between_processes(tmp_path: Path) -> None
     first, api = gate(tmp_path)
     second, _ = gate(tmp_path, api)
     i = run(first.issue())
-    assert run(second.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+    assert run(second.check(i.challenge, proof_of_work.solve(i.challenge, i.difficulty))) is None
     assert run(first.key()) == run(second.key())
     rows = api.connection.execute("SELECT name FROM email_gate_secrets").fetchall()
     assert rows == [("challenge_key",)]
@@ -429,7 +434,7 @@ def test_gate_uses_the_configured_secret_without_the_database(tmp_path: Path) ->
     g, api = gate(tmp_path, secret="configured secret, long enough")
     run(g.issue())
     assert "email_gate_challenge_key" not in api.transactions
-    assert run(g.key()) == challenge.derive_key("configured secret, long enough")
+    assert run(g.key()) == proof_of_work.derive_key("configured secret, long enough")
 
 
 def test_gate_off_asks_for_nothing(tmp_path: Path) -> None:
@@ -441,9 +446,9 @@ def test_gate_off_asks_for_nothing(tmp_path: Path) -> None:
 
 def test_gate_refuses_challenges_easier_than_the_configured_difficulty(tmp_path: Path) -> None:
     g, _ = gate(tmp_path, difficulty=6)
-    easy = challenge.issue(run(g.key()), NOW, LIFETIME, 5).challenge
-    refusal = run(g.check(easy, challenge.solve(easy, 5)))
-    assert refusal_code(refusal) == challenge.TOO_EASY
+    easy = proof_of_work.issue(run(g.key()), NOW, LIFETIME, 5).challenge
+    refusal = run(g.check(easy, proof_of_work.solve(easy, 5)))
+    assert refusal_code(refusal) == proof_of_work.TOO_EASY
 
 
 def test_gate_refuses_a_stockpile_of_base_challenges_once_the_level_has_risen(
@@ -454,7 +459,7 @@ def test_gate_refuses_a_stockpile_of_base_challenges_once_the_level_has_risen(
     g, api = gate(tmp_path, max_increase=3, busy_threshold=3, busy_window_ms=WINDOW)
     stock = [run(g.issue()) for _ in range(30)]
     assert {i.difficulty for i in stock} == {BITS}
-    solutions = [(i.challenge, challenge.solve(i.challenge, BITS)) for i in stock]
+    solutions = [(i.challenge, proof_of_work.solve(i.challenge, BITS)) for i in stock]
 
     def use(n: int) -> list[str | None]:
         return [refusal_code(run(g.check(*solutions.pop()))) for _ in range(n)]
@@ -467,17 +472,17 @@ def test_gate_refuses_a_stockpile_of_base_challenges_once_the_level_has_risen(
     transactions = len(api.transactions)
     refused = run(g.check(*solutions.pop()))
     assert g.difficulty == BITS + 2
-    assert refusal_code(refused) == challenge.TOO_EASY
+    assert refusal_code(refused) == proof_of_work.TOO_EASY
     assert refused is not None and "harder now" in refused.message
     assert api.transactions[transactions:] == ["email_gate_challenge_rate"]  # not used up
-    assert use(3) == [challenge.TOO_EASY] * 3
+    assert use(3) == [proof_of_work.TOO_EASY] * 3
     # A challenge of the level in force, or one step below it, passes.
     current = run(g.issue())
     assert current.difficulty == BITS + 2
-    assert run(g.check(current.challenge, challenge.solve(current.challenge, BITS + 2))) is None
+    assert run(g.check(current.challenge, proof_of_work.solve(current.challenge, BITS + 2))) is None
     key = run(g.key())
-    below = challenge.issue(key, api.now, LIFETIME, BITS + 1).challenge
-    assert run(g.check(below, challenge.solve(below, BITS + 1))) is None
+    below = proof_of_work.issue(key, api.now, LIFETIME, BITS + 1).challenge
+    assert run(g.check(below, proof_of_work.solve(below, BITS + 1))) is None
 
 
 def test_gate_difficulty_follows_the_solved_rate(tmp_path: Path) -> None:
@@ -486,7 +491,7 @@ def test_gate_difficulty_follows_the_solved_rate(tmp_path: Path) -> None:
     def solve_some(n: int) -> None:
         for _ in range(n):
             i = run(g.issue())
-            assert run(g.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+            assert run(g.check(i.challenge, proof_of_work.solve(i.challenge, i.difficulty))) is None
 
     assert run(g.issue()).difficulty == BITS
     solve_some(4)
@@ -508,9 +513,9 @@ def test_gate_difficulty_follows_the_solved_rate(tmp_path: Path) -> None:
 def test_purge_forgets_expired_used_challenges(tmp_path: Path) -> None:
     g, api = gate(tmp_path)
     i = run(g.issue())
-    assert run(g.check(i.challenge, challenge.solve(i.challenge, i.difficulty))) is None
+    assert run(g.check(i.challenge, proof_of_work.solve(i.challenge, i.difficulty))) is None
     txn = Txn(api.connection, "sqlite3")
-    store.purge_txn(txn, i.expires_ms - 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
-    assert store.solved_challenges_since_txn(txn, 0) == 1
-    store.purge_txn(txn, i.expires_ms + 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
-    assert store.solved_challenges_since_txn(txn, 0) == 0
+    requests.purge_txn(txn, i.expires_ms - 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
+    assert requests.solved_challenges_since_txn(txn, 0) == 1
+    requests.purge_txn(txn, i.expires_ms + 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
+    assert requests.solved_challenges_since_txn(txn, 0) == 0

@@ -12,8 +12,8 @@ import jinja2
 import pytest
 from synapse.module_api.errors import ConfigError
 
-from synapse_email_gate.config import GateConfig
-from synapse_email_gate.i18n import (
+from synapse_email_gate.config.gate import GateConfig
+from synapse_email_gate.config.i18n import (
     BUILTIN_DIR,
     TranslationError,
     Translations,
@@ -21,8 +21,8 @@ from synapse_email_gate.i18n import (
     placeholders,
     read_file,
 )
-from synapse_email_gate.mail import MAIL_KINDS, MailComposer, MailFacts
-from synapse_email_gate.outcomes import Refusal
+from synapse_email_gate.mail.compose import MAIL_KINDS, MailComposer, MailFacts
+from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.web.pages import error_text
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "synapse_email_gate" / "templates"

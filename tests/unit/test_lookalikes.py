@@ -1,4 +1,4 @@
-"""Look-alike usernames (patterns.py, `banned_usernames_lookalikes`): a literal ban
+"""Look-alike usernames (rules/usernames.py, `banned_usernames_lookalikes`): a literal ban
 also bans its leetspeak spellings; regex bans only with `all`; ordinary names are
 not caught by the folding."""
 
@@ -11,10 +11,10 @@ import pytest
 from synapse.module_api.errors import ConfigError
 
 from synapse_email_gate import EmailGate
-from synapse_email_gate.configreader import Section
-from synapse_email_gate.patterns import UsernamePatterns, fold_name, lookalike_variant
-from synapse_email_gate.policy import Policy
-from synapse_email_gate.policy_lists import BanEntry, PolicyLists
+from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
+from synapse_email_gate.config.reader import Section
+from synapse_email_gate.policy.compiled import Policy
+from synapse_email_gate.rules.usernames import UsernamePatterns, fold_name, lookalike_variant
 
 BANS = ["admin", "^root$", "nazi", "(?i)^abuse$", "^postmaster$", "hitler", "^support$"]
 

@@ -1,0 +1,70 @@
+"""Keeps every process's policy in step.
+
+A reload asked of one process (admin API, room command, CLI) bumps a counter in
+the database; every process polls it with the policy file's identity and
+reloads when it moved. So a reload reaches all workers within one
+`policy_check_interval`, even when the file itself did not change.
+
+A change made here revokes what the new bans match (policy/revocation.py) before
+the counter moves: the other processes, the background-tasks one included,
+then find nothing left to revoke, and the answer counts every revocation.
+"""
+
+from __future__ import annotations
+
+from synapse.module_api import ModuleApi
+
+from synapse_email_gate.config.policy_lists import PolicyLists
+from synapse_email_gate.policy.live import LivePolicy, ReloadResult
+from synapse_email_gate.policy.revocation import Revoker
+from synapse_email_gate.storage import moderation, requests
+
+GENERATION = "policy_generation"
+
+
+class PolicySync:
+    def __init__(self, api: ModuleApi, policy: LivePolicy, revoker: Revoker) -> None:
+        self._api = api
+        self._policy = policy
+        self._revoker = revoker
+        self._seen: int | None = None
+
+    def layers(self) -> dict[str, PolicyLists]:
+        return self._policy.layers()
+
+    async def reload_everywhere(self, actor: str) -> ReloadResult:
+        """Re-read the file and the stored bans here, revoke what they ban, and tell
+        every other process."""
+        result = self._policy.reload()
+        if not result.ok:
+            return result
+        revoked = await self.changed(actor, "policy reload")
+        return ReloadResult(ok=True, message=result.message, revoked=revoked)
+
+    async def changed(self, actor: str, cause: str) -> int:
+        """Stored bans changed (or a reload was asked): apply and revoke here, then
+        signal the others. Returns how many open requests were revoked."""
+        await self._load_stored()
+        revoked = await self._revoker.revoke_banned(actor, cause)
+        self._seen = await self._api.run_db_interaction(
+            "email_gate_bump_policy", requests.bump_counter_txn, GENERATION
+        )
+        return revoked
+
+    async def follow(self) -> bool:
+        """Reload when another process asked for it; load stored bans at start.
+        True when the policy was (re)loaded here."""
+        generation = await self._api.run_db_interaction(
+            "email_gate_policy_generation", requests.get_counter_txn, GENERATION
+        )
+        loaded = self._seen is None or generation != self._seen
+        if loaded:
+            if self._seen is not None:
+                self._policy.reload()
+            await self._load_stored()
+        self._seen = generation
+        return loaded
+
+    async def _load_stored(self) -> None:
+        bans = await self._api.run_db_interaction("email_gate_load_bans", moderation.list_bans_txn)
+        self._policy.set_stored(moderation.stored_policy_layer(bans))

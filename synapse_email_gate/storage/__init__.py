@@ -1,0 +1,1 @@
+"""All SQL: schema, runner, requests, tokens, outbox, buckets, moderation tables."""

@@ -1,0 +1,50 @@
+"""Names vulture reports as unused that are used from outside its view (`vulture`,
+configured in pyproject.toml). Never imported or run: vulture only reads the names.
+
+Keep it short. A name here needs a reason; code that is really unused is deleted,
+not listed (the entries under "dead" wait for that clean-up, issue 15).
+"""
+
+# ruff: noqa
+_ = object()
+
+# Python and Twisted call these by name.
+__getattr__  # synapse_email_gate/__init__.py: the lazy EmailGate export (PEP 562)
+_.isLeaf  # web/resource.py: twisted.web.resource.Resource reads it
+_._async_render  # web/resource.py: synapse.http.server.DirectServeJsonResource calls it
+_.getChildWithDefault  # web/resource.py: twisted.web.resource.Resource's path walk calls it
+
+# Synapse calls these by name.
+_.parse_config  # module.py: EmailGate.parse_config, at start-up
+# Synapse calls the registration callbacks with these keyword arguments.
+email_threepid  # requests/registration.py
+request_info  # requests/registration.py
+auth_provider_id  # requests/registration.py
+
+# Jinja templates call the translator: {{ _("key") }}.
+_.__call__  # config/i18n.py Translator
+
+# Attributes set on library objects, read by the library.
+_.body_encoding  # mail/mime.py: email.charset.Charset
+_.header_encoding  # mail/mime.py: email.charset.Charset
+_.case_sensitive  # rules/usernames.py: re2.Options
+_.log_errors  # rules/usernames.py: re2.Options
+
+# Public API used by tests, benchmarks and docs (docs/challenge.md names solve).
+_.solve  # rules/proof_of_work.py: the reference solver
+_.as_wire  # mail/mime.py: the bytes an SMTP server receives
+_.matches  # rules/usernames.py UsernamePatterns, rules/ips.py IpRules: one-value checks
+MAX_NONCE_LENGTH  # rules/proof_of_work.py: documents the nonce regex
+
+# dead: to delete in the clean-up step of issue 15 (listed in its cleanups.md).
+_.Suppressed  # storage/requests.py
+_.forget_address_txn  # storage/requests.py
+_.take_txn  # storage/buckets.py: tests only
+_.all_keys  # config/i18n.py
+_.mask_address  # mail/smtp.py (mask_addresses is used)
+_.legal_links  # config/pages.py: the PagesConfig property; web/pages.py builds its own
+_.intro_for  # config/pages.py: intro_in is used
+UNAVAILABLE  # requests/outcomes.py: module.py writes the errcode as a literal
+OPEN_STATUSES  # storage/requests.py: only named in prose; the SQL uses _OPEN
+SUPERSEDED  # storage/tokens.py: no code writes the reason
+_.revoke_for_requests_txn  # storage/tokens.py: no caller
