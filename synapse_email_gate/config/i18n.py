@@ -28,9 +28,9 @@ from typing import Any
 import attrs
 import yaml
 
-from synapse_email_gate.config.pages import LANGUAGE_CODE
-
 logger = logging.getLogger(__name__)
+
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "translations"
 FALLBACK = "en"

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from synapse_email_gate.config.i18n import LANGUAGE_CODE, TranslationError, Translations
 from synapse_email_gate.config.reader import Section, string_list
 
-LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 CLIENT_URL_FIELDS = frozenset({"homeserver_url", "server_name", "user_id", "localpart"})
 _ROOM = re.compile(r"^[!#][^:\s]+:[A-Za-z0-9.\-:\[\]]+$")
 _USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
@@ -178,8 +178,6 @@ class PagesConfig:
     def from_section(section: Section) -> PagesConfig:
         translations_dir = section.convert("translations_dir", None, _directory)
         default_language = section.convert("default_language", "en", _language_code)
-        from synapse_email_gate.config.i18n import TranslationError, Translations
-
         try:
             Translations.load(translations_dir, default_language)
         except TranslationError as e:
