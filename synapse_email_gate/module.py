@@ -139,7 +139,7 @@ class EmailGate:
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
-            ("GET", "api/challenge"): self._when_ready(challenges.fetch),
+            ("GET", "api/challenge"): self._when_ready(pages.challenge),
             ("GET", "register"): self._when_ready(finish.landing),
             ("POST", "register"): self._when_ready(finish.submit),
             ("GET", "verify"): self._when_ready(pages.verify_page),

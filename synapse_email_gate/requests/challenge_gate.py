@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import secrets
 
-from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.config.gate import ChallengeConfig
 from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.rules import proof_of_work
 from synapse_email_gate.storage import requests
-from synapse_email_gate.web.http import respond_json
 
 logger = logging.getLogger(__name__)
 
@@ -146,29 +144,6 @@ class ChallengeGate:
             if len(self._used) >= _MAX_REMEMBERED:
                 self._used.clear()
         self._used[challenge_id] = expires_ms
-
-    async def fetch(self, request: SynapseRequest) -> None:
-        """GET api/challenge: a fresh challenge for the page or a script."""
-        if not self._config.enabled:
-            respond_json(
-                request,
-                404,
-                {"errcode": "M_NOT_FOUND", "error": "The challenge is off on this server."},
-            )
-            return
-        issued = await self.issue()
-        now = self._api.get_current_time_msec()
-        respond_json(
-            request,
-            200,
-            {
-                "challenge": issued.challenge,
-                "difficulty": issued.difficulty,
-                "expires_ms": issued.expires_ms,
-                "expires_in_ms": issued.expires_ms - now,
-                "algorithm": "sha256-leading-zero-bits",
-            },
-        )
 
 
 def _refusal(rejected: proof_of_work.Rejected) -> Refusal:

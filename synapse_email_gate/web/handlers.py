@@ -281,6 +281,29 @@ class RequestHandlers:
         )
         respond_html(request, 200 if confirmed else 404, html)
 
+    async def challenge(self, request: SynapseRequest) -> None:
+        """GET api/challenge: a fresh challenge for the page or a script."""
+        if self._challenges is None or not self._challenges.enabled:
+            respond_json(
+                request,
+                404,
+                {"errcode": "M_NOT_FOUND", "error": "The challenge is off on this server."},
+            )
+            return
+        issued = await self._challenges.issue()
+        now = self._api.get_current_time_msec()
+        respond_json(
+            request,
+            200,
+            {
+                "challenge": issued.challenge,
+                "difficulty": issued.difficulty,
+                "expires_ms": issued.expires_ms,
+                "expires_in_ms": issued.expires_ms - now,
+                "algorithm": "sha256-leading-zero-bits",
+            },
+        )
+
     async def static(self, request: SynapseRequest) -> None:
         name = (request.postpath or [b""])[-1].decode("utf-8", errors="replace")
         body = self._static.get(name)
