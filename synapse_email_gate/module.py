@@ -25,6 +25,7 @@ from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import AdminService
 from synapse_email_gate.policy.live import LivePolicy
@@ -39,7 +40,7 @@ from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.schema import create_schema
-from synapse_email_gate.web.admin import AdminHandlers, Moderators
+from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
@@ -129,6 +130,7 @@ class EmailGate:
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
+            api,
             moderators,
             admin_service,
             admin_page,

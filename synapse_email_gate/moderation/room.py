@@ -23,11 +23,11 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation import room_commands
+from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
 from synapse_email_gate.storage import requests
-from synapse_email_gate.web.admin import Moderators
 
 logger = logging.getLogger(__name__)
 
