@@ -12,11 +12,11 @@ import datetime
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-import attrs
 import jinja2
 
 from synapse_email_gate.config.i18n import Translations
 from synapse_email_gate.mail.mime import OutgoingMail
+from synapse_email_gate.storage.outbox import MailFacts
 
 TemplateLoader = Callable[[list[str]], list[jinja2.Template]]
 
@@ -31,24 +31,6 @@ MAIL_KINDS = ("token", "verify", "notice", "denied")
 
 def template_names(kind: str) -> list[str]:
     return [f"email_gate_{kind}_subject.txt", f"email_gate_{kind}.txt", f"email_gate_{kind}.html"]
-
-
-@attrs.frozen
-class MailFacts:
-    """What a queued mail is about; `to` is the recipient, `requester` the person."""
-
-    to: str
-    localpart: str
-    token: str | None
-    expires_ts: int | None
-    request_id: str
-    kind: str = "token"
-    verify_code: str | None = None
-    statement: str | None = None
-    message: str | None = None
-    requester: str | None = None
-    ip: str | None = None
-    lang: str = "en"
 
 
 def describe_duration(ms: int) -> str:

@@ -15,7 +15,6 @@ from typing import Literal
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.mail.compose import MailFacts
 from synapse_email_gate.storage.requests import batch_txn, mail_facts_txn
 
 # The longest pause between two attempts at one mail.
@@ -24,6 +23,24 @@ MAX_RETRY_DELAY_MS = 1_800_000
 LEASE_MS = 180_000
 # After these, no more mail goes to the requester: with hash_emails the address goes.
 FINAL_KINDS = ("token", "denied")
+
+
+@attrs.frozen
+class MailFacts:
+    """What a queued mail is about; `to` is the recipient, `requester` the person."""
+
+    to: str
+    localpart: str
+    token: str | None
+    expires_ts: int | None
+    request_id: str
+    kind: str = "token"
+    verify_code: str | None = None
+    statement: str | None = None
+    message: str | None = None
+    requester: str | None = None
+    ip: str | None = None
+    lang: str = "en"
 
 
 @attrs.frozen

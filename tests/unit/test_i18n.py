@@ -21,8 +21,9 @@ from synapse_email_gate.config.i18n import (
     placeholders,
     read_file,
 )
-from synapse_email_gate.mail.compose import MAIL_KINDS, MailComposer, MailFacts
+from synapse_email_gate.mail.compose import MAIL_KINDS, MailComposer
 from synapse_email_gate.requests.outcomes import Refusal
+from synapse_email_gate.storage.outbox import MailFacts
 from synapse_email_gate.web.pages import error_text
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "synapse_email_gate" / "templates"
