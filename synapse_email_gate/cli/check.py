@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from synapse.module_api.errors import ConfigError
+from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate.config.listeners import forwarded_in_yaml
 
@@ -178,9 +178,10 @@ def all_problems(parse: Parse, data: object) -> list[tuple[str, str]]:
 
 
 def parse_module_config(data: Any) -> object:
-    from synapse_email_gate import EmailGate
+    """What EmailGate.parse_config parses, without importing the module (and the reactor)."""
+    from synapse_email_gate.config.gate import GateConfig
 
-    return EmailGate.parse_config(data)
+    return GateConfig.parse(data)
 
 
 def parse_policy(data: Any) -> object:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 import attrs
-from synapse.module_api.errors import ConfigError
+from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists

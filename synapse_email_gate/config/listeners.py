@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from synapse.module_api import ModuleApi
+
+if TYPE_CHECKING:
+    # Only for the annotations: importing the module API installs Twisted's reactor,
+    # and check-config reads listeners without Synapse running.
+    from synapse.module_api import ModuleApi
 
 logger = logging.getLogger(__name__)
 

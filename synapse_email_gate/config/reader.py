@@ -7,7 +7,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from synapse.module_api.errors import ConfigError
+# The class synapse.module_api.errors exports, imported from where it is defined:
+# importing the module API installs Twisted's reactor, and `synapse-email-gate
+# check-config` parses the config without Synapse running.
+from synapse.config import ConfigError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 import yaml
-from synapse.module_api.errors import ConfigError
+from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate import metrics
 from synapse_email_gate.config.policy_lists import PolicyLists

@@ -5,6 +5,8 @@ check-config on good and broken files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -734,3 +736,26 @@ def test_check_config_unreadable_or_unusable_input(
     not_yaml.write_text("modules: [\n")
     assert check(not_yaml) == 1
     assert "not valid YAML" in capsys.readouterr().out
+
+
+def test_check_config_parses_without_the_module_or_the_reactor(tmp_path: Path) -> None:
+    """check-config runs where Synapse is installed but not running: parsing must not
+    import the module, Synapse's module API or Twisted's reactor (a fresh interpreter)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("banned_ips: ['10.0.0.0/8', 'x']\n")
+    path = homeserver(tmp_path, {"smtp": {"port": 0}, "policy_file": str(policy)})
+    probe = (
+        "import json, sys\n"
+        "from synapse_email_gate.cli import main\n"
+        f"status = main(['check-config', {str(path)!r}])\n"
+        "watched = ['twisted.internet.reactor', 'synapse.module_api',"
+        " 'synapse_email_gate.module']\n"
+        "loaded = [m for m in watched if m in sys.modules]\n"
+        "print(json.dumps({'status': status, 'loaded': loaded}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"status": 1, "loaded": []}
+    assert f"{path}: smtp.port: must be at least 1, got 0" in done.stdout
+    assert f"{policy}: banned_ips: entry 'x'" in done.stdout
