@@ -28,7 +28,7 @@ from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.mime import build_message
 from synapse_email_gate.mail.smtp import SendResult, SmtpSettings, send_batch
 from synapse_email_gate.storage import outbox
-from synapse_email_gate.storage.retry import run_db_retrying
+from synapse_email_gate.storage.runner import run_db_retrying
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.rules.addresses import InvalidEmail, address_key, parse_email
 from synapse_email_gate.rules.identifiers import new_id
 from synapse_email_gate.storage import moderation, requests
-from synapse_email_gate.storage.retry import run_db_retrying
+from synapse_email_gate.storage.runner import run_db_retrying
 
 logger = logging.getLogger(__name__)
 

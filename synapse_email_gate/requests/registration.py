@@ -45,7 +45,7 @@ from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.storage import requests, tokens
-from synapse_email_gate.storage.retry import run_db_retrying
+from synapse_email_gate.storage.runner import run_db_retrying
 
 logger = logging.getLogger(__name__)
 

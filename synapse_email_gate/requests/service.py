@@ -37,6 +37,7 @@ from synapse_email_gate.storage import intake, requests
 from synapse_email_gate.storage.group_commit import GroupCommit
 from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest
 from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, NotIssued, issue_txn
+from synapse_email_gate.storage.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ class RequestService:
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
         self._flood_log = FloodLog(logger)
         self._intake: GroupCommit[NewRequest, IntakeRefusal | None] = GroupCommit(
-            api, "intake", intake.intake_txn
+            Runner(api), "intake", intake.intake_txn
         )
         self._issue: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
-            api, "issue", self._issue_txn
+            Runner(api), "issue", self._issue_txn
         )
 
     @property

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.policy_lists import Bucket
+from synapse_email_gate.storage.runner import select_in
 
 
 def refill(tokens: float, updated_ms: int, now_ms: int, bucket: Bucket) -> float:
@@ -55,15 +56,10 @@ class BucketBook:
 
     @classmethod
     def load(cls, txn: LoggingTransaction, keys: Collection[str]) -> BucketBook:
-        if not keys:
-            return cls()
-        ordered = sorted(keys)
-        marks = ", ".join("?" for _ in ordered)
-        txn.execute(
-            f"SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket IN ({marks})",  # noqa: S608 - placeholders only
-            ordered,
+        rows = select_in(
+            txn, "SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket", keys
         )
-        return cls({str(key): (float(tokens), int(ts)) for key, tokens, ts in txn.fetchall()})
+        return cls({str(key): (float(tokens), int(ts)) for key, tokens, ts in rows})
 
     def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
         """Take one token from bucket `key`; 0 when taken, else ms to wait."""

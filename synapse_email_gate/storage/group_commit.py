@@ -17,13 +17,12 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from synapse.logging.context import PreserveLoggingContext, make_deferred_yieldable
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from synapse_email_gate import metrics
-from synapse_email_gate.storage.retry import run_db_retrying
+from synapse_email_gate.storage.runner import Runner
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,12 +41,12 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(
         self,
-        api: ModuleApi,
+        runner: Runner,
         step: str,
         txn_body: BatchTxn[T, R],
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self._api = api
+        self._runner = runner
         self._step = step
         self._desc = f"email_gate_{step}"
         self._txn_body = txn_body
@@ -68,7 +67,7 @@ class GroupCommit(Generic[T, R]):
         self._waiting.append((item, answer))
         if not self._flushing:
             self._flushing = True
-            self._api.run_as_background_process(self._desc, self._flush_all)
+            self._runner.in_background(self._desc, self._flush_all)
         return answer
 
     async def _flush_all(self) -> None:
@@ -83,7 +82,7 @@ class GroupCommit(Generic[T, R]):
     async def _flush(self, batch: list[tuple[T, Deferred[R]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            answers = await run_db_retrying(self._api, self._desc, self._txn_body, items)
+            answers = await self._runner.run(self._desc, self._txn_body, items)
             if len(answers) != len(items):
                 raise AssertionError(f"{self._desc}: {len(answers)} answers for {len(items)} items")
         except Exception:
@@ -97,4 +96,4 @@ class GroupCommit(Generic[T, R]):
             for (_, answer), result in zip(batch, answers, strict=True):
                 answer.callback(result)
         # Last: nothing here may keep a waiter from its answer.
-        metrics.batch_committed(self._api.server_name, self._step, len(items))
+        metrics.batch_committed(self._runner.server_name, self._step, len(items))

@@ -20,6 +20,7 @@ from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.storage.buckets import BucketBook
+from synapse_email_gate.storage.runner import select_in
 
 
 @attrs.frozen
@@ -112,15 +113,7 @@ def _take_limits(book: BucketBook, r: NewRequest) -> IntakeRefusal | None:
 
 def _reservations(txn: LoggingTransaction, localparts: Collection[str]) -> dict[str, int]:
     """localpart -> until when it is held, for those with a reservation."""
-    if not localparts:
-        return {}
-    ordered = sorted(localparts)
-    marks = ", ".join("?" for _ in ordered)
-    txn.execute(
-        f"""
-        SELECT localpart, expires_ts FROM email_gate_reservations
-        WHERE localpart IN ({marks})
-        """,  # noqa: S608 - placeholders only
-        ordered,
+    rows = select_in(
+        txn, "SELECT localpart, expires_ts FROM email_gate_reservations WHERE localpart", localparts
     )
-    return {str(row[0]): int(row[1]) for row in txn.fetchall()}
+    return {str(row[0]): int(row[1]) for row in rows}

@@ -14,13 +14,12 @@ is a round trip):
 Other processes writing at the same time: on PostgreSQL (REPEATABLE READ) a
 row read here, or a key found free here, that another transaction changes
 before this one commits makes this one fail with a serialisation error, and the
-batch is retried on fresh reads (storage/retry.py); on SQLite there is one writer.
+batch is retried on fresh reads (storage/runner.py); on SQLite there is one writer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import attrs
 from synapse.storage.database import LoggingTransaction
@@ -29,7 +28,8 @@ from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.rules.addresses import ParsedEmail
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.buckets import BucketBook
-from synapse_email_gate.storage.requests import IssuedToken, batch_txn
+from synapse_email_gate.storage.requests import IssuedToken
+from synapse_email_gate.storage.runner import batch_txn, select_in
 
 
 @attrs.frozen
@@ -198,7 +198,7 @@ def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
 
 def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
     ids = list(dict.fromkeys(request_ids))
-    rows = _select_in(
+    rows = select_in(
         txn,
         "SELECT id, localpart, email, email_key, lang, created_ts FROM email_gate_requests"
         " WHERE status = 'received' AND id",
@@ -209,13 +209,13 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
     }
     localparts = {w.localpart for w in waiting.values()}
     keys = {w.email_key for w in waiting.values()}
-    reservations = _select_in(
+    reservations = select_in(
         txn,
         "SELECT localpart, request_id, email_key, expires_ts FROM email_gate_reservations"
         " WHERE localpart",
         localparts,
     )
-    addresses = _select_in(
+    addresses = select_in(
         txn,
         "SELECT email_key, last_sent_ts, accounts FROM email_gate_addresses WHERE email_key",
         keys,
@@ -226,15 +226,6 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
         addresses={str(r[0]): (int(r[1]), int(r[2])) for r in addresses},
         buckets=BucketBook.load(txn, {f"email:{key}" for key in keys}),
     )
-
-
-def _select_in(txn: LoggingTransaction, sql: str, values: Collection[str]) -> list[Any]:
-    """`sql` (ending in a column) IN `values`: the rows, or none without a query."""
-    if not values:
-        return []
-    ordered = sorted(values)
-    txn.execute(f"{sql} IN ({', '.join('?' for _ in ordered)})", ordered)
-    return list(txn.fetchall())
 
 
 def apply(txn: LoggingTransaction, w: Writes) -> None:

@@ -15,7 +15,8 @@ from typing import Literal
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.storage.requests import batch_txn, mail_facts_txn
+from synapse_email_gate.storage.requests import mail_facts_txn
+from synapse_email_gate.storage.runner import batch_txn, marks
 
 # The longest pause between two attempts at one mail.
 MAX_RETRY_DELAY_MS = 1_800_000
@@ -75,11 +76,10 @@ def claim_txn(
     if outbox_ids is not None:
         if not outbox_ids:
             return []
-        marks = ", ".join("?" for _ in outbox_ids)
         txn.execute(
             f"""
             SELECT id FROM email_gate_outbox
-            WHERE id IN ({marks}) AND status = 'queued' AND lease_until_ts <= ?
+            WHERE id IN ({marks(outbox_ids)}) AND status = 'queued' AND lease_until_ts <= ?
             """,  # noqa: S608 - only placeholders are interpolated
             (*outbox_ids, now_ms),
         )
@@ -95,7 +95,6 @@ def claim_txn(
     ids = [str(row_id) for (row_id,) in txn.fetchall()]
     if not ids:
         return []
-    marks = ", ".join("?" for _ in ids)
     lease_until = now_ms + lease_ms
     # One statement for the batch: on SQLite nothing else writes in between; on
     # PostgreSQL a row another claimer took since the SELECT fails this transaction
@@ -103,7 +102,7 @@ def claim_txn(
     txn.execute(
         f"""
         UPDATE email_gate_outbox SET lease_until_ts = ?, attempts = attempts + 1
-        WHERE id IN ({marks}) AND status = 'queued' AND lease_until_ts <= ?
+        WHERE id IN ({marks(ids)}) AND status = 'queued' AND lease_until_ts <= ?
         """,  # noqa: S608 - only placeholders are interpolated
         (lease_until, *ids, now_ms),
     )

@@ -18,6 +18,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.storage import tokens
+from synapse_email_gate.storage.runner import select_in
 
 
 @attrs.frozen
@@ -72,12 +73,6 @@ def grant_token_txn(
         """,
         (token, expires_ts, now_ms, request_id),
     )
-
-
-def batch_txn(txn: LoggingTransaction, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """`sql` once per row, batched (one round trip per 100 rows on PostgreSQL)."""
-    if rows:
-        txn.execute_batch(sql, rows)
 
 
 def queue_mail_txn(
@@ -438,20 +433,18 @@ def decide_txn(txn: LoggingTransaction, d: Decision) -> str | None:
 def mail_facts_txn(txn: LoggingTransaction, outbox_ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """Everything the queued mails need, from their outbox rows and their requests:
     one row per mail found, its outbox id first."""
-    if not outbox_ids:
-        return []
-    marks = ", ".join("?" for _ in outbox_ids)
-    txn.execute(
-        f"""
+    rows = select_in(
+        txn,
+        """
         SELECT o.id, o.kind, o.attempts, o.created_ts, o.recipient, r.id, r.email, r.localpart,
                r.token, r.expires_ts, r.verify_code, r.statement, r.decision_message, r.ip,
                r.lang
         FROM email_gate_outbox o JOIN email_gate_requests r ON r.id = o.request_id
-        WHERE o.id IN ({marks})
-        """,  # noqa: S608 - only placeholders are interpolated
-        list(outbox_ids),
+        WHERE o.id
+        """,
+        outbox_ids,
     )
-    return [tuple(row) for row in txn.fetchall()]
+    return [tuple(row) for row in rows]
 
 
 # --- proof-of-work challenges (requests/challenge_gate.py) ---------------------------

@@ -29,6 +29,8 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
+from synapse_email_gate.storage.runner import marks
+
 EMAIL = "email"  # mailed for a request, or granted by a moderator's approval
 INVITE = "invite"  # made by a moderator (admin API, CLI, room)
 SYNAPSE = "synapse"  # made elsewhere (Synapse's admin API): Synapse counts its uses
@@ -480,11 +482,10 @@ def _accounts(
     found: dict[str, tuple[list[dict[str, Any]], int]] = {}
     for start in range(0, len(tokens), 500):
         chunk = sorted(tokens[start : start + 500])
-        marks = ", ".join("?" for _ in chunk)
         txn.execute(
             f"""
             SELECT token, state, lease_until_ts, user_id, localpart, used_ts, ip, via
-            FROM email_gate_token_uses WHERE token IN ({marks})
+            FROM email_gate_token_uses WHERE token IN ({marks(chunk)})
             ORDER BY used_ts, localpart
             """,  # noqa: S608 - placeholders only
             chunk,

@@ -58,7 +58,7 @@ from synapse_email_gate.requests.service import rate_limit_key
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage import requests
 from synapse_email_gate.storage.buckets import take_txn
-from synapse_email_gate.storage.retry import run_db_retrying
+from synapse_email_gate.storage.runner import run_db_retrying
 from synapse_email_gate.web.http import (
     JsonProblem,
     content_type,
