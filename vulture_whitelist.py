@@ -39,7 +39,6 @@ MAX_NONCE_LENGTH  # rules/proof_of_work.py: documents the nonce regex
 # dead: to delete in the clean-up step of issue 15 (listed in its cleanups.md).
 _.Suppressed  # storage/requests.py
 _.forget_address_txn  # storage/requests.py
-_.take_txn  # storage/buckets.py: tests only
 _.all_keys  # config/i18n.py
 _.mask_address  # mail/smtp.py (mask_addresses is used)
 _.legal_links  # config/pages.py: the PagesConfig property; web/pages.py builds its own

@@ -38,7 +38,9 @@ from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import PendingRequest
+from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import create_schema
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -60,6 +62,7 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
         self._api = api
         self._config = config
+        db = Runner(api)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -123,6 +126,7 @@ class EmailGate:
             self._policy,
             IpRules.compile(config.trusted_proxies),
             seal,
+            BucketStore(db),
         )
         moderators = Moderators(api, config.moderators)
         admin_service = AdminService(

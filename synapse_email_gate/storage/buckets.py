@@ -1,4 +1,8 @@
-"""Token-bucket arithmetic (pure) and its transaction on the shared bucket table."""
+"""Rate-limit buckets: their arithmetic (pure), and their rows in the shared table.
+
+A bucket holds credit, up to its `burst`, refilled at `per_second`; each request
+it limits takes one unit. (The table's column is still named `tokens`.)
+"""
 
 from __future__ import annotations
 
@@ -8,50 +12,32 @@ from collections.abc import Collection
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.policy_lists import Bucket
-from synapse_email_gate.storage.runner import select_in
+from synapse_email_gate.storage.runner import Runner, select_in
 
 
-def refill(tokens: float, updated_ms: int, now_ms: int, bucket: Bucket) -> float:
+def refill(credit: float, updated_ms: int, now_ms: int, bucket: Bucket) -> float:
     elapsed_s = max(0, now_ms - updated_ms) / 1000
-    return min(float(bucket.burst), tokens + elapsed_s * bucket.per_second)
+    return min(float(bucket.burst), credit + elapsed_s * bucket.per_second)
 
 
-def wait_ms(tokens: float, bucket: Bucket) -> int:
-    """How long until one whole token is available again."""
-    if tokens >= 1:
+def wait_ms(credit: float, bucket: Bucket) -> int:
+    """How long until one whole unit of credit is there again."""
+    if credit >= 1:
         return 0
     if bucket.per_second <= 0:
         return 365 * 24 * 3600 * 1000
-    return math.ceil((1 - tokens) / bucket.per_second * 1000)
-
-
-def take_txn(txn: LoggingTransaction, key: str, bucket: Bucket, now_ms: int) -> int:
-    """Take one token from bucket `key`; returns 0 when taken, else ms to wait (no write)."""
-    txn.execute("SELECT tokens, updated_ts FROM email_gate_buckets WHERE bucket = ?", (key,))
-    row = txn.fetchone()
-    tokens = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
-    if tokens < 1:
-        return wait_ms(tokens, bucket)
-    txn.execute(
-        """
-        INSERT INTO email_gate_buckets (bucket, tokens, updated_ts) VALUES (?, ?, ?)
-        ON CONFLICT (bucket)
-        DO UPDATE SET tokens = excluded.tokens, updated_ts = excluded.updated_ts
-        """,
-        (key, tokens - 1, now_ms),
-    )
-    return 0
+    return math.ceil((1 - credit) / bucket.per_second * 1000)
 
 
 class BucketBook:
     """Buckets a batch of requests takes from: each row read once, written once.
 
     Taking in memory between the two gives each request, in order, the answer
-    `take_txn` would have given it in a transaction of its own.
+    it would have had in a transaction of its own.
     """
 
     def __init__(self, rows: dict[str, tuple[float, int]] | None = None) -> None:
-        self._rows = dict(rows or {})  # key -> (tokens, updated_ts)
+        self._rows = dict(rows or {})  # key -> (credit, updated_ts)
         self._changed: dict[str, None] = {}  # insertion-ordered set
 
     @classmethod
@@ -59,15 +45,15 @@ class BucketBook:
         rows = select_in(
             txn, "SELECT bucket, tokens, updated_ts FROM email_gate_buckets WHERE bucket", keys
         )
-        return cls({str(key): (float(tokens), int(ts)) for key, tokens, ts in rows})
+        return cls({str(key): (float(credit), int(ts)) for key, credit, ts in rows})
 
     def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
-        """Take one token from bucket `key`; 0 when taken, else ms to wait."""
+        """Take one unit of credit from bucket `key`; 0 when taken, else ms to wait."""
         row = self._rows.get(key)
-        tokens = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
-        if tokens < 1:
-            return wait_ms(tokens, bucket)
-        self._rows[key] = (tokens - 1, now_ms if row is None else max(now_ms, row[1]))
+        credit = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
+        if credit < 1:
+            return wait_ms(credit, bucket)
+        self._rows[key] = (credit - 1, now_ms if row is None else max(now_ms, row[1]))
         self._changed[key] = None
         return 0
 
@@ -84,3 +70,25 @@ class BucketBook:
             [(key, *self._rows[key]) for key in self._changed],
         )
         self._changed.clear()
+
+
+def _take_txn(txn: LoggingTransaction, key: str, bucket: Bucket, now_ms: int) -> int:
+    book = BucketBook.load(txn, {key})
+    wait = book.take(key, bucket, now_ms)
+    book.write(txn)
+    return wait
+
+
+class BucketStore:
+    """Rate limits taken one at a time (the request path takes its own in the intake
+    batch, storage/intake.py)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
+        """Take one unit of credit from bucket `key`: 0 when taken, else the ms to wait
+        (and nothing is written). The transaction is named for the key's kind:
+        `web_registration:…` runs as `email_gate_web_registration_limit`."""
+        kind = key.split(":", 1)[0]
+        return await self._runner.run(f"email_gate_{kind}_limit", _take_txn, key, bucket, now_ms)

@@ -35,14 +35,14 @@ class NewRequest:
     # How long a recorded request holds its username: the token lifetime.
     hold_ms: int
     statement: str | None = None
-    # The request-side rate limits it takes a token from, in order.
+    # The request-side rate limits it takes credit from, in order.
     limits: tuple[tuple[str, Bucket], ...] = ()
 
 
 @attrs.frozen
 class IntakeRefusal:
     """Why a request was not recorded: `username_reserved`, or `rate_limited` with
-    the first empty bucket and the ms until it has a token again."""
+    the first empty bucket and the ms until it has credit again."""
 
     reason: str
     bucket: str = ""
@@ -56,7 +56,7 @@ def intake_txn(
     and reserve the username for it.
 
     Answers None for each request recorded. The rate limits come first, so
-    that asking about a reserved name costs a token like any request. The
+    that asking about a reserved name costs credit like any request. The
     reservation check does not look at the address: a held name is refused to
     every address, its holder's too. The work is the same whatever the address
     is, so the answer's timing says nothing about it.

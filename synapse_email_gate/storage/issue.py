@@ -179,7 +179,7 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
 
 
 def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
-    """Why this request gets no mail, or None; takes its per-address token if not."""
+    """Why this request gets no mail, or None; takes its per-address credit if not."""
     held = book.reservations.get(w.localpart)
     if held is not None and held.expires_ts > p.now_ms and held.request_id != p.request_id:
         return "username_reserved"  # another request took the name after this one's hold
@@ -190,7 +190,7 @@ def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
             return "already_used"
         if last_sent_ts > p.now_ms - p.cooldown_ms:
             return "cooldown"
-    # Last: a refused request must not have taken a token.
+    # Last: a refused request must not have taken credit.
     if book.buckets.take(f"email:{w.email_key}", p.per_email, p.now_ms):
         return "rate_limited_email"
     return None

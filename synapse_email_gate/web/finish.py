@@ -57,8 +57,7 @@ from synapse_email_gate.requests.registration import (
 from synapse_email_gate.requests.service import rate_limit_key
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage import requests
-from synapse_email_gate.storage.buckets import take_txn
-from synapse_email_gate.storage.runner import run_db_retrying
+from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.web.http import (
     JsonProblem,
     content_type,
@@ -111,6 +110,7 @@ class FinishHandlers:
         policy: LivePolicy,
         trusted_proxies: IpRules,
         seal: AddressSeal,
+        buckets: BucketStore,
     ) -> None:
         self._api = api
         self._kit = kit
@@ -119,6 +119,7 @@ class FinishHandlers:
         self._policy = policy
         self._trusted_proxies = trusted_proxies
         self._seal = seal
+        self._buckets = buckets
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -297,17 +298,12 @@ class FinishHandlers:
             )
 
     async def _take_limit(self, ip: str) -> int:
-        """A token from this person's web-registration bucket: 0, or ms to wait."""
-        bucket = self._policy.current.rate_limits.web_registration
-        wait: int = await run_db_retrying(
-            self._api,
-            "email_gate_web_registration_limit",
-            take_txn,
+        """Credit from this person's web-registration bucket: 0, or ms to wait."""
+        return await self._buckets.take(
             f"web_registration:{rate_limit_key(ip)}",
-            bucket,
+            self._policy.current.rate_limits.web_registration,
             self._api.get_current_time_msec(),
         )
-        return wait
 
     def _form_language(self, request: SynapseRequest, field: str | None) -> str:
         if field and self._kit.translations.known(field):

@@ -14,7 +14,7 @@ import pytest
 
 from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.storage import requests as store
-from synapse_email_gate.storage.buckets import BucketBook, take_txn
+from synapse_email_gate.storage.buckets import BucketBook
 from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest, intake_txn
 from synapse_email_gate.storage.issue import NotIssued, issue_txn
 from synapse_email_gate.storage.schema import create_schema
@@ -26,6 +26,7 @@ from tests.storage.test_store import (
     new_request,
     receive,
     status,
+    take,
     token_row,
 )
 
@@ -46,7 +47,7 @@ def test_intake_batch_takes_limits_in_arrival_order(txn: Txn) -> None:
     txn.execute("SELECT id FROM email_gate_requests ORDER BY id")
     assert [row[0] for row in txn.fetchall()] == ["r0", "r1"]
     # The stored bucket is what two sequential takes would have left.
-    assert take_txn(txn, "ip:x", TIGHT, NOW) == 2000
+    assert take(txn, "ip:x", TIGHT, NOW) == 2000
 
 
 def test_intake_batch_stops_at_the_first_empty_bucket_like_sequential_takes(txn: Txn) -> None:
@@ -59,11 +60,11 @@ def test_intake_batch_stops_at_the_first_empty_bucket_like_sequential_takes(txn:
     assert answers[0] is None
     assert answers[1] is not None and answers[1].bucket == "global"
     txn.commit()
-    # The refused request still took its per-IP token, as it would alone: none is left.
-    assert take_txn(txn, "ip:a", TIGHT, NOW) == 2000
+    # The refused request still took its per-IP credit, as it would alone: none is left.
+    assert take(txn, "ip:a", TIGHT, NOW) == 2000
 
 
-def test_asking_for_a_reserved_username_costs_a_rate_limit_token(txn: Txn) -> None:
+def test_asking_for_a_reserved_username_costs_rate_limit_credit(txn: Txn) -> None:
     receive(txn, "r1", "alice", "alice@example.org")
     two = Bucket(2, 0.0)
     requests = [
@@ -82,9 +83,9 @@ def test_asking_for_a_reserved_username_costs_a_rate_limit_token(txn: Txn) -> No
     )
 
 
-def test_bucket_book_answers_like_take_txn(txn: Txn) -> None:
+def test_one_bucket_book_for_a_batch_answers_like_one_per_take(txn: Txn) -> None:
     times = [NOW, NOW, NOW, NOW + 1000, NOW + 1000, NOW + 5000, NOW + 5000, NOW + 5000]
-    sequential = [take_txn(txn, "seq", TIGHT, t) for t in times]
+    sequential = [take(txn, "seq", TIGHT, t) for t in times]
     book = BucketBook.load(txn, {"book"})
     assert [book.take("book", TIGHT, t) for t in times] == sequential
     book.write(txn)
