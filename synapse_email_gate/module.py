@@ -41,7 +41,7 @@ from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.runner import Runner
-from synapse_email_gate.storage.schema import create_schema
+from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
@@ -63,6 +63,7 @@ class EmailGate:
         self._api = api
         self._config = config
         db = Runner(api)
+        self._schema_store = SchemaStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -202,7 +203,7 @@ class EmailGate:
         return room
 
     async def _create_schema(self) -> bool:
-        await self._api.run_db_interaction("email_gate_create_schema", create_schema)
+        await self._schema_store.create()
         await self._policy_sync.follow()
         if self._api.should_run_background_tasks():
             # Bans in homeserver.yaml may have changed with this start.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from synapse.storage.database import LoggingTransaction
 from synapse.storage.engines import PostgresEngine
 
+from synapse_email_gate.storage.runner import Runner
+
 SCHEMA_VERSION = 2
 
 # Statements that bring tables created at version N-1 to version N, run in order
@@ -251,3 +253,12 @@ def create_schema(txn: LoggingTransaction) -> None:
             for statement in MIGRATIONS[version]:
                 txn.execute(statement)
         txn.execute("UPDATE email_gate_schema_version SET version = ?", (SCHEMA_VERSION,))
+
+
+class SchemaStore:
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def create(self) -> None:
+        """Create or upgrade the module's tables (every process, at start-up)."""
+        await self._runner.run("email_gate_create_schema", create_schema)
