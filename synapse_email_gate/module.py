@@ -42,6 +42,7 @@ from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
+from synapse_email_gate.storage.state import StateStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
@@ -64,6 +65,7 @@ class EmailGate:
         self._config = config
         db = Runner(api)
         self._schema_store = SchemaStore(db)
+        state = StateStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -73,7 +75,7 @@ class EmailGate:
         self._revoker = Revoker(
             api, self._policy, privacy.hash_secret if privacy.hash_emails else None
         )
-        self._policy_sync = PolicySync(api, self._policy, self._revoker)
+        self._policy_sync = PolicySync(api, self._policy, self._revoker, state)
         self._bridge = AsyncioThread(reactor)
         pages_config = config.pages
         translations = Translations.load(
@@ -100,7 +102,7 @@ class EmailGate:
         after = AfterRegistration(
             api, pages_config.after_registration, pages_config.default_language
         )
-        seal = AddressSeal(api)
+        seal = AddressSeal(api, state)
         hooks = RegistrationHooks(api, self._policy, seal, after.run if after.active else None)
         hooks.tables_ready = self._schema_ready
         hooks.register()
@@ -109,7 +111,7 @@ class EmailGate:
             api.run_as_background_process("email_gate_schema", self._create_schema),
             consumeErrors=True,
         )
-        challenges = ChallengeGate(api, config.challenge)
+        challenges = ChallengeGate(api, config.challenge, state)
         pages = RequestHandlers(
             api,
             self._service,
@@ -141,7 +143,7 @@ class EmailGate:
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        self._room = self._moderation_room(admin_service, moderators)
+        self._room = self._moderation_room(admin_service, moderators, state)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
@@ -183,7 +185,7 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: AdminService, moderators: Moderators
+        self, service: AdminService, moderators: Moderators, state: StateStore
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -193,6 +195,7 @@ class EmailGate:
             self._config.bot_localpart,
             service,
             moderators,
+            state,
         )
         room.register()
 

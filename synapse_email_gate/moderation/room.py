@@ -27,7 +27,7 @@ from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
-from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.state import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class ModerationRoom:
         bot_localpart: str,
         service: AdminService,
         moderators: Moderators,
+        state: StateStore,
     ) -> None:
         self._api = api
         self._room = room
@@ -47,6 +48,7 @@ class ModerationRoom:
         self._bot_localpart = bot_localpart
         self._service = service
         self._moderators = moderators
+        self._state = state
         self._room_id: str | None = room if room.startswith("!") else None
         # The last verdict on the room, to say so when it changes (None: not known yet).
         self._problems: list[str] | None = None
@@ -194,14 +196,7 @@ class ModerationRoom:
             await self.say("This room is closed to all but moderators again: I answer commands.")
 
     async def _claimed(self, event: EventBase) -> bool:
-        return bool(
-            await self._api.run_db_interaction(
-                "email_gate_claim_event",
-                requests.claim_event_txn,
-                event.event_id,
-                self._api.get_current_time_msec(),
-            )
-        )
+        return await self._state.claim_event(event.event_id, self._api.get_current_time_msec())
 
     async def _join(self, room_id: str) -> bool:
         await self._api.update_room_membership(self._bot, self._bot, room_id, "join")

@@ -17,16 +17,18 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.policy.live import LivePolicy, ReloadResult
 from synapse_email_gate.policy.revocation import Revoker
-from synapse_email_gate.storage import moderation, requests
-
-GENERATION = "policy_generation"
+from synapse_email_gate.storage import moderation
+from synapse_email_gate.storage.state import StateStore
 
 
 class PolicySync:
-    def __init__(self, api: ModuleApi, policy: LivePolicy, revoker: Revoker) -> None:
+    def __init__(
+        self, api: ModuleApi, policy: LivePolicy, revoker: Revoker, state: StateStore
+    ) -> None:
         self._api = api
         self._policy = policy
         self._revoker = revoker
+        self._state = state
         self._seen: int | None = None
 
     def layers(self) -> dict[str, PolicyLists]:
@@ -46,17 +48,13 @@ class PolicySync:
         signal the others. Returns how many open requests were revoked."""
         await self._load_stored()
         revoked = await self._revoker.revoke_banned(actor, cause)
-        self._seen = await self._api.run_db_interaction(
-            "email_gate_bump_policy", requests.bump_counter_txn, GENERATION
-        )
+        self._seen = await self._state.bump_policy_generation()
         return revoked
 
     async def follow(self) -> bool:
         """Reload when another process asked for it; load stored bans at start.
         True when the policy was (re)loaded here."""
-        generation = await self._api.run_db_interaction(
-            "email_gate_policy_generation", requests.get_counter_txn, GENERATION
-        )
+        generation = await self._state.policy_generation()
         loaded = self._seen is None or generation != self._seen
         if loaded:
             if self._seen is not None:

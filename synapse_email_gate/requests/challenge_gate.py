@@ -21,19 +21,19 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate.config.gate import ChallengeConfig
 from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.rules import proof_of_work
-from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.state import StateStore
 
 logger = logging.getLogger(__name__)
 
-SECRET_NAME = "challenge_key"  # noqa: S105 - a row name, not a secret
 # Replays remembered per process, to refuse them without a database write.
 _MAX_REMEMBERED = 50_000
 
 
 class ChallengeGate:
-    def __init__(self, api: ModuleApi, config: ChallengeConfig) -> None:
+    def __init__(self, api: ModuleApi, config: ChallengeConfig, state: StateStore) -> None:
         self._api = api
         self._config = config
+        self._state = state
         self._key: bytes | None = (
             proof_of_work.derive_key(config.secret) if config.secret is not None else None
         )
@@ -57,12 +57,7 @@ class ChallengeGate:
 
     async def key(self) -> bytes:
         if self._key is None:
-            stored = await self._api.run_db_interaction(
-                "email_gate_challenge_key",
-                requests.stored_secret_txn,
-                SECRET_NAME,
-                secrets.token_urlsafe(32),
-            )
+            stored = await self._state.challenge_key(secrets.token_urlsafe(32))
             self._key = proof_of_work.derive_key(stored)
         return self._key
 
@@ -76,11 +71,7 @@ class ChallengeGate:
     async def _follow_rate(self, now: int) -> None:
         self._counting = True
         try:
-            solved = await self._api.run_db_interaction(
-                "email_gate_challenge_rate",
-                requests.solved_challenges_since_txn,
-                now - self._difficulty.window_ms,
-            )
+            solved = await self._state.solved_challenges_since(now - self._difficulty.window_ms)
         except Exception:
             logger.exception("challenge: cannot count recent requests; difficulty unchanged")
             return
@@ -126,12 +117,8 @@ class ChallengeGate:
         if isinstance(result, proof_of_work.Rejected):
             logger.info("request refused: reason=%s", result.errcode[len("EMAIL_GATE_") :].lower())
             return _refusal(result)
-        if result.id in self._used or not await self._api.run_db_interaction(
-            "email_gate_use_challenge",
-            requests.use_challenge_txn,
-            result.id,
-            now,
-            result.expires_ms,
+        if result.id in self._used or not await self._state.use_challenge(
+            result.id, now, result.expires_ms
         ):
             logger.info("request refused: reason=challenge_replayed")
             return _refusal(_replayed())

@@ -19,25 +19,22 @@ import secrets
 
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.state import StateStore
 
 PARAM = "email_gate_client_address"
 SEAL_LIFETIME_MS = 10 * 60_000
-_KEY_NAME = "client_address_key"
 _MAX_LENGTH = 200
 
 
 class AddressSeal:
-    def __init__(self, api: ModuleApi) -> None:
+    def __init__(self, api: ModuleApi, state: StateStore) -> None:
         self._api = api
+        self._state = state
         self._key: bytes | None = None
 
     async def _secret(self) -> bytes:
         if self._key is None:
-            value: str = await self._api.run_db_interaction(
-                "email_gate_seal_key", requests.stored_secret_txn, _KEY_NAME, secrets.token_hex(32)
-            )
-            self._key = value.encode()
+            self._key = (await self._state.client_address_key(secrets.token_hex(32))).encode()
         return self._key
 
     async def seal(self, token: str, ip: str) -> str:

@@ -246,24 +246,7 @@ def revoke_requests_txn(
     return done
 
 
-# --- shared state and housekeeping ----------------------------------------
-
-
-def get_counter_txn(txn: LoggingTransaction, name: str) -> int:
-    txn.execute("SELECT value FROM email_gate_state WHERE name = ?", (name,))
-    row = txn.fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def bump_counter_txn(txn: LoggingTransaction, name: str) -> int:
-    txn.execute(
-        """
-        INSERT INTO email_gate_state (name, value) VALUES (?, 1)
-        ON CONFLICT (name) DO UPDATE SET value = email_gate_state.value + 1
-        """,
-        (name,),
-    )
-    return get_counter_txn(txn, name)
+# --- housekeeping ----------------------------------------------------------
 
 
 def purge_txn(
@@ -353,18 +336,6 @@ def verify_address_txn(
     return PendingRequest(request_id=request_id, localpart=row[1], statement=row[2] or "")
 
 
-def claim_event_txn(txn: LoggingTransaction, event_id: str, now_ms: int) -> bool:
-    """True for the first process to claim a room event: it handles the event."""
-    txn.execute(
-        """
-        INSERT INTO email_gate_handled_events (event_id, ts) VALUES (?, ?)
-        ON CONFLICT (event_id) DO NOTHING
-        """,
-        (event_id, now_ms),
-    )
-    return txn.rowcount == 1
-
-
 @attrs.frozen
 class Decision:
     request_id: str
@@ -445,39 +416,3 @@ def mail_facts_txn(txn: LoggingTransaction, outbox_ids: Sequence[str]) -> list[t
         outbox_ids,
     )
     return [tuple(row) for row in rows]
-
-
-# --- proof-of-work challenges (requests/challenge_gate.py) ---------------------------
-
-
-def stored_secret_txn(txn: LoggingTransaction, name: str, candidate: str) -> str:
-    """The secret stored under `name`; `candidate` becomes it if there is none yet."""
-    txn.execute(
-        "INSERT INTO email_gate_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        (name, candidate),
-    )
-    txn.execute("SELECT value FROM email_gate_secrets WHERE name = ?", (name,))
-    row = txn.fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def use_challenge_txn(
-    txn: LoggingTransaction, challenge_id: str, now_ms: int, expires_ms: int
-) -> bool:
-    """Mark a solved challenge used; False when it already was (a replay)."""
-    txn.execute(
-        """
-        INSERT INTO email_gate_used_challenges (id, used_ts, expires_ts) VALUES (?, ?, ?)
-        ON CONFLICT (id) DO NOTHING
-        """,
-        (challenge_id, now_ms, expires_ms),
-    )
-    return txn.rowcount == 1
-
-
-def solved_challenges_since_txn(txn: LoggingTransaction, since_ms: int) -> int:
-    """How many challenges were solved (by every process) since `since_ms`."""
-    txn.execute("SELECT COUNT(*) FROM email_gate_used_challenges WHERE used_ts >= ?", (since_ms,))
-    row = txn.fetchone()
-    return 0 if row is None else int(row[0])

@@ -18,8 +18,10 @@ from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.rules import proof_of_work
 from synapse_email_gate.rules.proof_of_work import AdaptiveDifficulty, Rejected, Solved
-from synapse_email_gate.storage import requests
+from synapse_email_gate.storage import requests, state
+from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import create_schema
+from synapse_email_gate.storage.state import StateStore
 from tests.storage.conftest import REGISTRATION_TOKENS, Txn
 
 KEY = proof_of_work.derive_key("a server secret of some length")
@@ -375,7 +377,8 @@ def gate(
 ) -> tuple[ChallengeGate, FakeApi]:
     api = api or FakeApi(tmp_path / "gate.db")
     settings: dict[str, Any] = {"enabled": True, "difficulty": BITS, **config}
-    return ChallengeGate(api, ChallengeConfig(**settings)), api  # type: ignore[arg-type]
+    store = StateStore(Runner(api))  # type: ignore[arg-type]
+    return ChallengeGate(api, ChallengeConfig(**settings), store), api  # type: ignore[arg-type]
 
 
 def run(coro: Any) -> Any:
@@ -516,6 +519,6 @@ def test_purge_forgets_expired_used_challenges(tmp_path: Path) -> None:
     assert run(g.check(i.challenge, proof_of_work.solve(i.challenge, i.difficulty))) is None
     txn = Txn(api.connection, "sqlite3")
     requests.purge_txn(txn, i.expires_ms - 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
-    assert requests.solved_challenges_since_txn(txn, 0) == 1
+    assert state.solved_challenges_since_txn(txn, 0) == 1
     requests.purge_txn(txn, i.expires_ms + 1, 3_600_000, 3_600_000, 3_600_000, 3_600_000)
-    assert requests.solved_challenges_since_txn(txn, 0) == 0
+    assert state.solved_challenges_since_txn(txn, 0) == 0

@@ -19,6 +19,8 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import UNDECIDED, RegistrationHooks, Verdicts
 from synapse_email_gate.storage import tokens
+from synapse_email_gate.storage.runner import Runner
+from synapse_email_gate.storage.state import StateStore
 from tests.unit.test_challenge import FakeApi
 
 NOW = 1_800_000_000_000
@@ -70,7 +72,8 @@ def api(tmp_path: Path) -> Api:
 
 
 def hooks(api: Api, live: LivePolicy | None = None) -> RegistrationHooks:
-    return RegistrationHooks(api, live or policy(), AddressSeal(api))  # type: ignore[arg-type]
+    seal = AddressSeal(api, StateStore(Runner(api)))  # type: ignore[arg-type]
+    return RegistrationHooks(api, live or policy(), seal)  # type: ignore[arg-type]
 
 
 def make_invite(api: Api, token: str, uses: int) -> None:
