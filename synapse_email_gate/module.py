@@ -39,6 +39,7 @@ from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
@@ -66,6 +67,7 @@ class EmailGate:
         db = Runner(api)
         self._schema_store = SchemaStore(db)
         state = StateStore(db)
+        moderation = ModerationStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -73,9 +75,9 @@ class EmailGate:
         )
         privacy = config.privacy
         self._revoker = Revoker(
-            api, self._policy, privacy.hash_secret if privacy.hash_emails else None
+            api, self._policy, privacy.hash_secret if privacy.hash_emails else None, moderation
         )
-        self._policy_sync = PolicySync(api, self._policy, self._revoker, state)
+        self._policy_sync = PolicySync(self._policy, self._revoker, state, moderation)
         self._bridge = AsyncioThread(reactor)
         pages_config = config.pages
         translations = Translations.load(
@@ -131,9 +133,9 @@ class EmailGate:
             seal,
             BucketStore(db),
         )
-        moderators = Moderators(api, config.moderators)
+        moderators = Moderators(api, config.moderators, moderation)
         admin_service = AdminService(
-            api, self._policy_sync, self._delivery, config.token_lifetime_ms
+            api, self._policy_sync, self._delivery, config.token_lifetime_ms, moderation
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(

@@ -11,7 +11,7 @@ import logging
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.rules.moderator_entries import ModeratorRules, is_local_user
-from synapse_email_gate.storage import moderation
+from synapse_email_gate.storage.moderation import ModerationStore
 
 logger = logging.getLogger(__name__)
 
@@ -20,15 +20,16 @@ class Moderators:
     """Who may moderate: local server admins, and local users matched by
     `moderators` (config or stored). Users of other servers never moderate."""
 
-    def __init__(self, api: ModuleApi, entries: tuple[str, ...]) -> None:
+    def __init__(
+        self, api: ModuleApi, entries: tuple[str, ...], moderation: ModerationStore
+    ) -> None:
         self._api = api
         self._config_entries = entries
+        self._moderation = moderation
         self._compiled: tuple[tuple[str, ...], ModeratorRules] | None = None
 
     async def _rules(self) -> ModeratorRules:
-        stored = await self._api.run_db_interaction(
-            "email_gate_moderators", moderation.list_moderators_txn
-        )
+        stored = await self._moderation.moderators()
         entries = (*self._config_entries, *(row["entry"] for row in stored))
         if self._compiled is None or self._compiled[0] != entries:
             rules = ModeratorRules(entries, self._api.server_name)

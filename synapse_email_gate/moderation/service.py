@@ -22,8 +22,9 @@ from synapse_email_gate.rules.identifiers import new_id, new_token
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, is_plain_user_id
 from synapse_email_gate.rules.usernames import UsernamePatterns
-from synapse_email_gate.storage import moderation, requests
+from synapse_email_gate.storage import requests
 from synapse_email_gate.storage import tokens as token_store
+from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
 
 REQUEST_STATUSES = (
     "received",
@@ -73,12 +74,18 @@ def admin_only(what: str) -> AdminError:
 
 class AdminService:
     def __init__(
-        self, api: ModuleApi, policy: PolicySync, delivery: MailDelivery, token_lifetime_ms: int
+        self,
+        api: ModuleApi,
+        policy: PolicySync,
+        delivery: MailDelivery,
+        token_lifetime_ms: int,
+        moderation: ModerationStore,
     ) -> None:
         self._api = api
         self._policy = policy
         self._delivery = delivery
         self._token_lifetime_ms = token_lifetime_ms
+        self._moderation = moderation
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
@@ -87,16 +94,7 @@ class AdminService:
         return bool(await self._api.is_user_admin(actor))
 
     async def _audit(self, actor: str, action: str, target: str | None, detail: str) -> None:
-        await self._api.run_db_interaction(
-            "email_gate_audit",
-            moderation.audit_txn,
-            new_id(),
-            self._now(),
-            actor,
-            action,
-            target,
-            detail,
-        )
+        await self._moderation.audit(self._now(), actor, action, target, detail)
 
     # --- requests --------------------------------------------------------
 
@@ -106,23 +104,14 @@ class AdminService:
         if status is not None and status not in REQUEST_STATUSES:
             raise bad(f"status must be one of {', '.join(REQUEST_STATUSES)}")
         limit = _page_size(limit)
-        rows = await self._api.run_db_interaction(
-            "email_gate_list_requests",
-            moderation.list_requests_txn,
-            status,
-            search,
-            limit,
-            max(0, offset),
-        )
+        rows = await self._moderation.requests(status, search, limit, max(0, offset))
         page: dict[str, Any] = {"requests": rows}
         if len(rows) == limit:
             page["next_from"] = offset + limit
         return page
 
     async def show_request(self, request_id: str) -> dict[str, Any]:
-        request = await self._api.run_db_interaction(
-            "email_gate_get_request", moderation.get_request_txn, request_id
-        )
+        request = await self._moderation.request(request_id)
         if request is None:
             raise not_found("request")
         return request
@@ -306,7 +295,7 @@ class AdminService:
     # --- bans ---------------------------------------------------------------
 
     async def list_bans(self) -> list[dict[str, Any]]:
-        bans = await self._api.run_db_interaction("email_gate_bans", moderation.list_bans_txn)
+        bans = await self._moderation.bans()
         now = self._now()
         return [
             {
@@ -364,14 +353,14 @@ class AdminService:
             expires_ts = None if expires is None else self._ban_expiry(expires)
         except ValueError as e:
             raise bad(str(e)) from e
-        ban = moderation.StoredBan(
+        ban = StoredBan(
             id=new_id(),
             kind=kind,
             entry=BanEntry(match=match, reason=reason, expires_ts=expires_ts),
             created_by=actor,
             created_ts=self._now(),
         )
-        await self._api.run_db_interaction("email_gate_add_ban", moderation.add_ban_txn, ban)
+        await self._moderation.add_ban(ban)
         await self._audit(actor, f"ban.add.{kind}", ban.id, match)
         # The cause names the ban, not its match: an address must not reach the log.
         revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind})")
@@ -391,9 +380,7 @@ class AdminService:
             return parse_timestamp_ms(value)
 
     async def remove_ban(self, actor: str, ban_id: str) -> None:
-        removed = await self._api.run_db_interaction(
-            "email_gate_remove_ban", moderation.remove_ban_txn, ban_id
-        )
+        removed = await self._moderation.remove_ban(ban_id)
         if not removed:
             raise not_found("ban")
         await self._audit(actor, "ban.remove", ban_id, "")
@@ -404,9 +391,7 @@ class AdminService:
     async def list_moderators(self) -> list[dict[str, Any]]:
         """The stored entries; `problem` says why one that breaks today's rules
         (stored before they existed) matches nobody."""
-        rows: list[dict[str, Any]] = await self._api.run_db_interaction(
-            "email_gate_moderators", moderation.list_moderators_txn
-        )
+        rows = await self._moderation.moderators()
         for row in rows:
             row["problem"] = entry_problem(row["entry"], self._api.server_name)
         return rows
@@ -419,18 +404,14 @@ class AdminService:
         problem = entry_problem(entry, self._api.server_name)
         if problem is not None:
             raise bad(problem)
-        added = await self._api.run_db_interaction(
-            "email_gate_allow", moderation.add_moderator_txn, entry, actor, self._now()
-        )
+        added = await self._moderation.add_moderator(entry, actor, self._now())
         await self._audit(actor, "moderator.allow", entry, "")
         return bool(added)
 
     async def disallow(self, actor: str, entry: str) -> None:
         if not await self._is_admin(actor):
             raise admin_only("change who moderates")
-        removed = await self._api.run_db_interaction(
-            "email_gate_disallow", moderation.remove_moderator_txn, entry
-        )
+        removed = await self._moderation.remove_moderator(entry)
         if not removed:
             raise not_found("moderator entry")
         await self._audit(actor, "moderator.disallow", entry, "")
@@ -441,10 +422,7 @@ class AdminService:
         return result
 
     async def audit_log(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._api.run_db_interaction(
-            "email_gate_audit_log", moderation.list_audit_txn, _page_size(limit), max(0, offset)
-        )
-        return rows
+        return await self._moderation.audit_log(_page_size(limit), max(0, offset))
 
 
 def _all_tokens_txn(

@@ -33,8 +33,8 @@ from synapse_email_gate import metrics
 from synapse_email_gate.policy.compiled import Policy
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.rules.addresses import InvalidEmail, address_key, parse_email
-from synapse_email_gate.rules.identifiers import new_id
-from synapse_email_gate.storage import moderation, requests
+from synapse_email_gate.storage import requests
+from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.runner import run_db_retrying
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,17 @@ SYSTEM_ACTOR = "email_gate"  # the audit log's actor for sweeps nobody asked for
 
 
 class Revoker:
-    def __init__(self, api: ModuleApi, policy: LivePolicy, hash_secret: str | None) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        policy: LivePolicy,
+        hash_secret: str | None,
+        moderation: ModerationStore,
+    ) -> None:
         self._api = api
         self._policy = policy
         self._hash_secret = hash_secret
+        self._moderation = moderation
 
     async def revoke_banned(self, actor: str, cause: str) -> int:
         """Revoke every open request the policy in force here bans; how many."""
@@ -73,15 +80,8 @@ class Revoker:
         logger.info(
             "%s: revoked %d open request(s) and their tokens (%s)", cause, len(done), summary
         )
-        await self._api.run_db_interaction(
-            "email_gate_audit",
-            moderation.audit_txn,
-            new_id(),
-            now,
-            actor,
-            "ban.revoke",
-            None,
-            f"{cause}: {len(done)} revoked ({summary})",
+        await self._moderation.audit(
+            now, actor, "ban.revoke", None, f"{cause}: {len(done)} revoked ({summary})"
         )
         return len(done)
 

@@ -12,23 +12,25 @@ then find nothing left to revoke, and the answer counts every revocation.
 
 from __future__ import annotations
 
-from synapse.module_api import ModuleApi
-
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.policy.live import LivePolicy, ReloadResult
 from synapse_email_gate.policy.revocation import Revoker
-from synapse_email_gate.storage import moderation
+from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.state import StateStore
 
 
 class PolicySync:
     def __init__(
-        self, api: ModuleApi, policy: LivePolicy, revoker: Revoker, state: StateStore
+        self,
+        policy: LivePolicy,
+        revoker: Revoker,
+        state: StateStore,
+        moderation: ModerationStore,
     ) -> None:
-        self._api = api
         self._policy = policy
         self._revoker = revoker
         self._state = state
+        self._moderation = moderation
         self._seen: int | None = None
 
     def layers(self) -> dict[str, PolicyLists]:
@@ -64,5 +66,4 @@ class PolicySync:
         return loaded
 
     async def _load_stored(self) -> None:
-        bans = await self._api.run_db_interaction("email_gate_load_bans", moderation.list_bans_txn)
-        self._policy.set_stored(moderation.stored_policy_layer(bans))
+        self._policy.set_stored(await self._moderation.stored_policy())

@@ -9,6 +9,8 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
+from synapse_email_gate.rules.identifiers import new_id
+from synapse_email_gate.storage.runner import Runner
 
 # Not `token`: a request's token goes to the person's mail and nowhere else
 # (a moderator who read it could register the reserved name as their own).
@@ -191,3 +193,55 @@ def list_audit_txn(
     )
     keys = ("ts", "actor", "action", "target", "detail")
     return [dict(zip(keys, row, strict=True)) for row in txn.fetchall()]
+
+
+class ModerationStore:
+    """Requests as moderators see them, bans and moderators added at run time, and
+    the audit log."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def requests(
+        self, status: str | None, search: str | None, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        return await self._runner.run(
+            "email_gate_list_requests", list_requests_txn, status, search, limit, offset
+        )
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        """One request with its mails and its history in the audit log."""
+        return await self._runner.run("email_gate_get_request", get_request_txn, request_id)
+
+    async def bans(self) -> list[StoredBan]:
+        return await self._runner.run("email_gate_bans", list_bans_txn)
+
+    async def stored_policy(self) -> PolicyLists:
+        """The stored bans as a layer of the policy."""
+        return stored_policy_layer(await self._runner.run("email_gate_load_bans", list_bans_txn))
+
+    async def add_ban(self, ban: StoredBan) -> None:
+        await self._runner.run("email_gate_add_ban", add_ban_txn, ban)
+
+    async def remove_ban(self, ban_id: str) -> bool:
+        return await self._runner.run("email_gate_remove_ban", remove_ban_txn, ban_id)
+
+    async def moderators(self) -> list[dict[str, Any]]:
+        return await self._runner.run("email_gate_moderators", list_moderators_txn)
+
+    async def add_moderator(self, entry: str, by: str, now_ms: int) -> bool:
+        """False when the entry was there already."""
+        return await self._runner.run("email_gate_allow", add_moderator_txn, entry, by, now_ms)
+
+    async def remove_moderator(self, entry: str) -> bool:
+        return await self._runner.run("email_gate_disallow", remove_moderator_txn, entry)
+
+    async def audit(
+        self, now_ms: int, actor: str, action: str, target: str | None, detail: str | None
+    ) -> None:
+        await self._runner.run(
+            "email_gate_audit", audit_txn, new_id(), now_ms, actor, action, target, detail
+        )
+
+    async def audit_log(self, limit: int, offset: int) -> list[dict[str, Any]]:
+        return await self._runner.run("email_gate_audit_log", list_audit_txn, limit, offset)
