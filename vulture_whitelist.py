@@ -45,5 +45,3 @@ _.legal_links  # config/pages.py: the PagesConfig property; web/pages.py builds 
 _.intro_for  # config/pages.py: intro_in is used
 UNAVAILABLE  # requests/outcomes.py: module.py writes the errcode as a literal
 OPEN_STATUSES  # storage/requests.py: only named in prose; the SQL uses _OPEN
-SUPERSEDED  # storage/tokens.py: no code writes the reason
-_.revoke_for_requests_txn  # storage/tokens.py: no caller

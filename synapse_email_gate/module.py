@@ -44,6 +44,7 @@ from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
@@ -68,6 +69,7 @@ class EmailGate:
         self._schema_store = SchemaStore(db)
         state = StateStore(db)
         moderation = ModerationStore(db)
+        tokens = TokenStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -105,7 +107,9 @@ class EmailGate:
             api, pages_config.after_registration, pages_config.default_language
         )
         seal = AddressSeal(api, state)
-        hooks = RegistrationHooks(api, self._policy, seal, after.run if after.active else None)
+        hooks = RegistrationHooks(
+            api, self._policy, seal, tokens, after.run if after.active else None
+        )
         hooks.tables_ready = self._schema_ready
         hooks.register()
 
@@ -135,7 +139,7 @@ class EmailGate:
         )
         moderators = Moderators(api, config.moderators, moderation)
         admin_service = AdminService(
-            api, self._policy_sync, self._delivery, config.token_lifetime_ms, moderation
+            api, self._policy_sync, self._delivery, config.token_lifetime_ms, moderation, tokens
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(

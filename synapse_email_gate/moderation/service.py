@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synapse.module_api import ModuleApi
-from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate import metrics
 from synapse_email_gate.config.policy_lists import BanEntry, parse_timestamp_ms
@@ -25,6 +24,7 @@ from synapse_email_gate.rules.usernames import UsernamePatterns
 from synapse_email_gate.storage import requests
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
+from synapse_email_gate.storage.tokens import TokenStore
 
 REQUEST_STATUSES = (
     "received",
@@ -80,12 +80,14 @@ class AdminService:
         delivery: MailDelivery,
         token_lifetime_ms: int,
         moderation: ModerationStore,
+        tokens: TokenStore,
     ) -> None:
         self._api = api
         self._policy = policy
         self._delivery = delivery
         self._token_lifetime_ms = token_lifetime_ms
         self._moderation = moderation
+        self._tokens = tokens
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
@@ -156,9 +158,7 @@ class AdminService:
 
     async def list_tokens(self, valid_only: bool) -> list[dict[str, Any]]:
         now = self._now()
-        ours, foreign = await self._api.run_db_interaction(
-            "email_gate_list_tokens", _all_tokens_txn, now
-        )
+        ours, foreign = await self._tokens.listing(now)
         # A token mailed to one person (bound to a request) is never listed: whoever
         # read it could register the reserved account as their own.
         tokens = sorted(
@@ -173,9 +173,7 @@ class AdminService:
 
     async def show_token(self, token: str) -> dict[str, Any]:
         now = self._now()
-        ours, foreign = await self._api.run_db_interaction(
-            "email_gate_get_token", _all_tokens_txn, now, token
-        )
+        ours, foreign = await self._tokens.lookup(token, now)
         rows = [row for row in ours if row["revoked_reason"] != token_store.DELETED] or foreign
         if not rows:
             raise not_found("token")
@@ -213,9 +211,7 @@ class AdminService:
             created_ts=self._now(),
             created_by=actor,
         )
-        created = await self._api.run_db_interaction(
-            "email_gate_create_token", token_store.create_invite_txn, new
-        )
+        created = await self._tokens.create_invite(new)
         if not created:
             raise AdminError(400, "M_INVALID_PARAM", "this token exists already")
         await self._audit(actor, "token.create", token, f"uses_allowed={uses} expiry={expiry_ts}")
@@ -228,7 +224,7 @@ class AdminService:
         the invite tree each way."""
         if not is_plain_user_id(user_id):
             raise bad("user_id must be a Matrix ID like @alice:example.org")
-        link, made = await self._api.run_db_interaction("email_gate_account", _account_txn, user_id)
+        link, made = await self._tokens.account(user_id)
         if link is None and not made and await self._api.check_user_exists(user_id) is None:
             raise not_found("account")
         link = link or {}
@@ -276,9 +272,7 @@ class AdminService:
     async def delete_tokens(self, actor: str, tokens: list[str]) -> list[str]:
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise bad("tokens must be a non-empty list of strings")
-        deleted = await self._api.run_db_interaction(
-            "email_gate_delete_tokens", token_store.delete_txn, tokens, self._now()
-        )
+        deleted = await self._tokens.delete(tokens, self._now())
         for token in deleted:
             await self._audit(actor, "token.delete", token, "")
         return deleted
@@ -286,9 +280,7 @@ class AdminService:
     async def delete_all_tokens(self, actor: str, confirm: object) -> int:
         if confirm != DELETE_ALL_CONFIRMATION:
             raise bad(f'to delete every token, send "confirm": "{DELETE_ALL_CONFIRMATION}"')
-        count = await self._api.run_db_interaction(
-            "email_gate_delete_all_tokens", token_store.delete_all_txn, self._now()
-        )
+        count = await self._tokens.delete_all(self._now())
         await self._audit(actor, "token.delete_all", None, f"{count} deleted")
         return count
 
@@ -423,24 +415,6 @@ class AdminService:
 
     async def audit_log(self, limit: int, offset: int) -> list[dict[str, Any]]:
         return await self._moderation.audit_log(_page_size(limit), max(0, offset))
-
-
-def _all_tokens_txn(
-    txn: LoggingTransaction, now_ms: int, token: str | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(the module's tokens, Synapse's rows of other tokens): all, or the one named."""
-    ours = token_store.module_tokens_txn(txn, now_ms, token)
-    foreign = [] if token is not None and ours else token_store.foreign_rows_txn(txn, token)
-    return ours, foreign
-
-
-def _account_txn(
-    txn: LoggingTransaction, user_id: str
-) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
-    link = token_store.account_txn(txn, user_id)
-    created = token_store.tokens_created_by_txn(txn, user_id)
-    made = token_store.accounts_made_with_txn(txn, created)
-    return link, {token: made.get(token, []) for token in created}
 
 
 def token_state(row: dict[str, Any], now_ms: int) -> str:

@@ -46,6 +46,7 @@ from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_P
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.storage import requests, tokens
 from synapse_email_gate.storage.runner import run_db_retrying
+from synapse_email_gate.storage.tokens import TokenStore
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +161,13 @@ class RegistrationHooks:
         api: ModuleApi,
         policy: LivePolicy,
         seal: AddressSeal,
+        tokens: TokenStore,
         after: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self._api = api
         self._policy = policy
         self._seal = seal
+        self._tokens = tokens
         self._after = after
         self._verdicts = Verdicts()
         # Set by the module: waits until its tables exist (False if they never will).
@@ -197,16 +200,8 @@ class RegistrationHooks:
                 raise RuntimeError("the module's tables are not ready")
             sealed = await self._seal.open(token, params.get(CLIENT_ADDRESS_PARAM))
             ip, via = (sealed, "web") if sealed is not None else (client_ip(), "client")
-            claim: tokens.ClaimResult = await run_db_retrying(
-                self._api,
-                "email_gate_claim_use",
-                tokens.claim_txn,
-                token,
-                asked,
-                ip,
-                via,
-                self._api.get_current_time_msec(),
-                self._username_banned,
+            claim = await self._tokens.claim(
+                token, asked, ip, via, self._api.get_current_time_msec(), self._username_banned
             )
         except Exception:
             # Never raise here (Synapse would answer 500); the spam check refuses.

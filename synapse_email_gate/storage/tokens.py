@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.storage.runner import marks
+from synapse_email_gate.storage.runner import Runner, marks
 
 EMAIL = "email"  # mailed for a request, or granted by a moderator's approval
 INVITE = "invite"  # made by a moderator (admin API, CLI, room)
@@ -48,7 +48,6 @@ KEEP_LAPSED_CLAIM_MS = 86_400_000
 
 # Why a token stopped working before it was used up or expired.
 DELETED = "deleted"  # a moderator deleted it: hidden from the admin API
-SUPERSEDED = "superseded"  # the same address asked again and got a new token
 
 CLAIMED = "claimed"
 NOT_OURS = "not_ours"
@@ -209,33 +208,6 @@ def revoke_txn(
             stopped.append(token)
     expire_synapse_rows(txn, stopped, now_ms)
     return stopped
-
-
-def revoke_for_requests_txn(
-    txn: LoggingTransaction, request_ids: Sequence[str], reason: str, now_ms: int
-) -> None:
-    """`revoke_txn` for the tokens mailed for these requests, batched (storage/issue.py)."""
-    if not request_ids:
-        return
-    txn.execute_batch(
-        """
-        UPDATE email_gate_tokens SET revoked_ts = ?, revoked_reason = ?
-        WHERE request_id = ? AND revoked_ts IS NULL AND (uses_allowed IS NULL OR uses_allowed >
-            (SELECT COUNT(*) FROM email_gate_token_uses u
-             WHERE u.token = email_gate_tokens.token AND u.state = 'used'))
-        """,
-        [(now_ms, reason, request_id) for request_id in request_ids],
-    )
-    past = max(1, now_ms - 1)
-    txn.execute_batch(
-        """
-        UPDATE registration_tokens SET expiry_time = ?
-        WHERE token IN (SELECT token FROM email_gate_tokens
-                        WHERE request_id = ? AND revoked_ts = ? AND revoked_reason = ?)
-          AND (expiry_time IS NULL OR expiry_time > ?)
-        """,
-        [(past, request_id, now_ms, reason, past) for request_id in request_ids],
-    )
 
 
 def delete_txn(txn: LoggingTransaction, tokens: Sequence[str], now_ms: int) -> list[str]:
@@ -536,6 +508,25 @@ def accounts_made_with_txn(
     return {token: made for token, (made, _) in _accounts(txn, tokens, 0).items() if made}
 
 
+def all_tokens_txn(
+    txn: LoggingTransaction, now_ms: int, token: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the module's tokens, Synapse's rows of other tokens): all, or the one named."""
+    ours = module_tokens_txn(txn, now_ms, token)
+    foreign = [] if token is not None and ours else foreign_rows_txn(txn, token)
+    return ours, foreign
+
+
+def account_links_txn(
+    txn: LoggingTransaction, user_id: str
+) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
+    """(how the account came in, or None; invite token it made -> the accounts those made)."""
+    link = account_txn(txn, user_id)
+    created = tokens_created_by_txn(txn, user_id)
+    made = accounts_made_with_txn(txn, created)
+    return link, {token: made.get(token, []) for token in created}
+
+
 # --- the landing page -----------------------------------------------------------------
 
 
@@ -590,3 +581,51 @@ def purge_txn(txn: LoggingTransaction, now_ms: int) -> None:
         "DELETE FROM email_gate_token_uses WHERE state = 'claimed' AND lease_until_ts < ?",
         (now_ms - KEEP_LAPSED_CLAIM_MS,),
     )
+
+
+class TokenStore:
+    """The module's tokens and their uses; Synapse's rows of every token."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def claim(
+        self,
+        token: str,
+        asked: str | None,
+        ip: str | None,
+        via: str,
+        now_ms: int,
+        username_banned: Callable[[str], bool],
+    ) -> ClaimResult:
+        """Claim one use of `token` for the localpart it makes (see `claim_txn`)."""
+        return await self._runner.run(
+            "email_gate_claim_use", claim_txn, token, asked, ip, via, now_ms, username_banned
+        )
+
+    async def create_invite(self, new: NewToken) -> bool:
+        """False when a token with this text exists already."""
+        return await self._runner.run("email_gate_create_token", create_invite_txn, new)
+
+    async def delete(self, tokens: Sequence[str], now_ms: int) -> list[str]:
+        """Delete tokens (see `delete_txn`); the ones that existed."""
+        return await self._runner.run("email_gate_delete_tokens", delete_txn, tokens, now_ms)
+
+    async def delete_all(self, now_ms: int) -> int:
+        return await self._runner.run("email_gate_delete_all_tokens", delete_all_txn, now_ms)
+
+    async def listing(self, now_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(the module's tokens not deleted, Synapse's rows of other tokens)."""
+        return await self._runner.run("email_gate_list_tokens", all_tokens_txn, now_ms)
+
+    async def lookup(
+        self, token: str, now_ms: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`listing` for the one token named."""
+        return await self._runner.run("email_gate_get_token", all_tokens_txn, now_ms, token)
+
+    async def account(
+        self, user_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
+        """How an account came in, and the accounts the invite tokens it made brought."""
+        return await self._runner.run("email_gate_account", account_links_txn, user_id)

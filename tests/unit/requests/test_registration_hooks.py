@@ -21,6 +21,7 @@ from synapse_email_gate.requests.registration import UNDECIDED, RegistrationHook
 from synapse_email_gate.storage import tokens
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.tokens import TokenStore
 from tests.unit.test_challenge import FakeApi
 
 NOW = 1_800_000_000_000
@@ -72,8 +73,9 @@ def api(tmp_path: Path) -> Api:
 
 
 def hooks(api: Api, live: LivePolicy | None = None) -> RegistrationHooks:
-    seal = AddressSeal(api, StateStore(Runner(api)))  # type: ignore[arg-type]
-    return RegistrationHooks(api, live or policy(), seal)  # type: ignore[arg-type]
+    runner = Runner(api)  # type: ignore[arg-type]
+    seal = AddressSeal(api, StateStore(runner))  # type: ignore[arg-type]
+    return RegistrationHooks(api, live or policy(), seal, TokenStore(runner))  # type: ignore[arg-type]
 
 
 def make_invite(api: Api, token: str, uses: int) -> None:
