@@ -40,7 +40,7 @@ from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.moderation import ModerationStore
-from synapse_email_gate.storage.requests import PendingRequest
+from synapse_email_gate.storage.requests import PendingRequest, RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
@@ -70,6 +70,7 @@ class EmailGate:
         state = StateStore(db)
         moderation = ModerationStore(db)
         tokens = TokenStore(db)
+        requests = RequestStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -77,7 +78,11 @@ class EmailGate:
         )
         privacy = config.privacy
         self._revoker = Revoker(
-            api, self._policy, privacy.hash_secret if privacy.hash_emails else None, moderation
+            api,
+            self._policy,
+            privacy.hash_secret if privacy.hash_emails else None,
+            moderation,
+            requests,
         )
         self._policy_sync = PolicySync(self._policy, self._revoker, state, moderation)
         self._bridge = AsyncioThread(reactor)
@@ -102,13 +107,13 @@ class EmailGate:
             RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
             forget_addresses=config.privacy.hash_emails,
         )
-        self._service = RequestService(api, config, self._policy, self._delivery)
+        self._service = RequestService(api, config, self._policy, self._delivery, requests)
         after = AfterRegistration(
-            api, pages_config.after_registration, pages_config.default_language
+            api, pages_config.after_registration, pages_config.default_language, requests
         )
         seal = AddressSeal(api, state)
         hooks = RegistrationHooks(
-            api, self._policy, seal, tokens, after.run if after.active else None
+            api, self._policy, seal, tokens, requests, after.run if after.active else None
         )
         hooks.tables_ready = self._schema_ready
         hooks.register()
@@ -136,10 +141,17 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
             seal,
             BucketStore(db),
+            requests,
         )
         moderators = Moderators(api, config.moderators, moderation)
         admin_service = AdminService(
-            api, self._policy_sync, self._delivery, config.token_lifetime_ms, moderation, tokens
+            api,
+            self._policy_sync,
+            self._delivery,
+            config.token_lifetime_ms,
+            moderation,
+            tokens,
+            requests,
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
@@ -176,7 +188,7 @@ class EmailGate:
         api.looping_background_call(
             self._sweep, config.mail_sweep_interval_ms, desc="email_gate_sweep"
         )
-        housekeeping = Housekeeping(api, config, self._policy)
+        housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
             self._when_schema(housekeeping.purge),
             config.retention.purge_interval_ms,

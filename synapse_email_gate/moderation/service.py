@@ -21,9 +21,9 @@ from synapse_email_gate.rules.identifiers import new_id, new_token
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, is_plain_user_id
 from synapse_email_gate.rules.usernames import UsernamePatterns
-from synapse_email_gate.storage import requests
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
+from synapse_email_gate.storage.requests import Decision, RequestStore
 from synapse_email_gate.storage.tokens import TokenStore
 
 REQUEST_STATUSES = (
@@ -81,6 +81,7 @@ class AdminService:
         token_lifetime_ms: int,
         moderation: ModerationStore,
         tokens: TokenStore,
+        requests: RequestStore,
     ) -> None:
         self._api = api
         self._policy = policy
@@ -88,6 +89,7 @@ class AdminService:
         self._token_lifetime_ms = token_lifetime_ms
         self._moderation = moderation
         self._tokens = tokens
+        self._requests = requests
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
@@ -124,7 +126,7 @@ class AdminService:
         """Approval mode: approve (token mail) or deny (polite mail, with `message`)."""
         if message is not None and (not isinstance(message, str) or len(message) > 2000):
             raise bad("message must be a string of at most 2000 characters")
-        decision = requests.Decision(
+        decision = Decision(
             request_id=request_id,
             approve=approve,
             actor=actor,
@@ -134,9 +136,7 @@ class AdminService:
             token_lifetime_ms=self._token_lifetime_ms,
             outbox_id=new_id(),
         )
-        problem = await self._api.run_db_interaction(
-            "email_gate_decide", requests.decide_txn, decision
-        )
+        problem = await self._requests.decide(decision)
         if problem == "not_found":
             raise not_found("request")
         if problem == "not_pending":

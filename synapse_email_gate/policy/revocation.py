@@ -2,7 +2,7 @@
 
 "Open" requests still hold a promise: a token that may be used, an address
 check or a moderator's decision to come, or a mail not yet decided
-(storage.requests.OPEN_STATUSES). A request matches when the policy in force bans its
+(storage/requests.py). A request matches when the policy in force bans its
 username, its address (normalised; with `privacy.hash_emails`, once only the
 hash is left, the exact-address entries are compared as hashes: a `*@domain`
 or `/regex/` entry cannot see a hash) or the IP it was made from.
@@ -33,9 +33,8 @@ from synapse_email_gate import metrics
 from synapse_email_gate.policy.compiled import Policy
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.rules.addresses import InvalidEmail, address_key, parse_email
-from synapse_email_gate.storage import requests
 from synapse_email_gate.storage.moderation import ModerationStore
-from synapse_email_gate.storage.runner import run_db_retrying
+from synapse_email_gate.storage.requests import OpenRequest, RequestStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +48,13 @@ class Revoker:
         policy: LivePolicy,
         hash_secret: str | None,
         moderation: ModerationStore,
+        requests: RequestStore,
     ) -> None:
         self._api = api
         self._policy = policy
         self._hash_secret = hash_secret
         self._moderation = moderation
+        self._requests = requests
 
     async def revoke_banned(self, actor: str, cause: str) -> int:
         """Revoke every open request the policy in force here bans; how many."""
@@ -64,13 +65,11 @@ class Revoker:
             else frozenset()
         )
 
-        def reason_of(request: requests.OpenRequest) -> str | None:
+        def reason_of(request: OpenRequest) -> str | None:
             return ban_reason(policy, request, hashed)
 
         now = self._api.get_current_time_msec()
-        done: list[tuple[str, str]] = await run_db_retrying(
-            self._api, "email_gate_revoke", requests.revoke_banned_txn, now, reason_of
-        )
+        done = await self._requests.revoke_banned(now, reason_of)
         if not done:
             return 0
         counts = Counter(reason for _, reason in done)
@@ -87,7 +86,7 @@ class Revoker:
 
 
 def ban_reason(
-    policy: Policy, request: requests.OpenRequest, hashed_addresses: frozenset[str]
+    policy: Policy, request: OpenRequest, hashed_addresses: frozenset[str]
 ) -> str | None:
     """Why the policy bans this request: a reason code, or None."""
     if policy.username_ban(request.localpart) is not None:

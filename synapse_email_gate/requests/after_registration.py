@@ -17,24 +17,25 @@ from __future__ import annotations
 import logging
 
 from synapse.module_api import ModuleApi
-from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.pages import AfterRegistrationConfig
+from synapse_email_gate.storage.requests import RequestStore
 
 logger = logging.getLogger(__name__)
 
 
-def request_lang_txn(txn: LoggingTransaction, request_id: str) -> str | None:
-    txn.execute("SELECT lang FROM email_gate_requests WHERE id = ?", (request_id,))
-    row = txn.fetchone()
-    return None if row is None else str(row[0])
-
-
 class AfterRegistration:
-    def __init__(self, api: ModuleApi, config: AfterRegistrationConfig, default_lang: str) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: AfterRegistrationConfig,
+        default_lang: str,
+        requests: RequestStore,
+    ) -> None:
         self._api = api
         self._config = config
         self._default_lang = default_lang
+        self._requests = requests
 
     @property
     def active(self) -> bool:
@@ -69,9 +70,7 @@ class AfterRegistration:
         try:
             lang = None
             if request_id is not None:  # an invite token has no request, nor a language
-                lang = await self._api.run_db_interaction(
-                    "email_gate_request_lang", request_lang_txn, request_id
-                )
+                lang = await self._requests.language(request_id)
             lang = lang or self._default_lang
             message = (
                 welcome.message.get(lang)

@@ -44,8 +44,8 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
 from synapse_email_gate.requests.client_address import AddressSeal
-from synapse_email_gate.storage import requests, tokens
-from synapse_email_gate.storage.runner import run_db_retrying
+from synapse_email_gate.storage import tokens
+from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.tokens import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -162,12 +162,14 @@ class RegistrationHooks:
         policy: LivePolicy,
         seal: AddressSeal,
         tokens: TokenStore,
+        requests: RequestStore,
         after: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self._api = api
         self._policy = policy
         self._seal = seal
         self._tokens = tokens
+        self._requests = requests
         self._after = after
         self._verdicts = Verdicts()
         # Set by the module: waits until its tables exist (False if they never will).
@@ -273,13 +275,8 @@ class RegistrationHooks:
             if self.tables_ready is not None and not await self.tables_ready():
                 return
             localpart = user_id[1:].split(":", 1)[0]
-            confirmed = await run_db_retrying(
-                self._api,
-                "email_gate_account_made",
-                requests.registered_txn,
-                localpart,
-                user_id,
-                self._api.get_current_time_msec(),
+            confirmed = await self._requests.registered(
+                localpart, user_id, self._api.get_current_time_msec()
             )
             if confirmed is None:
                 return

@@ -33,10 +33,11 @@ from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
 from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
 from synapse_email_gate.rules.identifiers import new_id, new_token
-from synapse_email_gate.storage import intake, requests
+from synapse_email_gate.storage import intake
 from synapse_email_gate.storage.group_commit import GroupCommit
 from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest
 from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, NotIssued, issue_txn
+from synapse_email_gate.storage.requests import PendingRequest, RequestStore
 from synapse_email_gate.storage.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -62,13 +63,15 @@ class RequestService:
         config: GateConfig,
         policy: LivePolicy,
         delivery: MailDelivery,
+        requests: RequestStore,
     ) -> None:
         self._api = api
         self._config = config
         self._policy = policy
         self._delivery = delivery
+        self._requests = requests
         # Told about each request that starts waiting for a moderator.
-        self.on_pending: Callable[[requests.PendingRequest], Awaitable[None]] | None = None
+        self.on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
@@ -222,12 +225,8 @@ class RequestService:
     async def verify_address(self, code: str) -> bool:
         """Approval mode: the link in the mail was followed; moderators are told."""
         notices = [(new_id(), address) for address in self._config.approval_notify_emails]
-        pending = await self._api.run_db_interaction(
-            "email_gate_verify",
-            requests.verify_address_txn,
-            code,
-            self._api.get_current_time_msec(),
-            notices,
+        pending = await self._requests.verify_address(
+            code, self._api.get_current_time_msec(), notices
         )
         if pending is None:
             return False
@@ -241,9 +240,7 @@ class RequestService:
     async def process_orphans(self) -> None:
         """Finish requests whose process died between the answer and `process`."""
         cutoff = self._api.get_current_time_msec() - ORPHAN_AFTER_MS
-        ids = await self._api.run_db_interaction(
-            "email_gate_orphans", requests.received_request_ids_txn, cutoff, 100
-        )
+        ids = await self._requests.orphans(cutoff, 100)
         for request_id in ids:
             await self.process(request_id)
 

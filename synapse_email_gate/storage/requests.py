@@ -18,7 +18,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.storage import tokens
-from synapse_email_gate.storage.runner import select_in
+from synapse_email_gate.storage.runner import Runner, select_in
 
 
 @attrs.frozen
@@ -30,14 +30,6 @@ class IssuedToken:
     email: str
     lang: str
     expires_ts: int
-
-
-class Suppressed(Exception):
-    """Raised inside the issue transaction to roll it back; `reason` is a reason code."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def grant_token_txn(
@@ -94,9 +86,10 @@ def queue_mail_txn(
     )
 
 
-def forget_address_txn(txn: LoggingTransaction, request_id: str) -> None:
-    """With hash_emails: once no mail is due, keep only the keyed hash."""
-    txn.execute("UPDATE email_gate_requests SET email = email_key WHERE id = ?", (request_id,))
+def request_lang_txn(txn: LoggingTransaction, request_id: str) -> str | None:
+    txn.execute("SELECT lang FROM email_gate_requests WHERE id = ?", (request_id,))
+    row = txn.fetchone()
+    return None if row is None else str(row[0])
 
 
 def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit: int) -> list[str]:
@@ -174,7 +167,6 @@ def token_details_txn(txn: LoggingTransaction, token: str, now_ms: int) -> Token
 
 # Requests that still hold a promise: a token that may be used, a code that may be
 # confirmed, a decision to come, or a mail to be decided.
-OPEN_STATUSES = ("received", "issued", "verifying", "pending")
 _OPEN = "('received', 'issued', 'verifying', 'pending')"
 
 
@@ -416,3 +408,69 @@ def mail_facts_txn(txn: LoggingTransaction, outbox_ids: Sequence[str]) -> list[t
         outbox_ids,
     )
     return [tuple(row) for row in rows]
+
+
+class RequestStore:
+    """A request's life after the intake and the issue (storage/intake.py,
+    storage/issue.py): verified, decided, registered, revoked, purged."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def verify_address(
+        self, code: str, now_ms: int, notices: list[tuple[str, str]]
+    ) -> PendingRequest | None:
+        """The requester followed the link with `code`; see `verify_address_txn`."""
+        return await self._runner.run(
+            "email_gate_verify", verify_address_txn, code, now_ms, notices
+        )
+
+    async def orphans(self, older_than_ms: int, limit: int) -> list[str]:
+        """Requests still `received` since before `older_than_ms`: their process died."""
+        return await self._runner.run(
+            "email_gate_orphans", received_request_ids_txn, older_than_ms, limit
+        )
+
+    async def decide(self, decision: Decision) -> str | None:
+        """A moderator's approval or denial; None when done, else why not."""
+        return await self._runner.run("email_gate_decide", decide_txn, decision)
+
+    async def registered(
+        self, localpart: str, user_id: str, now_ms: int
+    ) -> tokens.Confirmed | None:
+        """An account exists: confirm its token's use, link it to its request."""
+        return await self._runner.run(
+            "email_gate_account_made", registered_txn, localpart, user_id, now_ms
+        )
+
+    async def language(self, request_id: str) -> str | None:
+        """The language the request was made in (None for a request gone)."""
+        return await self._runner.run("email_gate_request_lang", request_lang_txn, request_id)
+
+    async def token_details(self, token: str, now_ms: int) -> TokenDetails | None:
+        return await self._runner.run("email_gate_token_details", token_details_txn, token, now_ms)
+
+    async def revoke_banned(
+        self, now_ms: int, reason_of: Callable[[OpenRequest], str | None]
+    ) -> list[tuple[str, str]]:
+        """Revoke the open requests `reason_of` gives a reason for; (id, reason) of each."""
+        return await self._runner.run("email_gate_revoke", revoke_banned_txn, now_ms, reason_of)
+
+    async def purge(
+        self,
+        now_ms: int,
+        unfinished_ms: int,
+        finished_ms: int,
+        cooldown_ms: int,
+        bucket_refill_ms: int,
+    ) -> int:
+        """The retention purge (`purge_txn`); how many requests it deleted."""
+        return await self._runner.run(
+            "email_gate_purge",
+            purge_txn,
+            now_ms,
+            unfinished_ms,
+            finished_ms,
+            cooldown_ms,
+            bucket_refill_ms,
+        )

@@ -56,8 +56,8 @@ from synapse_email_gate.requests.registration import (
 )
 from synapse_email_gate.requests.service import rate_limit_key
 from synapse_email_gate.rules.ips import IpRules
-from synapse_email_gate.storage import requests
 from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.requests import RequestStore, TokenDetails
 from synapse_email_gate.web.http import (
     JsonProblem,
     content_type,
@@ -111,6 +111,7 @@ class FinishHandlers:
         trusted_proxies: IpRules,
         seal: AddressSeal,
         buckets: BucketStore,
+        requests: RequestStore,
     ) -> None:
         self._api = api
         self._kit = kit
@@ -120,6 +121,7 @@ class FinishHandlers:
         self._trusted_proxies = trusted_proxies
         self._seal = seal
         self._buckets = buckets
+        self._requests = requests
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -134,16 +136,10 @@ class FinishHandlers:
             csrf = secrets.token_urlsafe(24)
         await self._render(request, lang, token, csrf, set_cookie=True)
 
-    async def _details(self, token: str) -> requests.TokenDetails | None:
+    async def _details(self, token: str) -> TokenDetails | None:
         if not token or len(token) > 64:
             return None
-        details: requests.TokenDetails | None = await self._api.run_db_interaction(
-            "email_gate_token_details",
-            requests.token_details_txn,
-            token,
-            self._api.get_current_time_msec(),
-        )
-        return details
+        return await self._requests.token_details(token, self._api.get_current_time_msec())
 
     async def _render(
         self,
@@ -184,9 +180,7 @@ class FinishHandlers:
             status = 404 if state == "invalid" else 200
         respond_html(request, status, html, headers)
 
-    def _variables(
-        self, lang: str, token: str, details: requests.TokenDetails | None
-    ) -> dict[str, Any]:
+    def _variables(self, lang: str, token: str, details: TokenDetails | None) -> dict[str, Any]:
         query = {"token": token} if details is not None else {}
         variables = self._kit.variables(lang, "/register", query)
         translate = variables["_"]

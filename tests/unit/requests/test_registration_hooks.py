@@ -19,6 +19,7 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import UNDECIDED, RegistrationHooks, Verdicts
 from synapse_email_gate.storage import tokens
+from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.state import StateStore
 from synapse_email_gate.storage.tokens import TokenStore
@@ -75,7 +76,8 @@ def api(tmp_path: Path) -> Api:
 def hooks(api: Api, live: LivePolicy | None = None) -> RegistrationHooks:
     runner = Runner(api)  # type: ignore[arg-type]
     seal = AddressSeal(api, StateStore(runner))  # type: ignore[arg-type]
-    return RegistrationHooks(api, live or policy(), seal, TokenStore(runner))  # type: ignore[arg-type]
+    stores = TokenStore(runner), RequestStore(runner)
+    return RegistrationHooks(api, live or policy(), seal, *stores)  # type: ignore[arg-type]
 
 
 def make_invite(api: Api, token: str, uses: int) -> None:
