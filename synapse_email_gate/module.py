@@ -40,6 +40,7 @@ from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.moderation import ModerationStore
+from synapse_email_gate.storage.outbox import OutboxStore
 from synapse_email_gate.storage.requests import PendingRequest, RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
@@ -106,6 +107,7 @@ class EmailGate:
             self._bridge,
             RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
             forget_addresses=config.privacy.hash_emails,
+            queue=OutboxStore(db),
         )
         self._service = RequestService(api, config, self._policy, self._delivery, requests)
         after = AfterRegistration(

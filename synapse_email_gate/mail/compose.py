@@ -90,7 +90,7 @@ class MailComposer:
             "localpart": facts.localpart,
             "token": facts.token,
             "link": registration_link(self._page_base_url, facts.token or ""),
-            "verify_link": verify_link(self._page_base_url, facts.verify_code or ""),
+            "verify_link": verify_link(self._page_base_url, facts.code or ""),
             "expires_utc": format_utc(expires_ts),
             "expires_in": translate.duration(expires_ts - now_ms),
             "statement": facts.statement or "",

@@ -28,7 +28,7 @@ from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.mime import build_message
 from synapse_email_gate.mail.smtp import SendResult, SmtpSettings, send_batch
 from synapse_email_gate.storage import outbox
-from synapse_email_gate.storage.runner import run_db_retrying
+from synapse_email_gate.storage.outbox import OutboxStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class MailDelivery:
         bridge: AsyncioThread,
         retry: RetryPolicy | int,
         forget_addresses: bool,
+        queue: OutboxStore,
     ) -> None:
         self._api = api
         self._smtp = smtp
@@ -71,6 +72,7 @@ class MailDelivery:
         self._bridge = bridge
         self._retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy(retry)
         self._forget_addresses = forget_addresses
+        self._queue = queue
         self._server = api.server_name
         self._time_limit_s = batch_time_limit_s(smtp)
         self._lease_ms = lease_ms(smtp)
@@ -112,9 +114,7 @@ class MailDelivery:
             self._sweeping = False
 
     async def update_queue_metrics(self) -> None:
-        length, oldest = await self._api.run_db_interaction(
-            "email_gate_queue_state", outbox.queue_state_txn
-        )
+        length, oldest = await self._queue.backlog()
         now = self._api.get_current_time_msec()
         age_s = 0.0 if oldest is None else max(0, now - oldest) / 1000
         metrics.queue_state(self._server, length, age_s)
@@ -122,15 +122,7 @@ class MailDelivery:
     async def _deliver(self, outbox_ids: Sequence[str] | None) -> bool:
         """Claim and send one batch; True when a sweep should take another."""
         now = self._api.get_current_time_msec()
-        claimed = await run_db_retrying(
-            self._api,
-            "email_gate_claim_mail",
-            outbox.claim_txn,
-            now,
-            outbox_ids,
-            SWEEP_BATCH,
-            self._lease_ms,
-        )
+        claimed = await self._queue.claim(now, outbox_ids, SWEEP_BATCH, self._lease_ms)
         if not claimed:
             return False
         results: dict[str, SendResult] = {}
@@ -183,14 +175,7 @@ class MailDelivery:
         now = self._api.get_current_time_msec()
         outcomes = [self._disposition(mail, result, now) for mail, result in attempts]
         # Retried hard: a result not written makes the mail due again after the lease.
-        await run_db_retrying(
-            self._api,
-            "email_gate_mail_record",
-            outbox.record_txn,
-            outcomes,
-            now,
-            self._forget_addresses,
-        )
+        await self._queue.record(outcomes, now, self._forget_addresses)
         for outcome in outcomes:
             mail = outcome.mail
             request_id = mail.facts.request_id

@@ -16,7 +16,7 @@ import attrs
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.storage.requests import mail_facts_txn
-from synapse_email_gate.storage.runner import batch_txn, marks
+from synapse_email_gate.storage.runner import Runner, batch_txn, marks
 
 # The longest pause between two attempts at one mail.
 MAX_RETRY_DELAY_MS = 1_800_000
@@ -28,7 +28,8 @@ FINAL_KINDS = ("token", "denied")
 
 @attrs.frozen
 class MailFacts:
-    """What a queued mail is about; `to` is the recipient, `requester` the person."""
+    """What a queued mail is about; `to` is the recipient, `requester` the person,
+    `token` the registration token, `code` the code that verifies the address."""
 
     to: str
     localpart: str
@@ -36,7 +37,7 @@ class MailFacts:
     expires_ts: int | None
     request_id: str
     kind: str = "token"
-    verify_code: str | None = None
+    code: str | None = None
     statement: str | None = None
     message: str | None = None
     requester: str | None = None
@@ -115,7 +116,7 @@ def claim_txn(
         if row is None:
             continue
         (kind, attempts, created_ts, recipient, request_id, email, localpart, token,
-         expires_ts, verify_code, statement, decision_message, ip, lang) = row  # fmt: skip
+         expires_ts, code, statement, decision_message, ip, lang) = row  # fmt: skip
         claimed.append(
             ClaimedMail(
                 outbox_id=row_id,
@@ -129,7 +130,7 @@ def claim_txn(
                     token=token,
                     expires_ts=expires_ts,
                     request_id=request_id,
-                    verify_code=verify_code,
+                    code=code,
                     statement=statement,
                     message=decision_message,
                     requester=email,
@@ -190,6 +191,33 @@ def queue_state_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
         return 0, None
     count, oldest = row
     return int(count), None if oldest is None else int(oldest)
+
+
+class OutboxStore:
+    """The mail queue: leases on due mails, and what became of them."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def claim(
+        self, now_ms: int, outbox_ids: Sequence[str] | None, limit: int, lease_ms: int
+    ) -> list[ClaimedMail]:
+        """Lease the mails named (or up to `limit` due ones); see `claim_txn`."""
+        return await self._runner.run(
+            "email_gate_claim_mail", claim_txn, now_ms, outbox_ids, limit, lease_ms
+        )
+
+    async def record(
+        self, outcomes: Sequence[Disposition], now_ms: int, forget_address: bool
+    ) -> None:
+        """Write what became of a batch of attempts."""
+        await self._runner.run(
+            "email_gate_mail_record", record_txn, outcomes, now_ms, forget_address
+        )
+
+    async def backlog(self) -> tuple[int, int | None]:
+        """(mails waiting, created_ts of the oldest one or None)."""
+        return await self._runner.run("email_gate_queue_state", queue_state_txn)
 
 
 def next_attempt_delay_ms(attempts: int, initial_ms: int = 30_000) -> int:

@@ -81,17 +81,6 @@ class Runner:
         self._api.run_as_background_process(desc, func)
 
 
-async def run_db_retrying(
-    api: ModuleApi,
-    desc: str,
-    func: Callable[Concatenate[LoggingTransaction, P], R],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> R:
-    """`Runner(api).run(...)`, for callers not yet given a store."""
-    return await Runner(api).run(desc, func, *args, **kwargs)
-
-
 def marks(values: Collection[object]) -> str:
     """`?, ?, …`: one placeholder per value, for `IN (…)`."""
     return ", ".join("?" for _ in values)

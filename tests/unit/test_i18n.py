@@ -228,7 +228,7 @@ class Links(HTMLParser):
 def facts(kind: str, lang: str) -> MailFacts:
     extra: dict[str, Any] = {}
     if kind == "verify":
-        extra["verify_code"] = "CODE123"
+        extra["code"] = "CODE123"
     if kind == "notice":
         extra = {"statement": "I like <b>chat</b>", "requester": "a@example.net"}
     if kind == "denied":
