@@ -39,6 +39,8 @@ from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.intake import IntakeStore
+from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.outbox import OutboxStore
 from synapse_email_gate.storage.requests import PendingRequest, RequestStore
@@ -109,7 +111,15 @@ class EmailGate:
             forget_addresses=config.privacy.hash_emails,
             queue=OutboxStore(db),
         )
-        self._service = RequestService(api, config, self._policy, self._delivery, requests)
+        self._service = RequestService(
+            api,
+            config,
+            self._policy,
+            self._delivery,
+            requests,
+            IntakeStore(db),
+            IssueStore(db, lambda: self._policy.current.email_ban),
+        )
         after = AfterRegistration(
             api, pages_config.after_registration, pages_config.default_language, requests
         )

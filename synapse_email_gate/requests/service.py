@@ -16,12 +16,11 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import attrs
 from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
-from synapse.storage.database import LoggingTransaction
 from twisted.python.failure import Failure
 
 from synapse_email_gate import metrics
@@ -33,12 +32,9 @@ from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
 from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
 from synapse_email_gate.rules.identifiers import new_id, new_token
-from synapse_email_gate.storage import intake
-from synapse_email_gate.storage.group_commit import GroupCommit
-from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest
-from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, NotIssued, issue_txn
+from synapse_email_gate.storage.intake import IntakeStore, NewRequest
+from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, IssueStore, NotIssued
 from synapse_email_gate.storage.requests import PendingRequest, RequestStore
-from synapse_email_gate.storage.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -64,24 +60,22 @@ class RequestService:
         policy: LivePolicy,
         delivery: MailDelivery,
         requests: RequestStore,
+        intake: IntakeStore,
+        issue: IssueStore,
     ) -> None:
         self._api = api
         self._config = config
         self._policy = policy
         self._delivery = delivery
         self._requests = requests
+        self._intake = intake
+        self._issue = issue
         # Told about each request that starts waiting for a moderator.
         self.on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
         self._flood_log = FloodLog(logger)
-        self._intake: GroupCommit[NewRequest, IntakeRefusal | None] = GroupCommit(
-            Runner(api), "intake", intake.intake_txn
-        )
-        self._issue: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
-            Runner(api), "issue", self._issue_txn
-        )
 
     @property
     def approval_required(self) -> bool:
@@ -141,7 +135,7 @@ class RequestService:
             statement=form.reason.strip() if self._config.approval == "required" else None,
             limits=tuple(limits),
         )
-        refusal = await self._intake.run(request)
+        refusal = await self._intake.record(request)
         if refusal is not None and refusal.reason == "username_reserved":
             logger.info("request refused: reason=username_reserved")
             metrics.request_answered(self._api.server_name, "refused", "username_reserved")
@@ -164,20 +158,21 @@ class RequestService:
 
     async def process(self, request_id: str) -> None:
         """Decide the email side of a recorded request; issue and mail a token if due."""
-        self._decided(await self._issue.run(self._issue_params(request_id)))
+        self._decided(await self._issue.issue(self._issue_params(request_id)))
 
     def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
         policy = self._policy.current
+        approval = self._config.approval == "required"
         return IssueParams(
             request_id=request_id,
             now_ms=self._api.get_current_time_msec(),
-            token=new_token(),
             token_lifetime_ms=self._config.token_lifetime_ms,
             cooldown_ms=self._config.email_cooldown_ms,
             multiple_users_per_email=self._config.multiple_users_per_email,
             per_email=policy.rate_limits.per_email,
             outbox_id=new_id(),
-            approval=self._config.approval == "required",
+            token=None if approval else new_token(),
+            code=new_token() if approval else None,
             forget_address=self._config.privacy.hash_emails,
             parsed_email=email,
         )
@@ -209,18 +204,6 @@ class RequestService:
             failure.getErrorMessage(),
             exc_info=failure.value,
         )
-
-    def _issue_txn(
-        self, txn: LoggingTransaction, batch: Sequence[IssueParams]
-    ) -> list[IssueOutcome]:
-        policy = self._policy.current  # the policy when the batch runs
-        # Parsed when the request was answered; parsed again only for orphans.
-        parsed = {p.parsed_email.address: p.parsed_email for p in batch if p.parsed_email}
-
-        def banned(address: str) -> bool:
-            return policy.email_ban(parsed.get(address) or parse_email(address)) is not None
-
-        return issue_txn(txn, batch, banned)
 
     async def verify_address(self, code: str) -> bool:
         """Approval mode: the link in the mail was followed; moderators are told."""

@@ -1,8 +1,8 @@
 """The intake: requests recorded as they are answered, a batch per transaction.
 
-requests/service.py runs `intake_txn` through storage/group_commit.py, so under load one
+IntakeStore runs `intake_txn` through storage/group_commit.py, so under load one
 transaction serves many requests; it answers each request of its batch, in
-order, as a transaction of its own would have. storage/issue.py then decides the
+order, as a transaction of its own would have. storage/issue.py then assesses the
 email side of the recorded requests.
 
 Every recorded request reserves its username here, before anything is known
@@ -20,7 +20,8 @@ from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.storage.buckets import BucketBook
-from synapse_email_gate.storage.runner import select_in
+from synapse_email_gate.storage.group_commit import GroupCommit
+from synapse_email_gate.storage.runner import Runner, select_in
 
 
 @attrs.frozen
@@ -117,3 +118,17 @@ def _reservations(txn: LoggingTransaction, localparts: Collection[str]) -> dict[
         txn, "SELECT localpart, expires_ts FROM email_gate_reservations WHERE localpart", localparts
     )
     return {str(row[0]): int(row[1]) for row in rows}
+
+
+class IntakeStore:
+    """Requests recorded as they are answered, a batch per transaction (group commit)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._batches: GroupCommit[NewRequest, IntakeRefusal | None] = GroupCommit(
+            runner, "intake", intake_txn
+        )
+
+    async def record(self, request: NewRequest) -> IntakeRefusal | None:
+        """Take the request's rate limits, reserve its username and record it with the
+        next batch: None when recorded, else why not."""
+        return await self._batches.run(request)

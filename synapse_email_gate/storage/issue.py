@@ -1,5 +1,5 @@
-"""The email side of recorded requests, a batch per transaction: token + queued
-mail, or a reason for no mail.
+"""The email side of recorded requests, a batch per transaction: token (or, in
+approval mode, code) + queued mail, or a reason for no mail.
 
 A batch costs a few statements whatever its size (on PostgreSQL each statement
 is a round trip):
@@ -7,9 +7,9 @@ is a round trip):
 1. read the batch's requests, the reservations of their usernames (made at
    intake, storage/intake.py), their addresses' rows and per-address buckets: one
    SELECT each;
-2. decide each request in memory, in arrival order (`decide`), each one seeing
+2. assess each request in memory, in arrival order (`assess`), each one seeing
    what the earlier ones of the batch did;
-3. write what was decided: one batched statement per kind of write.
+3. write the assessments: one batched statement per kind of write.
 
 Other processes writing at the same time: on PostgreSQL (REPEATABLE READ) a
 row read here, or a key found free here, that another transaction changes
@@ -23,48 +23,68 @@ from collections.abc import Callable, Sequence
 
 import attrs
 from synapse.storage.database import LoggingTransaction
+from twisted.internet.defer import Deferred
 
 from synapse_email_gate.config.policy_lists import Bucket
-from synapse_email_gate.rules.addresses import ParsedEmail
+from synapse_email_gate.rules.addresses import ParsedEmail, parse_email
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.buckets import BucketBook
-from synapse_email_gate.storage.requests import IssuedToken
-from synapse_email_gate.storage.runner import batch_txn, select_in
+from synapse_email_gate.storage.group_commit import GroupCommit
+from synapse_email_gate.storage.runner import Runner, batch_txn, select_in
 
 
 @attrs.frozen
 class IssueParams:
     request_id: str
     now_ms: int
-    token: str
     token_lifetime_ms: int
     cooldown_ms: int
     multiple_users_per_email: bool
     per_email: Bucket
     outbox_id: str
-    # With `approval: required` the address is verified first: `token` becomes the
-    # verification code and no registration token exists yet.
-    approval: bool = False
+    # What the mail carries, one of the two: the registration token to make, or with
+    # `approval: required` the code that verifies the address first (no token yet).
+    token: str | None = None
+    code: str | None = None
     # With hash_emails: a request that gets no mail keeps only its address's hash.
     forget_address: bool = False
     # The address as parsed when the request was answered (saves parsing it again).
     parsed_email: ParsedEmail | None = attrs.field(default=None, eq=False, repr=False)
 
+    def __attrs_post_init__(self) -> None:
+        if (self.token is None) == (self.code is None):
+            raise ValueError("IssueParams takes a token or a code, not both or neither")
+
+
+@attrs.frozen
+class Issued:
+    """A request's mail is queued: with its registration token, or in approval mode
+    with the code that verifies the address."""
+
+    request_id: str
+    outbox_id: str
+    localpart: str
+    email: str
+    lang: str
+    expires_ts: int
+    token: str | None = None
+    code: str | None = None
+
 
 @attrs.frozen
 class NotIssued:
-    """The request was decided without a mail; `reason` is a reason code."""
+    """The request was assessed: no mail; `reason` is a reason code."""
 
     reason: str
     request_id: str = attrs.field(default="", eq=False)
 
 
-IssueOutcome = IssuedToken | NotIssued | None
+IssueOutcome = Issued | NotIssued | None
 
 
 @attrs.frozen
 class Waiting:
-    """A recorded request whose email side is not decided yet."""
+    """A recorded request whose email side is not assessed yet."""
 
     localpart: str
     email: str
@@ -84,7 +104,7 @@ class Held:
 
 @attrs.define
 class IssueBook:
-    """The rows a batch's decisions read, kept up to date as they are decided."""
+    """The rows a batch's assessments read, kept up to date as each is made."""
 
     waiting: dict[str, Waiting]
     reservations: dict[str, Held]
@@ -94,7 +114,7 @@ class IssueBook:
 
 @attrs.define
 class Writes:
-    """Everything a batch decided, to be written in `apply`."""
+    """Everything a batch's assessments write, in `apply`."""
 
     addresses: dict[str, int] = attrs.Factory(dict)  # email key -> last_sent_ts
     reservations: dict[str, Held] = attrs.Factory(dict)
@@ -111,7 +131,7 @@ def issue_txn(
     batch: Sequence[IssueParams],
     email_banned: Callable[[str], bool],
 ) -> list[IssueOutcome]:
-    """Decide each request of the batch; None for one no longer waiting (decided by
+    """Assess each request of the batch; None for one no longer waiting (assessed by
     another process, or by an earlier item of this batch)."""
     book = load(txn, [p.request_id for p in batch])
     writes = Writes()
@@ -119,13 +139,13 @@ def issue_txn(
     for p in batch:
         waiting = book.waiting.get(p.request_id)
         banned = waiting is not None and email_banned(waiting.email)
-        outcomes.append(decide(book, writes, p, banned))
+        outcomes.append(assess(book, writes, p, banned))
     book.buckets.write(txn)
     apply(txn, writes)
     return outcomes
 
 
-def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> IssueOutcome:
+def assess(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> IssueOutcome:
     """One request's outcome, recorded in `writes` and in `book` for the next ones."""
     w = book.waiting.pop(p.request_id, None)
     if w is None:
@@ -150,10 +170,11 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
         held = Held(p.request_id, w.email_key, expires_ts)
         book.reservations[w.localpart] = held
         writes.reservations[w.localpart] = held
-    if p.approval:
-        writes.verifying.append((p.token, expires_ts, p.now_ms, p.request_id))
+    if p.code is not None:
+        writes.verifying.append((p.code, expires_ts, p.now_ms, p.request_id))
         writes.mails.append((p.outbox_id, p.request_id, "verify", p.now_ms, p.now_ms))
     else:
+        assert p.token is not None  # IssueParams holds one of the two
         writes.tokens.append(
             token_store.NewToken(
                 token=p.token,
@@ -167,14 +188,15 @@ def decide(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> Iss
         )
         writes.issued.append((p.token, expires_ts, p.now_ms, p.request_id))
         writes.mails.append((p.outbox_id, p.request_id, "token", p.now_ms, p.now_ms))
-    return IssuedToken(
+    return Issued(
         request_id=p.request_id,
         outbox_id=p.outbox_id,
-        token=p.token,
         localpart=w.localpart,
         email=w.email,
         lang=w.lang,
         expires_ts=expires_ts,
+        token=p.token,
+        code=p.code,
     )
 
 
@@ -229,7 +251,7 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
 
 
 def apply(txn: LoggingTransaction, w: Writes) -> None:
-    """Write a batch's decisions, in an order where each write finds what it needs."""
+    """Write a batch's assessments, in an order where each write finds what it needs."""
     batch_txn(
         txn,
         """
@@ -285,3 +307,38 @@ def apply(txn: LoggingTransaction, w: Writes) -> None:
         w.suppressed,
     )
     batch_txn(txn, "UPDATE email_gate_requests SET email = email_key WHERE id = ?", w.forgotten)
+
+
+# The ban on an address in force, or None: the policy's `email_ban`.
+EmailBan = Callable[[ParsedEmail], object | None]
+
+
+class IssueStore:
+    """The issue step of recorded requests, a batch per transaction (group commit)."""
+
+    def __init__(self, runner: Runner, email_ban: Callable[[], EmailBan]) -> None:
+        # `email_ban()`: the check in force when a batch runs.
+        self._email_ban = email_ban
+        self._batches: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
+            runner, "issue", self._batch_txn
+        )
+
+    async def issue(self, params: IssueParams) -> IssueOutcome:
+        """Assess one request with the next batch; its outcome."""
+        return await self._batches.run(params)
+
+    def enqueue(self, params: IssueParams) -> Deferred[IssueOutcome]:
+        """Queue a request for the next batch without waiting (see `GroupCommit.enqueue`)."""
+        return self._batches.enqueue(params)
+
+    def _batch_txn(
+        self, txn: LoggingTransaction, batch: Sequence[IssueParams]
+    ) -> list[IssueOutcome]:
+        email_ban = self._email_ban()  # the policy when the batch runs
+        # Parsed when the request was answered; parsed again only for orphans.
+        parsed = {p.parsed_email.address: p.parsed_email for p in batch if p.parsed_email}
+
+        def banned(address: str) -> bool:
+            return email_ban(parsed.get(address) or parse_email(address)) is not None
+
+        return issue_txn(txn, batch, banned)

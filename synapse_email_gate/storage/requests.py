@@ -21,17 +21,6 @@ from synapse_email_gate.storage import tokens
 from synapse_email_gate.storage.runner import Runner, select_in
 
 
-@attrs.frozen
-class IssuedToken:
-    request_id: str
-    outbox_id: str
-    token: str
-    localpart: str
-    email: str
-    lang: str
-    expires_ts: int
-
-
 def grant_token_txn(
     txn: LoggingTransaction,
     request_id: str,

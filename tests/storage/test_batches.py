@@ -13,10 +13,9 @@ import attrs
 import pytest
 
 from synapse_email_gate.config.policy_lists import Bucket
-from synapse_email_gate.storage import requests as store
 from synapse_email_gate.storage.buckets import BucketBook
 from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest, intake_txn
-from synapse_email_gate.storage.issue import NotIssued, issue_txn
+from synapse_email_gate.storage.issue import Issued, NotIssued, issue_txn
 from synapse_email_gate.storage.schema import create_schema
 from tests.harness.postgres import PostgresCluster
 from tests.storage.conftest import REGISTRATION_TOKENS, Txn
@@ -102,9 +101,9 @@ def test_issue_batch_rolls_back_only_the_suppressed_request(txn: Txn) -> None:
         txn, [issue_params("r1"), issue_params("r2"), issue_params("r3")], lambda _: False
     )
     txn.commit()
-    assert isinstance(answers[0], store.IssuedToken)
+    assert isinstance(answers[0], Issued)
     assert answers[1] == NotIssued("cooldown")
-    assert isinstance(answers[2], store.IssuedToken)
+    assert isinstance(answers[2], Issued)
     assert token_row(txn, "Tr1") is not None and token_row(txn, "Tr3") is not None
     assert token_row(txn, "Tr2") is None
     assert status(txn, "r2") == ("suppressed", "cooldown")
@@ -121,7 +120,7 @@ def test_issue_batch_answers_a_repeated_request_once(txn: Txn) -> None:
         txn, [issue_params("r1"), issue_params("r1", token="T2", outbox_id="o2")], lambda _: False
     )
     txn.commit()
-    assert isinstance(first, store.IssuedToken) and second is None
+    assert isinstance(first, Issued) and second is None
     assert token_row(txn, "T2") is None
 
 
@@ -133,7 +132,7 @@ def test_issue_batch_suppresses_banned_addresses(txn: Txn) -> None:
     )
     txn.commit()
     assert answers[0] == NotIssued("email_banned")
-    assert isinstance(answers[1], store.IssuedToken)
+    assert isinstance(answers[1], Issued)
     assert status(txn, "r1") == ("suppressed", "email_banned")
 
 
@@ -166,7 +165,7 @@ def test_an_issue_batch_never_issues_for_a_name_another_request_holds(txn: Txn) 
     answers = issue_txn(txn, [issue_params("old"), issue_params("r1")], lambda _: False)
     txn.commit()
     assert answers[0] == NotIssued("username_reserved")
-    assert isinstance(answers[1], store.IssuedToken)
+    assert isinstance(answers[1], Issued)
 
 
 def test_concurrent_intakes_cannot_both_reserve_a_username_on_postgres(

@@ -8,7 +8,7 @@ from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.storage import outbox, requests, tokens
 from synapse_email_gate.storage.buckets import BucketBook
 from synapse_email_gate.storage.intake import IntakeRefusal, NewRequest, intake_txn
-from synapse_email_gate.storage.issue import IssueParams, NotIssued, issue_txn
+from synapse_email_gate.storage.issue import Issued, IssueParams, NotIssued, issue_txn
 from tests.storage.conftest import Txn
 
 HOUR = 3_600_000
@@ -49,9 +49,7 @@ def issue_params(request_id: str, now: int = NOW, **overrides: Any) -> IssuePara
     return IssueParams(**params)
 
 
-def issue(
-    txn: Txn, request_id: str, now: int = NOW, **overrides: Any
-) -> requests.IssuedToken | NotIssued | None:
+def issue(txn: Txn, request_id: str, now: int = NOW, **overrides: Any) -> Issued | NotIssued | None:
     (result,) = issue_txn(txn, [issue_params(request_id, now, **overrides)], lambda _: False)
     txn.commit()
     return result
@@ -149,7 +147,7 @@ def test_a_suppressed_request_holds_its_username_as_long_as_a_mailed_one(txn: Tx
     receive(txn, "r1", "mailed", "a@example.org")
     receive(txn, "r2", "quiet", "a@example.org")  # the same address: cooldown
     receive(txn, "r3", "banned", "spam@example.org")
-    assert isinstance(issue(txn, "r1", now=NOW + 5), requests.IssuedToken)
+    assert isinstance(issue(txn, "r1", now=NOW + 5), Issued)
     assert issue(txn, "r2", now=NOW + 5) == NotIssued("cooldown")
     (banned,) = issue_txn(txn, [issue_params("r3", now=NOW + 5)], lambda a: a.startswith("spam"))
     txn.commit()
@@ -170,7 +168,7 @@ def test_an_address_with_an_account_gets_no_second_token(txn: Txn) -> None:
     assert issue(txn, "r2", now=NOW + 2 * HOUR) == NotIssued("already_used")
     receive(txn, "r3", "carol", "alice@example.org", now=NOW + 2 * HOUR)
     issued = issue(txn, "r3", now=NOW + 2 * HOUR, multiple_users_per_email=True)
-    assert isinstance(issued, requests.IssuedToken)
+    assert isinstance(issued, Issued)
 
 
 def test_per_address_bucket_limits_tokens(txn: Txn) -> None:
