@@ -1,12 +1,12 @@
-"""Queries on the module's tables (tokens and Synapse's `registration_tokens`:
-storage/tokens.py).
+"""A request's life after the intake and the issue, on the module's tables (tokens
+and Synapse's `registration_tokens`: storage/tokens.py).
 
-Each public function here is a transaction body for `ModuleApi.run_db_interaction`
-(`?` placeholders work on SQLite and PostgreSQL). Claims are made with
-conditional upserts whose row count says who won, so concurrent requests on
-several processes cannot both win: on PostgreSQL a concurrent write makes the
-loser's transaction fail with a serialisation error, which Synapse retries,
-and the retry sees the winner's row.
+Each public `*_txn` function here is a transaction body, run by `RequestStore`
+through the runner (storage/runner.py; `?` placeholders work on SQLite and
+PostgreSQL). Claims are made with conditional upserts whose row count says
+who won, so concurrent requests on several processes cannot both win: on
+PostgreSQL a concurrent write makes the loser's transaction fail with a
+serialisation error, which is retried, and the retry sees the winner's row.
 """
 
 from __future__ import annotations
