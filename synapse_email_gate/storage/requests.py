@@ -155,7 +155,7 @@ def token_details_txn(txn: LoggingTransaction, token: str, now_ms: int) -> Token
 # --- revocation (policy/revocation.py) -----------------------------------------------------
 
 # Requests that still hold a promise: a token that may be used, a code that may be
-# confirmed, a decision to come, or a mail to be decided.
+# confirmed, a decision to come, or an assessment (the issue step) to come.
 _OPEN = "('received', 'issued', 'verifying', 'pending')"
 
 

@@ -160,7 +160,7 @@ _TABLES = [
         ts BIGINT NOT NULL
     )
     """,
-    # Token buckets shared by every process.
+    # Rate-limit buckets shared by every process (`tokens`: the credit left).
     """
     CREATE TABLE IF NOT EXISTS email_gate_buckets (
         bucket TEXT PRIMARY KEY,

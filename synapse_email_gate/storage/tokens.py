@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 from synapse.storage.database import LoggingTransaction
 
-from synapse_email_gate.storage.runner import Runner, marks
+from synapse_email_gate.storage.runner import Runner, batch_txn, marks
 
 EMAIL = "email"  # mailed for a request, or granted by a moderator's approval
 INVITE = "invite"  # made by a moderator (admin API, CLI, room)
@@ -69,28 +69,28 @@ MAX_LOCALPART = 255
 
 def insert_synapse_rows(txn: LoggingTransaction, rows: Sequence[tuple[str, int | None]]) -> None:
     """(token, expiry_ts) rows for tokens the module counts: no use limit for Synapse."""
-    if rows:
-        txn.execute_batch(
-            """
-            INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
-            VALUES (?, NULL, 0, 0, ?)
-            """,
-            rows,
-        )
+    batch_txn(
+        txn,
+        """
+        INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)
+        VALUES (?, NULL, 0, 0, ?)
+        """,
+        rows,
+    )
 
 
 def expire_synapse_rows(txn: LoggingTransaction, tokens: Collection[str], now_ms: int) -> None:
     """The token stage and the validity endpoint answer invalid from now on."""
     # Synapse reads expiry_time 0 as "never": any past time above 0 will do.
     past = max(1, now_ms - 1)
-    if tokens:
-        txn.execute_batch(
-            """
-            UPDATE registration_tokens SET expiry_time = ?
-            WHERE token = ? AND (expiry_time IS NULL OR expiry_time > ?)
-            """,
-            [(past, token, past) for token in sorted(tokens)],
-        )
+    batch_txn(
+        txn,
+        """
+        UPDATE registration_tokens SET expiry_time = ?
+        WHERE token = ? AND (expiry_time IS NULL OR expiry_time > ?)
+        """,
+        [(past, token, past) for token in sorted(tokens)],
+    )
 
 
 def synapse_row_exists(txn: LoggingTransaction, token: str) -> bool:
