@@ -40,11 +40,6 @@ MAX_NONCE_LENGTH  # rules/proof_of_work.py: documents the nonce regex
 _.Suppressed  # storage/requests.py
 _.forget_address_txn  # storage/requests.py
 _.take_txn  # storage/buckets.py: tests only
-_.all_keys  # config/i18n.py
-_.mask_address  # mail/smtp.py (mask_addresses is used)
-_.legal_links  # config/pages.py: the PagesConfig property; web/pages.py builds its own
-_.intro_for  # config/pages.py: intro_in is used
-UNAVAILABLE  # requests/outcomes.py: module.py writes the errcode as a literal
 OPEN_STATUSES  # storage/requests.py: only named in prose; the SQL uses _OPEN
 SUPERSEDED  # storage/tokens.py: no code writes the reason
 _.revoke_for_requests_txn  # storage/tokens.py: no caller

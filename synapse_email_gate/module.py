@@ -31,7 +31,7 @@ from synapse_email_gate.moderation.service import AdminService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.sync import PolicySync
-from synapse_email_gate.requests import log_redaction
+from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
@@ -228,7 +228,7 @@ class EmailGate:
                 respond_json(
                     request,
                     503,
-                    {"errcode": "EMAIL_GATE_UNAVAILABLE", "error": "Not ready; see the server log"},
+                    {"errcode": outcomes.UNAVAILABLE, "error": "Not ready; see the server log"},
                 )
 
         return wrapped

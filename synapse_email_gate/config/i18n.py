@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,6 @@ class Translator:
     def text(self, key: str) -> str | None:
         found = self._texts.get(key)
         return found if found is not None else self._fallback.get(key)
-
-    def has(self, key: str) -> bool:
-        return self.text(key) is not None or self.text(key + ".other") is not None
 
     def __call__(self, key: str, /, count: int | None = None, **values: object) -> str:
         text = None
@@ -240,10 +237,3 @@ def accepted_languages(header: str) -> list[str]:
         if tag != "*" and weight > 0:
             weighted.append((-weight, index, tag))
     return [tag for _, _, tag in sorted(weighted)]
-
-
-def all_keys(translations: Iterable[Mapping[str, str]]) -> set[str]:
-    keys: set[str] = set()
-    for texts in translations:
-        keys.update(texts)
-    return keys

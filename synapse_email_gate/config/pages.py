@@ -54,13 +54,6 @@ class BrandingConfig:
     privacy_url: str | None = None
     consent_required: bool = False
 
-    @property
-    def legal_links(self) -> bool:
-        return any((self.rules_url, self.terms_url, self.privacy_url))
-
-    def intro_for(self, lang: str, default_lang: str) -> str:
-        return self.intro_in(lang, default_lang)[0]
-
     def intro_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
         """The intro for `lang` and the language it is written in (None: unknown)."""
         for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
