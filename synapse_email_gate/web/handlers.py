@@ -64,8 +64,8 @@ class RequestHandlers:
         service: RequestService,
         templates: list[jinja2.Template],
         trusted_proxies: IpRules,
-        challenges: ChallengeGate | None = None,
-        kit: PageKit | None = None,
+        challenges: ChallengeGate,
+        kit: PageKit,
     ) -> None:
         self._api = api
         self._service = service
@@ -82,20 +82,17 @@ class RequestHandlers:
         }
 
     def _page_vars(self, lang: str = "en", path: str = "/") -> dict[str, object]:
-        shared = self._kit.variables(lang, path) if self._kit else {}
         return {
-            **shared,
+            **self._kit.variables(lang, path),
             "server_name": self._api.server_name,
             "base_path": BASE_PATH,
             "approval": self._service.approval_required,
             "reason_min": self._service.reason_min_length,
-            "challenge": self._challenges is not None and self._challenges.enabled,
+            "challenge": self._challenges.enabled,
         }
 
     async def _challenge_refusal(self, fields: Mapping[str, object]) -> Refusal | None:
         """Checked before anything else; see requests/challenge_gate.py."""
-        if self._challenges is None:
-            return None
         return await self._challenges.check(fields.get("challenge"), fields.get("nonce"))
 
     def client_ip(self, request: SynapseRequest) -> str:
@@ -105,14 +102,12 @@ class RequestHandlers:
 
     def _language(self, request: SynapseRequest, field: object = None) -> str:
         """The page's language; a form names it in its hidden `lang` field."""
-        if self._kit is None:
-            return "en"
         if isinstance(field, str) and self._kit.translations.known(field):
             return self._kit.translations.negotiate(field)
         return self._kit.language(request)
 
     def _consent_refusal(self, fields: Mapping[str, str]) -> Refusal | None:
-        if self._kit is None or not self._kit.config.branding.consent_required:
+        if not self._kit.config.branding.consent_required:
             return None
         if fields.get("consent") == "yes":
             return None
@@ -236,14 +231,10 @@ class RequestHandlers:
         unsolved = await self._challenge_refusal(data)
         if unsolved is not None:
             return unsolved
-        lang = (
-            self._kit.translations.negotiate(
-                data.get("lang") if isinstance(data.get("lang"), str) else None,
-                None,
-                request.getHeader("Accept-Language"),
-            )
-            if self._kit
-            else "en"
+        lang = self._kit.translations.negotiate(
+            data.get("lang") if isinstance(data.get("lang"), str) else None,
+            None,
+            request.getHeader("Accept-Language"),
         )
         form_input, refusal = _read_input(
             data.get("username"), data.get("email"), data.get("reason"), lang
@@ -283,7 +274,7 @@ class RequestHandlers:
 
     async def challenge(self, request: SynapseRequest) -> None:
         """GET api/challenge: a fresh challenge for the page or a script."""
-        if self._challenges is None or not self._challenges.enabled:
+        if not self._challenges.enabled:
             respond_json(
                 request,
                 404,
