@@ -56,12 +56,7 @@ class BrandingConfig:
 
     def intro_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
         """The intro for `lang` and the language it is written in (None: unknown)."""
-        for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
-            if key in self.intro:
-                return self.intro[key], None if key == "*" else key
-        for key, text in self.intro.items():
-            return text, None if key == "*" else key
-        return "", None
+        return text_in(self.intro, lang, default_lang)
 
     @staticmethod
     def from_section(section: Section) -> BrandingConfig:
@@ -112,6 +107,9 @@ class PasswordConfig:
 class WelcomeConfig:
     sender: str
     message: Mapping[str, str]
+
+    def message_in(self, lang: str, default_lang: str) -> str:
+        return text_in(self.message, lang, default_lang)[0]
 
 
 @attrs.frozen
@@ -189,6 +187,18 @@ class PagesConfig:
             translations_dir=translations_dir,
             default_language=default_language,
         )
+
+
+def text_in(texts: Mapping[str, str], lang: str, default_lang: str) -> tuple[str, str | None]:
+    """A per-language text (see `_per_language_text`) for `lang`: its own, its base
+    language's (`pt` for `pt-BR`), the default language's, the one for all, or any;
+    with the language it is written in (None: unknown)."""
+    for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
+        if key in texts:
+            return texts[key], None if key == "*" else key
+    for key, text in texts.items():
+        return text, None if key == "*" else key
+    return "", None
 
 
 # --- value checks (ValueError/TypeError name the key through Section.convert) --

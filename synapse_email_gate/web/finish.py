@@ -212,7 +212,7 @@ class FinishHandlers:
     async def submit(self, request: SynapseRequest) -> None:
         body = read_body(request)
         fields = form_fields(body or b"")
-        lang = self._form_language(request, fields.get("lang"))
+        lang = self._kit.language(request, fields.get("lang"))
         token = fields.get("token", "").strip()[:64]
         translate = self._kit.translator(lang)
         csrf_cookie = cookie(request, CSRF_COOKIE) or ""
@@ -308,11 +308,6 @@ class FinishHandlers:
             self._api.get_current_time_msec(),
         )
         return wait
-
-    def _form_language(self, request: SynapseRequest, field: str | None) -> str:
-        if field and self._kit.translations.known(field):
-            return self._kit.translations.negotiate(field)
-        return self._kit.language(request)
 
     async def _check_form(
         self, fields: Mapping[str, str], password: str, localpart: str, lang: str

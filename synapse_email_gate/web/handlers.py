@@ -100,12 +100,6 @@ class RequestHandlers:
 
     # --- the page --------------------------------------------------------
 
-    def _language(self, request: SynapseRequest, field: object = None) -> str:
-        """The page's language; a form names it in its hidden `lang` field."""
-        if isinstance(field, str) and self._kit.translations.known(field):
-            return self._kit.translations.negotiate(field)
-        return self._kit.language(request)
-
     def _consent_refusal(self, fields: Mapping[str, str]) -> Refusal | None:
         if not self._kit.config.branding.consent_required:
             return None
@@ -120,7 +114,7 @@ class RequestHandlers:
 
     async def page(self, request: SynapseRequest) -> None:
         csrf = secrets.token_urlsafe(24)
-        lang = self._language(request)
+        lang = self._kit.language(request)
         self._render_form(request, 200, csrf, lang, set_cookie=True)
 
     def _render_form(
@@ -154,11 +148,11 @@ class RequestHandlers:
     async def form_post(self, request: SynapseRequest) -> None:
         body = read_body(request)
         if body is None or content_type(request) != "application/x-www-form-urlencoded":
-            lang = self._language(request)
+            lang = self._kit.language(request)
             self._render_refused(request, outcomes.bad_param("The form could not be read."), lang)
             return
         fields = form_fields(body)
-        lang = self._language(request, fields.get("lang"))
+        lang = self._kit.language(request, fields.get("lang"))
         csrf_cookie = cookie(request, CSRF_COOKIE) or ""
         csrf_field = fields.get("csrf", "")
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
@@ -231,11 +225,7 @@ class RequestHandlers:
         unsolved = await self._challenge_refusal(data)
         if unsolved is not None:
             return unsolved
-        lang = self._kit.translations.negotiate(
-            data.get("lang") if isinstance(data.get("lang"), str) else None,
-            None,
-            request.getHeader("Accept-Language"),
-        )
+        lang = self._kit.api_language(request, data.get("lang"))
         form_input, refusal = _read_input(
             data.get("username"), data.get("email"), data.get("reason"), lang
         )
@@ -247,7 +237,7 @@ class RequestHandlers:
         """The link in the mail shows a button: mail scanners that open links confirm nothing."""
         code = (query_param(request, "code") or "").strip()[:64]
         csrf = secrets.token_urlsafe(24)
-        lang = self._language(request)
+        lang = self._kit.language(request)
         html = self._verify.render(
             **self._page_vars(lang, "/verify"), code=code, csrf=csrf, state="confirm"
         )
@@ -257,7 +247,7 @@ class RequestHandlers:
     async def verify_post(self, request: SynapseRequest) -> None:
         body = read_body(request) or b""
         fields = form_fields(body)
-        lang = self._language(request, fields.get("lang"))
+        lang = self._kit.language(request, fields.get("lang"))
         csrf_cookie = cookie(request, CSRF_COOKIE) or ""
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
             html = self._verify.render(
