@@ -38,7 +38,6 @@ from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.rules.ips import IpRules
-from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.schema import create_schema
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -92,18 +91,30 @@ class EmailGate:
             RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
             forget_addresses=config.privacy.hash_emails,
         )
-        self._service = RequestService(api, config, self._policy, self._delivery)
         after = AfterRegistration(
             api, pages_config.after_registration, pages_config.default_language
         )
         seal = AddressSeal(api)
-        hooks = RegistrationHooks(api, self._policy, seal, after.run if after.active else None)
-        hooks.tables_ready = self._schema_ready
+        hooks = RegistrationHooks(
+            api, self._policy, seal, self._schema_ready, after.run if after.active else None
+        )
         hooks.register()
 
         self._schema = ObservableDeferred(
             api.run_as_background_process("email_gate_schema", self._create_schema),
             consumeErrors=True,
+        )
+        moderators = Moderators(api, config.moderators)
+        admin_service = AdminService(
+            api, self._policy_sync, self._delivery, config.token_lifetime_ms
+        )
+        self._room = self._moderation_room(admin_service, moderators)
+        self._service = RequestService(
+            api,
+            config,
+            self._policy,
+            self._delivery,
+            on_pending=self._room.announce_pending if self._room is not None else None,
         )
         challenges = ChallengeGate(api, config.challenge)
         pages = RequestHandlers(
@@ -124,10 +135,6 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
             seal,
         )
-        moderators = Moderators(api, config.moderators)
-        admin_service = AdminService(
-            api, self._policy_sync, self._delivery, config.token_lifetime_ms
-        )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
             api,
@@ -136,7 +143,6 @@ class EmailGate:
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        self._room = self._moderation_room(admin_service, moderators)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
@@ -190,11 +196,6 @@ class EmailGate:
             moderators,
         )
         room.register()
-
-        async def announce(pending: PendingRequest) -> None:
-            await room.announce_pending(pending.request_id, pending.localpart, pending.statement)
-
-        self._service.on_pending = announce
         return room
 
     async def _create_schema(self) -> bool:

@@ -222,7 +222,8 @@ class ModerationRoom:
             }
         )
 
-    async def announce_pending(self, request_id: str, localpart: str, statement: str) -> None:
+    async def announce_pending(self, pending: requests.PendingRequest) -> None:
+        request_id = pending.request_id
         try:
             room_id = await self._resolve_room()
             problems = [] if room_id is None else await self.problems(room_id)
@@ -233,7 +234,7 @@ class ModerationRoom:
                 return
             await self.say(
                 room_commands.describe_pending(
-                    request_id, localpart, self._api.server_name, statement
+                    request_id, pending.localpart, self._api.server_name, pending.statement
                 )
             )
         except Exception:

@@ -160,15 +160,16 @@ class RegistrationHooks:
         api: ModuleApi,
         policy: LivePolicy,
         seal: AddressSeal,
+        tables_ready: Callable[[], Awaitable[bool]],
         after: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
+        """`tables_ready` waits until the module's tables exist (False if they never will)."""
         self._api = api
         self._policy = policy
         self._seal = seal
+        self._tables_ready = tables_ready
         self._after = after
         self._verdicts = Verdicts()
-        # Set by the module: waits until its tables exist (False if they never will).
-        self.tables_ready: Callable[[], Awaitable[bool]] | None = None
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -193,7 +194,7 @@ class RegistrationHooks:
         asked = params.get("username")
         asked = asked if isinstance(asked, str) else None
         try:
-            if self.tables_ready is not None and not await self.tables_ready():
+            if not await self._tables_ready():
                 raise RuntimeError("the module's tables are not ready")
             sealed = await self._seal.open(token, params.get(CLIENT_ADDRESS_PARAM))
             ip, via = (sealed, "web") if sealed is not None else (client_ip(), "client")
@@ -275,7 +276,7 @@ class RegistrationHooks:
 
     async def on_user_registration(self, user_id: str) -> None:
         try:
-            if self.tables_ready is not None and not await self.tables_ready():
+            if not await self._tables_ready():
                 return
             localpart = user_id[1:].split(":", 1)[0]
             confirmed = await run_db_retrying(

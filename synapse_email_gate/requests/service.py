@@ -61,13 +61,14 @@ class RequestService:
         config: GateConfig,
         policy: LivePolicy,
         delivery: MailDelivery,
+        on_pending: Callable[[requests.PendingRequest], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_pending` is told about each request that starts waiting for a moderator."""
         self._api = api
         self._config = config
         self._policy = policy
         self._delivery = delivery
-        # Told about each request that starts waiting for a moderator.
-        self.on_pending: Callable[[requests.PendingRequest], Awaitable[None]] | None = None
+        self._on_pending = on_pending
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
@@ -233,8 +234,8 @@ class RequestService:
         logger.info("request %s: address confirmed, waiting for a moderator", pending.request_id)
         for outbox_id, _ in notices:
             self._delivery.kick(outbox_id)
-        if self.on_pending is not None:
-            await self.on_pending(pending)
+        if self._on_pending is not None:
+            await self._on_pending(pending)
         return True
 
     async def process_orphans(self) -> None:

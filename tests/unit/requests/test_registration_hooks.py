@@ -69,8 +69,12 @@ def api(tmp_path: Path) -> Api:
     return Api(tmp_path / "hooks.db")
 
 
+async def tables_ready() -> bool:
+    return True
+
+
 def hooks(api: Api, live: LivePolicy | None = None) -> RegistrationHooks:
-    return RegistrationHooks(api, live or policy(), AddressSeal(api))  # type: ignore[arg-type]
+    return RegistrationHooks(api, live or policy(), AddressSeal(api), tables_ready)  # type: ignore[arg-type]
 
 
 def make_invite(api: Api, token: str, uses: int) -> None:
