@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from synapse_email_gate.config.durations import format_utc
 
 Row = Mapping[str, Any]
 Column = tuple[str, Callable[[Row], object]]
@@ -31,8 +32,7 @@ def when(ts_ms: object) -> str:
     """Milliseconds since the epoch -> `2026-01-31 18:05 UTC`; None -> `-`."""
     if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float):
         return clean(ts_ms)
-    moment = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return format_utc(ts_ms)
 
 
 def table(rows: Sequence[Row], columns: Sequence[Column]) -> str:

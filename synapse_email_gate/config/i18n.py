@@ -28,6 +28,8 @@ from typing import Any
 import attrs
 import yaml
 
+from synapse_email_gate.config.durations import in_units
+
 logger = logging.getLogger(__name__)
 
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -126,11 +128,8 @@ class Translator:
 
     def duration(self, ms: int) -> str:
         """`86400000` -> `1 day` / `1 Tag` / `1 jour`: the largest whole unit that fits."""
-        seconds = max(0, ms // 1000)
-        for size, unit in ((86_400, "days"), (3600, "hours"), (60, "minutes")):
-            if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
-                return self(f"duration.{unit}", count=round(seconds / size))
-        return self("duration.seconds", count=seconds)
+        count, unit = in_units(ms)
+        return self(f"duration.{unit}", count=count)
 
 
 class Translations:

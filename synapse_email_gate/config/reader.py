@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -12,35 +11,9 @@ from typing import Any, TypeVar
 # check-config` parses the config without Synapse running.
 from synapse.config import ConfigError
 
+from synapse_email_gate.config.durations import format_duration, parse_duration_ms
+
 T = TypeVar("T")
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
-def parse_duration_ms(value: object) -> int:
-    """`45s`, `15m`, `24h`, `7d`, `2w`, `500ms`, or an integer of seconds -> milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value}")
-        return value * 1000
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            number, unit = match.groups()
-            return int(number) * _UNIT_MS[unit or "s"]
-    raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
-
-
-def format_duration(ms: int) -> str:
-    """The inverse of parse_duration_ms, for docs and messages: 86400000 -> `24h`."""
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 class Section:

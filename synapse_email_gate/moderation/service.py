@@ -11,9 +11,8 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from synapse_email_gate import metrics
+from synapse_email_gate.config.durations import describe_duration, format_utc, parse_duration_ms
 from synapse_email_gate.config.policy_lists import BanEntry, parse_timestamp_ms
-from synapse_email_gate.config.reader import parse_duration_ms
-from synapse_email_gate.mail.compose import describe_duration, format_utc
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import ReloadResult
 from synapse_email_gate.policy.sync import PolicySync

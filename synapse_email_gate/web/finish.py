@@ -41,8 +41,8 @@ from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
 from twisted.web.http_headers import Headers
 
+from synapse_email_gate.config.durations import format_utc
 from synapse_email_gate.config.pages import PagesConfig
-from synapse_email_gate.mail.compose import format_utc
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
