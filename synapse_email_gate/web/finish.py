@@ -23,12 +23,10 @@ should set.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
 import re
-import secrets
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
@@ -60,10 +58,13 @@ from synapse_email_gate.storage import requests
 from synapse_email_gate.storage.buckets import take_txn
 from synapse_email_gate.storage.retry import run_db_retrying
 from synapse_email_gate.web.http import (
+    CSRF_COOKIE,
     JsonProblem,
     content_type,
-    cookie,
+    csrf_cookie,
+    csrf_matches,
     form_fields,
+    new_csrf,
     parse_json_object,
     query_param,
     read_body,
@@ -77,7 +78,6 @@ from synapse_email_gate.web.resource import BASE_PATH
 logger = logging.getLogger(__name__)
 
 REGISTER_TEMPLATE = "email_gate_register.html"
-CSRF_COOKIE = "email_gate_csrf"
 DUMMY_STAGE = "m.login.dummy"
 MAX_PASSWORD = 512
 # Synapse's answers to /register are small; anything larger is not one.
@@ -128,9 +128,9 @@ class FinishHandlers:
     async def landing(self, request: SynapseRequest) -> None:
         lang = self._kit.language(request)
         token = (query_param(request, "token") or "").strip()
-        csrf = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if not _CSRF_SHAPE.match(csrf):
-            csrf = secrets.token_urlsafe(24)
+            csrf = new_csrf()
         await self._render(request, lang, token, csrf, set_cookie=True)
 
     async def _details(self, token: str) -> requests.TokenDetails | None:
@@ -215,36 +215,35 @@ class FinishHandlers:
         lang = self._kit.language(request, fields.get("lang"))
         token = fields.get("token", "").strip()[:64]
         translate = self._kit.translator(lang)
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if (
             body is None
             or content_type(request) != "application/x-www-form-urlencoded"
             or not self._config.web_registration.enabled
         ):
-            await self._render(request, lang, token, secrets.token_urlsafe(24), set_cookie=True)
+            await self._render(request, lang, token, new_csrf(), set_cookie=True)
             return
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
-            csrf = secrets.token_urlsafe(24)
+        if not csrf_matches(request, fields):
             error = translate("errors.EMAIL_GATE_CSRF")
             await self._render(
-                request, lang, token, csrf, set_cookie=True, form_error=error, status=400
+                request, lang, token, new_csrf(), set_cookie=True, form_error=error, status=400
             )
             return
         details = await self._details(token)
         if details is None or not details.usable:
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
             return
         ip = request_client_ip(request, self._trusted_proxies)
         if self._policy.current.ip_ban(ip) is not None:
             logger.info("web registration refused: reason=ip_banned")
             error = translate("errors.registration_refused")
-            await self._render(request, lang, token, csrf_cookie, form_error=error, status=403)
+            await self._render(request, lang, token, csrf, form_error=error, status=403)
             return
 
         password = fields.get("password", "")
         errors = await self._check_form(fields, password, details.localpart, lang)
         if errors:
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
             return
         wait_ms = await self._take_limit(ip)
         if wait_ms:
@@ -255,7 +254,7 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=error,
                 status=429,
                 retry_after_s=seconds,
@@ -273,10 +272,10 @@ class FinishHandlers:
             return
         logger.info("web registration for %r not made: %s", details.localpart, result.reason)
         if result.reason == "token":
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
         elif result.reason == "password":
             errors = {"password": translate("errors.password_weak")}
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
         else:
             if result.reason == "busy":
                 message = translate("errors.registration_busy", seconds=result.retry_after_s)
@@ -290,7 +289,7 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=message,
                 status=status,
                 retry_after_s=retry,

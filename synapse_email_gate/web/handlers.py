@@ -5,9 +5,7 @@ The token landing page and the web registration are in finish.py.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,10 +25,13 @@ from synapse_email_gate.requests.service import (
 )
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.web.http import (
+    CSRF_COOKIE,
     JsonProblem,
     content_type,
-    cookie,
+    csrf_cookie,
+    csrf_matches,
     form_fields,
+    new_csrf,
     parse_json_object,
     query_param,
     read_body,
@@ -45,7 +46,6 @@ from synapse_email_gate.web.resource import BASE_PATH
 
 logger = logging.getLogger(__name__)
 
-CSRF_COOKIE = "email_gate_csrf"
 CONSENT_REQUIRED = "EMAIL_GATE_CONSENT_REQUIRED"
 PAGE_TEMPLATES = [
     "email_gate_request.html",
@@ -113,7 +113,7 @@ class RequestHandlers:
         )
 
     async def page(self, request: SynapseRequest) -> None:
-        csrf = secrets.token_urlsafe(24)
+        csrf = new_csrf()
         lang = self._kit.language(request)
         self._render_form(request, 200, csrf, lang, set_cookie=True)
 
@@ -153,16 +153,13 @@ class RequestHandlers:
             return
         fields = form_fields(body)
         lang = self._kit.language(request, fields.get("lang"))
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
-        csrf_field = fields.get("csrf", "")
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
-            new_csrf = secrets.token_urlsafe(24)
+        if not csrf_matches(request, fields):
             expired = Refusal(
                 400,
                 outcomes.CSRF,
                 "Your session expired or cookies are blocked. Please submit the form again.",
             )
-            self._render_form(request, 400, new_csrf, lang, set_cookie=True, refusal=expired)
+            self._render_form(request, 400, new_csrf(), lang, set_cookie=True, refusal=expired)
             return
         unsolved = await self._challenge_refusal(fields)
         form_input, refusal = _read_input(
@@ -176,7 +173,7 @@ class RequestHandlers:
             self._render_form(
                 request,
                 outcome.status,
-                csrf_cookie,
+                csrf_cookie(request),
                 lang,
                 set_cookie=False,
                 values=form_input,
@@ -236,7 +233,7 @@ class RequestHandlers:
     async def verify_page(self, request: SynapseRequest) -> None:
         """The link in the mail shows a button: mail scanners that open links confirm nothing."""
         code = (query_param(request, "code") or "").strip()[:64]
-        csrf = secrets.token_urlsafe(24)
+        csrf = new_csrf()
         lang = self._kit.language(request)
         html = self._verify.render(
             **self._page_vars(lang, "/verify"), code=code, csrf=csrf, state="confirm"
@@ -248,8 +245,7 @@ class RequestHandlers:
         body = read_body(request) or b""
         fields = form_fields(body)
         lang = self._kit.language(request, fields.get("lang"))
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
+        if not csrf_matches(request, fields):
             html = self._verify.render(
                 **self._page_vars(lang, "/verify"), state="expired", code="", csrf=""
             )
