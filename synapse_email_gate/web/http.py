@@ -258,4 +258,5 @@ def csrf_cookie(request: SynapseRequest) -> str:
 def csrf_matches(request: SynapseRequest, fields: Mapping[str, str]) -> bool:
     """The form's `csrf` field is the request's CSRF cookie (and there is one)."""
     sent = csrf_cookie(request)
-    return bool(sent) and hmac.compare_digest(sent, fields.get("csrf", ""))
+    # Bytes: compare_digest raises TypeError for text that is not ASCII (a 500).
+    return bool(sent) and hmac.compare_digest(sent.encode(), fields.get("csrf", "").encode())
