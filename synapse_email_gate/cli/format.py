@@ -228,13 +228,6 @@ BAN_COLUMNS: list[Column] = [
     ("ADDED", lambda b: when(b.get("created_ts"))),
 ]
 
-POLICY_KINDS = (
-    ("banned_usernames", "username"),
-    ("banned_emails", "email"),
-    ("banned_ips", "ip"),
-    ("allowed_email_domains", "allowed domain"),
-)
-
 POLICY_COLUMNS: list[Column] = [
     ("KIND", lambda e: e.get("kind")),
     ("MATCH", lambda e: e.get("match")),
@@ -246,8 +239,15 @@ POLICY_COLUMNS: list[Column] = [
 
 def policy_rows(policy: Row) -> list[dict[str, Any]]:
     """GET admin/policy's lists as one list of rows, each with its `kind`."""
+    # Here, not at the top: the config parsers (Synapse's config package) are not
+    # loaded for the commands that do not print the policy.
+    from synapse_email_gate.config.policy_lists import BAN_KINDS
+
     rows = []
-    for key, kind in POLICY_KINDS:
+    kinds = [(kind.key, kind.name) for kind in BAN_KINDS] + [
+        ("allowed_email_domains", "allowed domain")
+    ]
+    for key, kind in kinds:
         entries = policy.get(key)
         if isinstance(entries, list):
             rows += [{**entry, "kind": kind} for entry in entries if isinstance(entry, dict)]
