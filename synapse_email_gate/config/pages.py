@@ -8,7 +8,6 @@ Each bad value stops Synapse with a ConfigError naming its key.
 from __future__ import annotations
 
 import os
-import re
 import string
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -16,11 +15,9 @@ from urllib.parse import urlsplit
 import attrs
 
 from synapse_email_gate.config.i18n import LANGUAGE_CODE, TranslationError, Translations
-from synapse_email_gate.config.reader import Section, string_list
+from synapse_email_gate.config.reader import Section, room, string_list, user_id
 
 CLIENT_URL_FIELDS = frozenset({"homeserver_url", "server_name", "user_id", "localpart"})
-_ROOM = re.compile(r"^[!#][^:\s]+:[A-Za-z0-9.\-:\[\]]+$")
-_USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
 
 
 @attrs.frozen
@@ -126,7 +123,7 @@ class AfterRegistrationConfig:
         welcome_section = section.section("welcome")
         welcome = None
         if welcome_section.has("message") or welcome_section.has("sender"):
-            sender = welcome_section.convert("sender", None, _user_id)
+            sender = welcome_section.convert("sender", None, user_id)
             no_message: dict[str, str] = {}
             message = welcome_section.convert("message", no_message, _per_language_text)
             if sender is None:
@@ -277,16 +274,9 @@ def _directory(value: object) -> str:
 
 def _rooms(value: object) -> tuple[str, ...]:
     rooms = string_list(value)
-    for room in rooms:
-        if not _ROOM.match(room):
-            raise ValueError(f"{room!r} is not a room ID (!id:server) or alias (#name:server)")
+    for entry in rooms:
+        room(entry)
     return rooms
-
-
-def _user_id(value: object) -> str:
-    if not isinstance(value, str) or not _USER_ID.match(value):
-        raise ValueError(f"expected a local Matrix ID like @welcome:example.org, got {value!r}")
-    return value
 
 
 def _clients(value: object) -> tuple[ClientLink, ...]:

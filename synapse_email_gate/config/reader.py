@@ -1,4 +1,5 @@
-"""A small typed reader for nested YAML config that names the key in every error."""
+"""A small typed reader for nested YAML config that names the key in every error,
+and the value checks the sections share (secrets, Matrix IDs, rooms)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from synapse.config import ConfigError
 
 from synapse_email_gate.config.durations import format_duration, parse_duration_ms
+from synapse_email_gate.rules.matrix_ids import is_localpart, is_room, is_user_id
 
 T = TypeVar("T")
 
@@ -95,6 +97,25 @@ class Section:
     def strings(self, name: str) -> tuple[str, ...]:
         return self.convert(name, (), string_list)
 
+    def secret(self, name: str) -> str | None:
+        """`name`, or the content of the file `<name>_file` (stripped); never both."""
+        value = self.optional_string(name)
+        file_key = f"{name}_file"
+        path = self.optional_string(file_key)
+        if value is not None and path is not None:
+            raise self.error(file_key, f"give either {name} or {file_key}, not both")
+        if path is not None:
+            value = self.read_file(file_key, path)
+        return value
+
+    def read_file(self, name: str, path: str) -> str:
+        """The stripped content of the file `path` that `name` names."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as e:
+            raise self.error(name, f"cannot read {path!r}: {e.strerror}") from e
+
     def section(self, name: str) -> Section:
         self._known.add(name)
         return Section(self._data.get(name), self.key(name))
@@ -150,3 +171,23 @@ def string_list(value: object) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise TypeError(f"item {index} should be a string, got {item!r}")
     return tuple(value)
+
+
+def room(value: object) -> str:
+    if not isinstance(value, str) or not is_room(value):
+        raise ValueError(
+            f"expected a room ID (!abc:example.org) or alias (#mods:example.org), got {value!r}"
+        )
+    return value
+
+
+def user_id(value: object) -> str:
+    if not isinstance(value, str) or not is_user_id(value):
+        raise ValueError(f"expected a local Matrix ID like @welcome:example.org, got {value!r}")
+    return value
+
+
+def localpart(value: object) -> str:
+    if not isinstance(value, str) or not is_localpart(value):
+        raise ValueError(f"expected a user localpart like email-gate, got {value!r}")
+    return value
