@@ -91,8 +91,7 @@ class RequestService:
     async def submit(self, form: RequestInput, ip: str) -> Outcome:
         policy = self._policy.current
         if policy.ip_ban(ip) is not None:
-            self._flood_log.refused("ip_banned")
-            metrics.request_answered(self._api.server_name, "refused", "ip_banned")
+            self._refused("ip_banned", flood=True)
             return outcomes.ip_banned()
         now = self._api.get_current_time_msec()
         limits = self._request_limits(ip)
@@ -117,13 +116,11 @@ class RequestService:
         try:
             email = parse_email(form.email)
         except InvalidEmail as e:
-            logger.info("request refused: reason=invalid_email (%s)", e.reason)
-            metrics.request_answered(self._api.server_name, "refused", "invalid_email")
+            self._refused("invalid_email", e.reason)
             return Refusal(400, outcomes.INVALID_EMAIL, e.message, "email")
         domain_problem = policy.domain_refusal(email)
         if domain_problem is not None:
-            logger.info("request refused: reason=%s", domain_problem)
-            metrics.request_answered(self._api.server_name, "refused", domain_problem)
+            self._refused(domain_problem)
             return _domain_refusal(domain_problem)
 
         request = NewRequest(
@@ -140,8 +137,7 @@ class RequestService:
         )
         refusal = await self._intake.run(request)
         if refusal is not None and refusal.reason == "username_reserved":
-            logger.info("request refused: reason=username_reserved")
-            metrics.request_answered(self._api.server_name, "refused", "username_reserved")
+            self._refused("username_reserved")
             return Refusal(
                 400,
                 "M_USER_IN_USE",
@@ -255,16 +251,12 @@ class RequestService:
     async def _check_username(self, raw: str) -> str | Refusal:
         localpart = clean_username(raw, self._api.server_name)
         if not localpart:
-            logger.info("request refused: reason=username_missing")
-            metrics.request_answered(self._api.server_name, "refused", "username_missing")
+            self._refused("username_missing")
             return outcomes.missing_param("username")
         if not localpart.isascii():
             # Synapse refuses these too; refused here before the ban patterns, which
             # cannot match text that is not valid Unicode (a lone surrogate from JSON).
-            logger.info("request refused: reason=username_M_INVALID_USERNAME")
-            metrics.request_answered(
-                self._api.server_name, "refused", "username_M_INVALID_USERNAME"
-            )
+            self._refused("username_M_INVALID_USERNAME")
             return Refusal(
                 400,
                 "M_INVALID_USERNAME",
@@ -275,8 +267,7 @@ class RequestService:
         # database; a flood of banned names is then answered without a query
         # (benchmarks/bench_flood.py).
         if self._policy.current.username_ban(localpart) is not None:
-            self._flood_log.refused("username_banned")
-            metrics.request_answered(self._api.server_name, "refused", "username_banned")
+            self._refused("username_banned", flood=True)
             return Refusal(
                 400,
                 outcomes.USERNAME_BANNED,
@@ -286,8 +277,7 @@ class RequestService:
         try:
             await self._api.check_username(localpart)
         except SynapseError as e:
-            logger.info("request refused: reason=username_%s", e.errcode)
-            metrics.request_answered(self._api.server_name, "refused", f"username_{e.errcode}")
+            self._refused(f"username_{e.errcode}")
             return Refusal(400, e.errcode, str(e.msg), "username")
         return localpart
 
@@ -312,9 +302,19 @@ class RequestService:
             self._empty_until.clear()
         self._empty_until[key] = (until, bucket)
 
+    def _refused(self, reason: str, detail: str | None = None, *, flood: bool = False) -> None:
+        """Log and count one refusal. `flood`: one a flood repeats thousands of times a
+        second, logged at most once a second (FloodLog); every one is counted."""
+        if flood:
+            self._flood_log.refused(reason)
+        elif detail is not None:
+            logger.info("request refused: reason=%s (%s)", reason, detail)
+        else:
+            logger.info("request refused: reason=%s", reason)
+        metrics.request_answered(self._api.server_name, "refused", reason)
+
     def _limited(self, wait_ms: int) -> Refusal:
-        self._flood_log.refused("rate_limited")
-        metrics.request_answered(self._api.server_name, "refused", "rate_limited")
+        self._refused("rate_limited", flood=True)
         return outcomes.rate_limited(math.ceil(wait_ms / 1000))
 
 
