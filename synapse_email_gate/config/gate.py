@@ -19,6 +19,8 @@ from synapse.config import ConfigError  # not the module API's: see config/reade
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
+from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
+from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, syntax_problem
 
 TlsMode = Literal["none", "starttls", "tls"]
@@ -246,8 +248,6 @@ def _quoted_sender(name: str, address: str) -> str:
 
 
 def _addresses(value: object) -> tuple[str, ...]:
-    from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
-
     entries = string_list(value)
     for entry in entries:
         try:
@@ -258,8 +258,6 @@ def _addresses(value: object) -> tuple[str, ...]:
 
 
 def _trusted_proxies(section: Section) -> tuple[str, ...]:
-    from synapse_email_gate.rules.ips import IpRules
-
     entries = section.strings("trusted_proxies")
     try:
         IpRules.compile(entries)

@@ -388,6 +388,8 @@ class FinishHandlers:
 
 def password_score(password: str, user_inputs: list[str]) -> int:
     """zxcvbn's estimate, 0 to 4, of how hard the password is to guess."""
+    # Here, not at the top: zxcvbn loads its dictionaries on import, which only
+    # web registrations with a password score need.
     from zxcvbn import zxcvbn
 
     result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=user_inputs)
