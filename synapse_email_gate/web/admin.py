@@ -1,4 +1,4 @@
-"""Admin API under /_synapse/client/email_gate/admin/ (Bearer token of a moderator).
+"""Admin API under /_synapse/client/email_gate/admin/ (a moderator's access token).
 
 Routes are listed in ADMIN_ROUTES and documented in docs/admin-api.md. Every
 handler authenticates, calls AdminService, and answers JSON.
