@@ -27,7 +27,7 @@ from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
-from synapse_email_gate.moderation.service import AdminService
+from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.sync import PolicySync
@@ -105,10 +105,10 @@ class EmailGate:
             consumeErrors=True,
         )
         moderators = Moderators(api, config.moderators)
-        admin_service = AdminService(
+        moderation_service = ModerationService(
             api, self._policy_sync, self._delivery, config.token_lifetime_ms
         )
-        self._room = self._moderation_room(admin_service, moderators)
+        self._room = self._moderation_room(moderation_service, moderators)
         self._service = RequestService(
             api,
             config,
@@ -139,7 +139,7 @@ class EmailGate:
         admin = AdminHandlers(
             api,
             moderators,
-            admin_service,
+            moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
@@ -184,7 +184,7 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: AdminService, moderators: Moderators
+        self, service: ModerationService, moderators: Moderators
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None

@@ -20,7 +20,8 @@ from synapse_email_gate.rules.usernames import LOOKALIKE_MODES, UsernamePatterns
 
 @attrs.frozen
 class Bucket:
-    """A token bucket: `burst` requests at once, refilled at `per_second`."""
+    """A rate-limit bucket: at most `burst` credits (requests at once), refilled at
+    `per_second` credits a second."""
 
     burst: int
     per_second: float

@@ -24,7 +24,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation import room_commands
 from synapse_email_gate.moderation.moderators import Moderators
-from synapse_email_gate.moderation.service import AdminService
+from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
 from synapse_email_gate.storage import requests
@@ -38,7 +38,7 @@ class ModerationRoom:
         api: ModuleApi,
         room: str,
         bot_localpart: str,
-        service: AdminService,
+        service: ModerationService,
         moderators: Moderators,
     ) -> None:
         self._api = api
@@ -241,7 +241,7 @@ class ModerationRoom:
             logger.exception("moderation room: could not announce request %s", request_id)
 
 
-# State that decides whether the bot may answer (rules/rooms.py).
+# State that settles whether the bot may answer (rules/rooms.py).
 _SAFETY_STATE = frozenset(
     {"m.room.create", "m.room.join_rules", "m.room.history_visibility", "m.room.member"}
 )

@@ -66,7 +66,7 @@ def admin_only(what: str) -> AdminError:
     return AdminError(403, ADMIN_ONLY, f"only server admins may {what}")
 
 
-class AdminService:
+class ModerationService:
     def __init__(
         self, api: ModuleApi, policy: PolicySync, delivery: MailDelivery, token_lifetime_ms: int
     ) -> None:

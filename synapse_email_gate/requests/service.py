@@ -1,10 +1,10 @@
 """The request path: one function shared by the HTML form and the JSON API.
 
-`submit` decides everything that may be said to the requester (IP ban, rate
+`submit` settles everything that may be said to the requester (IP ban, rate
 limits, username and domain problems), records the request, reserves its
 username and answers. The
 email-side work — bans on the address, cooldown, already used, per-address
-limit, token, mail — is decided after the answer, in the next issue batch
+limit, token, mail — is assessed after the answer, in the next issue batch
 (storage/issue.py), so every email-side outcome looks the same from outside, in
 body and in timing. Recording and issuing each run one transaction for all the
 requests waiting for it (storage/group_commit.py).
@@ -150,14 +150,14 @@ class RequestService:
             return self._limited(refusal.wait_ms)
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
-        # Decided after the answer, with the next issue batch (no task per request).
-        decided = self._issue.enqueue(self._issue_params(request.id, email))
-        decided.addCallbacks(self._decided, self._not_decided, errbackArgs=(request.id,))
+        # Assessed after the answer, with the next issue batch (no task per request).
+        assessed = self._issue.enqueue(self._issue_params(request.id, email))
+        assessed.addCallbacks(self._assessed, self._not_assessed, errbackArgs=(request.id,))
         return outcomes.ACCEPTED
 
     async def process(self, request_id: str) -> None:
-        """Decide the email side of a recorded request; issue and mail a token if due."""
-        self._decided(await self._issue.run(self._issue_params(request_id)))
+        """Assess the email side of a recorded request; issue and mail a token if due."""
+        self._assessed(await self._issue.run(self._issue_params(request_id)))
 
     def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
         policy = self._policy.current
@@ -175,7 +175,7 @@ class RequestService:
             parsed_email=email,
         )
 
-    def _decided(self, issued: IssueOutcome) -> None:
+    def _assessed(self, issued: IssueOutcome) -> None:
         if isinstance(issued, NotIssued):
             logger.info("request %s: no mail, reason=%s", issued.request_id, issued.reason)
             metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
@@ -194,10 +194,10 @@ class RequestService:
             metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
 
-    def _not_decided(self, failure: Failure, request_id: str) -> None:
-        # The request stays `received`; the mail sweep decides it later (process_orphans).
+    def _not_assessed(self, failure: Failure, request_id: str) -> None:
+        # The request stays `received`; the mail sweep assesses it later (process_orphans).
         logger.error(
-            "request %s: not decided, retried by the sweep: %s",
+            "request %s: not assessed, retried by the sweep: %s",
             request_id,
             failure.getErrorMessage(),
             exc_info=failure.value,
@@ -363,7 +363,7 @@ class FloodLog:
     """At most one line per second per refusal reason that a flood can repeat.
 
     Under a flood the same refusal comes thousands of times a second; writing
-    each to the log cost more than deciding it (benchmarks/bench_flood.py). The
+    each to the log cost more than answering it (benchmarks/bench_flood.py). The
     first refusal of a second is logged at once, the rest are counted into the
     next line; the metrics count every one.
     """

@@ -296,7 +296,7 @@ class FinishHandlers:
             )
 
     async def _take_limit(self, ip: str) -> int:
-        """A token from this person's web-registration bucket: 0, or ms to wait."""
+        """A credit from this person's web-registration bucket: 0, or ms to wait."""
         bucket = self._policy.current.rate_limits.web_registration
         wait: int = await run_db_retrying(
             self._api,

@@ -1,6 +1,6 @@
 """The registration callbacks without Synapse: the verdict handed from the username
 callback to the spam check of the same request, and the refusals when the module
-cannot decide (a database error, a ban check that fails)."""
+cannot check a registration (a database error, a ban check that fails)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from synapse.spam_checker_api import RegistrationBehaviour
 from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests.client_address import AddressSeal
-from synapse_email_gate.requests.registration import UNDECIDED, RegistrationHooks, Verdicts
+from synapse_email_gate.requests.registration import NO_VERDICT, RegistrationHooks, Verdicts
 from synapse_email_gate.storage import tokens
 from tests.unit.test_challenge import FakeApi
 
@@ -170,17 +170,17 @@ def test_tokens_that_are_not_ours_are_left_to_synapse(api: Api) -> None:
 def test_verdicts_live_only_their_time() -> None:
     now = [0.0]
     verdicts = Verdicts(ttl_s=10, clock=lambda: now[0])
-    verdicts.put("a", UNDECIDED)
+    verdicts.put("a", NO_VERDICT)
     now[0] = 5
-    verdicts.put("b", UNDECIDED)
+    verdicts.put("b", NO_VERDICT)
     now[0] = 11
     assert verdicts.pop("a") is None  # expired
-    verdicts.put("c", UNDECIDED)  # drops what expired ("a" is gone already)
+    verdicts.put("c", NO_VERDICT)  # drops what expired ("a" is gone already)
     assert len(verdicts) == 2
     now[0] = 16
-    verdicts.put("d", UNDECIDED)  # "b" expired at 15
+    verdicts.put("d", NO_VERDICT)  # "b" expired at 15
     assert len(verdicts) == 2
-    assert verdicts.pop("c") == UNDECIDED
+    assert verdicts.pop("c") == NO_VERDICT
     assert verdicts.pop("c") is None  # read once
 
 
