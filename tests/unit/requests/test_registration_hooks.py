@@ -19,7 +19,7 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import NO_VERDICT, RegistrationHooks, Verdicts
 from synapse_email_gate.storage import tokens
-from tests.unit.test_challenge import FakeApi
+from tests.unit.fake_api import FakeApi
 
 NOW = 1_800_000_000_000
 TOKEN_STAGE = "m.login.registration_token"
