@@ -36,9 +36,3 @@ _.as_wire  # mail/mime.py: the bytes an SMTP server receives
 _.matches  # rules/usernames.py UsernamePatterns, rules/ips.py IpRules: one-value checks
 MAX_NONCE_LENGTH  # rules/proof_of_work.py: documents the nonce regex
 
-# dead: to delete in the clean-up step of issue 15 (listed in its cleanups.md).
-_.all_keys  # config/i18n.py
-_.mask_address  # mail/smtp.py (mask_addresses is used)
-_.legal_links  # config/pages.py: the PagesConfig property; web/pages.py builds its own
-_.intro_for  # config/pages.py: intro_in is used
-UNAVAILABLE  # requests/outcomes.py: module.py writes the errcode as a literal

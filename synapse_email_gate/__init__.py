@@ -16,6 +16,7 @@ __all__ = ["EmailGate", "GateConfig"]
 
 
 def __getattr__(name: str) -> Any:
+    # The imports are here, on first use (PEP 562), for the start-up cost above.
     if name == "EmailGate":
         from synapse_email_gate.module import EmailGate
 

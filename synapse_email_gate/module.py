@@ -27,11 +27,11 @@ from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
-from synapse_email_gate.moderation.service import AdminService
+from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.sync import PolicySync
-from synapse_email_gate.requests import log_redaction
+from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
@@ -43,7 +43,7 @@ from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.outbox import OutboxStore
-from synapse_email_gate.storage.requests import PendingRequest, RequestStore
+from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
@@ -111,6 +111,36 @@ class EmailGate:
             forget_addresses=config.privacy.hash_emails,
             queue=OutboxStore(db),
         )
+        after = AfterRegistration(
+            api, pages_config.after_registration, pages_config.default_language, requests
+        )
+        seal = AddressSeal(api, state)
+        hooks = RegistrationHooks(
+            api,
+            self._policy,
+            seal,
+            tokens,
+            requests,
+            self._schema_ready,
+            after.run if after.active else None,
+        )
+        hooks.register()
+
+        self._schema = ObservableDeferred(
+            api.run_as_background_process("email_gate_schema", self._create_schema),
+            consumeErrors=True,
+        )
+        moderators = Moderators(api, config.moderators, moderation)
+        moderation_service = ModerationService(
+            api,
+            self._policy_sync,
+            self._delivery,
+            config.token_lifetime_ms,
+            moderation,
+            tokens,
+            requests,
+        )
+        self._room = self._moderation_room(moderation_service, moderators, state)
         self._service = RequestService(
             api,
             config,
@@ -119,20 +149,7 @@ class EmailGate:
             requests,
             IntakeStore(db),
             IssueStore(db, lambda: self._policy.current.email_ban),
-        )
-        after = AfterRegistration(
-            api, pages_config.after_registration, pages_config.default_language, requests
-        )
-        seal = AddressSeal(api, state)
-        hooks = RegistrationHooks(
-            api, self._policy, seal, tokens, requests, after.run if after.active else None
-        )
-        hooks.tables_ready = self._schema_ready
-        hooks.register()
-
-        self._schema = ObservableDeferred(
-            api.run_as_background_process("email_gate_schema", self._create_schema),
-            consumeErrors=True,
+            on_pending=self._room.announce_pending if self._room is not None else None,
         )
         challenges = ChallengeGate(api, config.challenge, state)
         pages = RequestHandlers(
@@ -155,25 +172,14 @@ class EmailGate:
             BucketStore(db),
             requests,
         )
-        moderators = Moderators(api, config.moderators, moderation)
-        admin_service = AdminService(
-            api,
-            self._policy_sync,
-            self._delivery,
-            config.token_lifetime_ms,
-            moderation,
-            tokens,
-            requests,
-        )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
             api,
             moderators,
-            admin_service,
+            moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        self._room = self._moderation_room(admin_service, moderators, state)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
@@ -215,7 +221,7 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: AdminService, moderators: Moderators, state: StateStore
+        self, service: ModerationService, moderators: Moderators, state: StateStore
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -228,11 +234,6 @@ class EmailGate:
             state,
         )
         room.register()
-
-        async def announce(pending: PendingRequest) -> None:
-            await room.announce_pending(pending.request_id, pending.localpart, pending.statement)
-
-        self._service.on_pending = announce
         return room
 
     async def _create_schema(self) -> bool:
@@ -266,7 +267,7 @@ class EmailGate:
                 respond_json(
                     request,
                     503,
-                    {"errcode": "EMAIL_GATE_UNAVAILABLE", "error": "Not ready; see the server log"},
+                    {"errcode": outcomes.UNAVAILABLE, "error": "Not ready; see the server log"},
                 )
 
         return wrapped

@@ -29,16 +29,16 @@ from synapse_email_gate.cli.commands import UsageError
 
 PROG = "synapse-email-gate"
 ENV_SERVER = "EMAIL_GATE_SERVER"
-ENV_TOKEN = "EMAIL_GATE_TOKEN"  # noqa: S105 - the name of a variable
-ENV_TOKEN_FILE = "EMAIL_GATE_TOKEN_FILE"  # noqa: S105 - the name of a variable
+ENV_ACCESS_TOKEN = "EMAIL_GATE_TOKEN"  # noqa: S105 - the name of a variable
+ENV_ACCESS_TOKEN_FILE = "EMAIL_GATE_TOKEN_FILE"  # noqa: S105 - the name of a variable
 
 Handler = Callable[[cmd.Context], int]
 
 EPILOG = f"""\
 server and access token (of a Synapse server admin or a moderator):
   --server URL         or ${ENV_SERVER}, e.g. https://matrix.example.org
-  --token-file FILE    or ${ENV_TOKEN_FILE}: a file holding the access token
-  --token TOKEN        or ${ENV_TOKEN} (a flag is visible to other local users)
+  --token-file FILE    or ${ENV_ACCESS_TOKEN_FILE}: a file holding the access token
+  --token TOKEN        or ${ENV_ACCESS_TOKEN} (a flag is visible to other local users)
 
 exit codes:
   0  ok
@@ -108,9 +108,17 @@ def _common_options(json_only: bool = False, access_token: bool = True) -> argpa
         return parent
     parent.add_argument("--server", metavar="URL", help=f"the homeserver (or ${ENV_SERVER})")
     if access_token:  # `tokens create --token T` names the new token instead
-        parent.add_argument("--token", metavar="TOKEN", help=f"access token (or ${ENV_TOKEN})")
+        parent.add_argument(
+            "--token",
+            dest="access_token",
+            metavar="TOKEN",
+            help=f"access token (or ${ENV_ACCESS_TOKEN})",
+        )
     parent.add_argument(
-        "--token-file", metavar="FILE", help=f"file holding the access token (or ${ENV_TOKEN_FILE})"
+        "--token-file",
+        dest="access_token_file",
+        metavar="FILE",
+        help=f"file holding the access token (or ${ENV_ACCESS_TOKEN_FILE})",
     )
     parent.add_argument(
         "--timeout", metavar="SECONDS", type=float, help="give up waiting after this (default 30)"
@@ -124,7 +132,7 @@ class _Tree:
     def __init__(self) -> None:
         self.common = _common_options()
         self.json_only = _common_options(json_only=True)
-        self.without_token = _common_options(access_token=False)
+        self.without_access_token = _common_options(access_token=False)
 
     def group(
         self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
@@ -167,9 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--server", metavar="URL", help=f"the homeserver (or ${ENV_SERVER})")
-    parser.add_argument("--token", metavar="TOKEN", help=f"access token (or ${ENV_TOKEN})")
     parser.add_argument(
-        "--token-file", metavar="FILE", help=f"file holding the access token (or ${ENV_TOKEN_FILE})"
+        "--token",
+        dest="access_token",
+        metavar="TOKEN",
+        help=f"access token (or ${ENV_ACCESS_TOKEN})",
+    )
+    parser.add_argument(
+        "--token-file",
+        dest="access_token_file",
+        metavar="FILE",
+        help=f"file holding the access token (or ${ENV_ACCESS_TOKEN_FILE})",
     )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     parser.add_argument(
@@ -240,8 +256,8 @@ def _tokens(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentP
         "create invite tokens",
         epilog="Defaults (the server's): 1 use, expiry in 7 days, a random token of 16 characters."
         "\nHere --token names the new token: give the access token before the command name\n"
-        f"(synapse-email-gate --token-file FILE tokens create ...) or in ${ENV_TOKEN}.",
-        parent=tree.without_token,
+        f"(synapse-email-gate --token-file FILE tokens create ...) or in ${ENV_ACCESS_TOKEN}.",
+        parent=tree.without_access_token,
     )
     uses = create.add_mutually_exclusive_group()
     uses.add_argument("--uses", type=_non_negative, metavar="N", help="uses allowed (default 1)")
@@ -320,14 +336,14 @@ def _version() -> str:
 # --- running -------------------------------------------------------------------------------
 
 
-def _read_token_file(path: str) -> str:
+def _read_access_token_file(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().strip()
     except OSError as e:
-        raise UsageError(f"cannot read the token file {path}: {e.strerror or e}") from e
+        raise UsageError(f"cannot read the access token file {path}: {e.strerror or e}") from e
     except UnicodeDecodeError:
-        raise UsageError(f"the token file {path} is not text") from None
+        raise UsageError(f"the access token file {path} is not text") from None
 
 
 def credentials(
@@ -337,24 +353,30 @@ def credentials(
     server = args.server or env.get(ENV_SERVER)
     if not server:
         raise UsageError(f"no server: give --server URL or set {ENV_SERVER}")
-    if args.token is not None and args.token_file is not None:
+    if args.access_token is not None and args.access_token_file is not None:
         raise UsageError("give --token or --token-file, not both")
-    if args.token is not None:
-        token = args.token
-    elif args.token_file is not None:
-        token = _read_token_file(args.token_file)
-    elif env.get(ENV_TOKEN):
-        token = env[ENV_TOKEN]
-    elif env.get(ENV_TOKEN_FILE):
-        token = _read_token_file(env[ENV_TOKEN_FILE])
+    if args.access_token is not None:
+        access_token = args.access_token
+    elif args.access_token_file is not None:
+        access_token = _read_access_token_file(args.access_token_file)
+    elif env.get(ENV_ACCESS_TOKEN):
+        access_token = env[ENV_ACCESS_TOKEN]
+    elif env.get(ENV_ACCESS_TOKEN_FILE):
+        access_token = _read_access_token_file(env[ENV_ACCESS_TOKEN_FILE])
     else:
         raise UsageError(
-            f"no access token: give --token-file FILE, or set {ENV_TOKEN} or {ENV_TOKEN_FILE}"
+            "no access token: give --token-file FILE, "
+            f"or set {ENV_ACCESS_TOKEN} or {ENV_ACCESS_TOKEN_FILE}"
         )
-    token = token.strip()
-    if not token or not token.isascii() or not token.isprintable() or " " in token:
+    access_token = access_token.strip()
+    if (
+        not access_token
+        or not access_token.isascii()
+        or not access_token.isprintable()
+        or " " in access_token
+    ):
         raise UsageError("the access token is empty or holds spaces or control characters")
-    return server, token
+    return server, access_token
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,9 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else cmd.USAGE
 
     def make_client() -> AdminClient:
-        server, token = credentials(args, os.environ)
+        server, access_token = credentials(args, os.environ)
         try:
-            client = AdminClient(server, token, timeout=args.timeout)
+            client = AdminClient(server, access_token, timeout=args.timeout)
         except BadServerUrl as e:
             raise UsageError(str(e)) from None
         warning = plain_http_warning(client.base_url)

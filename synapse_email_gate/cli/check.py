@@ -20,7 +20,12 @@ from typing import Any
 import yaml
 from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
+from synapse_email_gate.config.gate import GateConfig
 from synapse_email_gate.config.listeners import forwarded_in_yaml
+from synapse_email_gate.config.policy_lists import PolicyLists
+from synapse_email_gate.config.reader import Section
+from synapse_email_gate.policy.live import read_policy_file
+from synapse_email_gate.rules.moderator_entries import entry_problem
 
 MODULE_NAME = "synapse_email_gate.EmailGate"
 MAX_ROUNDS = 200
@@ -179,15 +184,10 @@ def all_problems(parse: Parse, data: object) -> list[tuple[str, str]]:
 
 def parse_module_config(data: Any) -> object:
     """What EmailGate.parse_config parses, without importing the module (and the reactor)."""
-    from synapse_email_gate.config.gate import GateConfig
-
     return GateConfig.parse(data)
 
 
 def parse_policy(data: Any) -> object:
-    from synapse_email_gate.config.policy_lists import PolicyLists
-    from synapse_email_gate.config.reader import Section
-
     section = Section(data, "")
     lists = PolicyLists.from_section(section)
     section.finish()
@@ -281,8 +281,6 @@ def _check_module(path: str, prefix: str, raw: object, report: Report, server_na
 
 def _moderator_problems(raw: object, server_name: str) -> list[tuple[str, str]]:
     """What Synapse would refuse at start-up, knowing its server name."""
-    from synapse_email_gate.rules.moderator_entries import entry_problem
-
     entries = raw.get("moderators") if isinstance(raw, dict) else None
     if not isinstance(entries, list):
         return []
@@ -301,8 +299,6 @@ def check_policy_file(path: str) -> Report:
 
 
 def _check_policy_file(path: str, report: Report) -> None:
-    from synapse_email_gate.policy.live import read_policy_file
-
     try:
         read_policy_file(path)
     except ValueError as e:

@@ -5,7 +5,7 @@ server answered 4xx/5xx; exit code 1) or `Unreachable` (no answer; exit code 3).
 The access token goes into the Authorization header and nowhere else: no
 message built here contains it. Redirects are followed only within the
 server's origin (scheme, host and port); a redirect anywhere else is refused
-(`RedirectRefused`, exit code 1) before anything is sent there, so the token
+(`RedirectRefused`, exit code 1) before anything is sent there, so the access token
 never reaches another server.
 """
 
@@ -102,7 +102,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def plain_http_warning(base_url: str) -> str | None:
-    """A warning when the token would travel unencrypted beyond this machine."""
+    """A warning when the access token would travel unencrypted beyond this machine."""
     parts = urllib.parse.urlsplit(base_url)
     if parts.scheme != "http" or is_loopback_host(parts.hostname or ""):
         return None
@@ -152,13 +152,13 @@ def segment(value: str) -> str:
 
 
 class AdminClient:
-    def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, access_token: str, timeout: float = 30.0) -> None:
         self.base_url = admin_base_url(server)
-        self._token = token
+        self._access_token = access_token
         self._timeout = timeout
         self._opener = urllib.request.build_opener(_SameOriginRedirects)
 
-    def __repr__(self) -> str:  # never show the token
+    def __repr__(self) -> str:  # never show the access token
         return f"AdminClient({self.base_url!r})"
 
     def get(self, path: str, query: dict[str, str | int | None] | None = None) -> Any:
@@ -182,7 +182,7 @@ class AdminClient:
         if params:
             url += "?" + urllib.parse.urlencode(params)
         headers = {
-            "Authorization": f"Bearer {self._token}",
+            "Authorization": f"Bearer {self._access_token}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }

@@ -295,6 +295,8 @@ def audit(ctx: Context) -> int:
 
 
 def check_config(ctx: Context) -> int:
+    # Here, not at the top: the config parsers (and Synapse's config package) are
+    # loaded only for check-config, not for every call to the admin API.
     from synapse_email_gate.cli.check import Report, Unreadable, check_homeserver, check_policy_file
 
     args = ctx.args

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from synapse_email_gate.config.durations import format_utc
 
 Row = Mapping[str, Any]
 Column = tuple[str, Callable[[Row], object]]
@@ -31,8 +32,7 @@ def when(ts_ms: object) -> str:
     """Milliseconds since the epoch -> `2026-01-31 18:05 UTC`; None -> `-`."""
     if isinstance(ts_ms, bool) or not isinstance(ts_ms, int | float):
         return clean(ts_ms)
-    moment = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return format_utc(ts_ms)
 
 
 def table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
@@ -228,13 +228,6 @@ BAN_COLUMNS: list[Column] = [
     ("ADDED", lambda b: when(b.get("created_ts"))),
 ]
 
-POLICY_KINDS = (
-    ("banned_usernames", "username"),
-    ("banned_emails", "email"),
-    ("banned_ips", "ip"),
-    ("allowed_email_domains", "allowed domain"),
-)
-
 POLICY_COLUMNS: list[Column] = [
     ("KIND", lambda e: e.get("kind")),
     ("MATCH", lambda e: e.get("match")),
@@ -246,8 +239,15 @@ POLICY_COLUMNS: list[Column] = [
 
 def policy_rows(policy: Row) -> list[dict[str, Any]]:
     """GET admin/policy's lists as one list of rows, each with its `kind`."""
+    # Here, not at the top: the config parsers (Synapse's config package) are not
+    # loaded for the commands that do not print the policy.
+    from synapse_email_gate.config.policy_lists import BAN_KINDS
+
     rows = []
-    for key, kind in POLICY_KINDS:
+    kinds = [(kind.key, kind.name) for kind in BAN_KINDS] + [
+        ("allowed_email_domains", "allowed domain")
+    ]
+    for key, kind in kinds:
         entries = policy.get(key)
         if isinstance(entries, list):
             rows += [{**entry, "kind": kind} for entry in entries if isinstance(entry, dict)]

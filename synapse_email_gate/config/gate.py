@@ -18,7 +18,9 @@ from synapse.config import ConfigError  # not the module API's: see config/reade
 
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
-from synapse_email_gate.config.reader import Section, string_list
+from synapse_email_gate.config.reader import Section, localpart, room, string_list
+from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
+from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, syntax_problem
 
 TlsMode = Literal["none", "starttls", "tls"]
@@ -43,19 +45,14 @@ class SmtpConfig:
     @staticmethod
     def from_section(section: Section) -> SmtpConfig:
         username = section.optional_string("username")
-        password = section.optional_string("password")
-        password_file = section.optional_string("password_file")
-        if password is not None and password_file is not None:
-            raise section.error("password_file", "give either password or password_file, not both")
-        if password_file is not None:
-            password = _read_secret(section, "password_file", password_file)
+        password = section.secret("password")
         if username is not None and password is None:
             raise section.error("username", "needs password or password_file as well")
         if password is not None and username is None:
             raise section.error("password", "needs username as well")
         ca_file = section.optional_string("ca_file")
         if ca_file is not None:
-            _read_secret(section, "ca_file", ca_file)
+            section.read_file("ca_file", ca_file)
         host = section.string("host", "localhost")
         tls = cast(TlsMode, section.choice("tls", "starttls", ("none", "starttls", "tls")))
         if username is not None and tls == "none" and not _is_loopback(host):
@@ -94,14 +91,8 @@ class ChallengeConfig:
     @staticmethod
     def from_section(section: Section) -> ChallengeConfig:
         difficulty = section.integer("difficulty", 22, minimum=1, maximum=32)
-        secret = section.optional_string("secret")
-        secret_file = section.optional_string("secret_file")
-        if secret is not None and secret_file is not None:
-            raise section.error("secret_file", "give either secret or secret_file, not both")
-        if secret_file is not None:
-            secret = _read_secret(section, "secret_file", secret_file)
-        if secret is not None and len(secret) < 16:
-            raise section.error("secret", "must be at least 16 characters long")
+        secret = section.secret("secret")
+        _long_enough(section, "secret", secret)
         adaptive = section.section("adaptive")
         config = ChallengeConfig(
             enabled=section.boolean("enabled", False),
@@ -148,16 +139,10 @@ class PrivacyConfig:
     @staticmethod
     def from_section(section: Section) -> PrivacyConfig:
         hash_emails = section.boolean("hash_emails", False)
-        secret = section.optional_string("hash_secret")
-        secret_file = section.optional_string("hash_secret_file")
-        if secret is not None and secret_file is not None:
-            raise section.error("hash_secret_file", "give either hash_secret or hash_secret_file")
-        if secret_file is not None:
-            secret = _read_secret(section, "hash_secret_file", secret_file)
+        secret = section.secret("hash_secret")
         if hash_emails and not secret:
             raise section.error("hash_secret", "required when hash_emails is true")
-        if secret is not None and len(secret) < 16:
-            raise section.error("hash_secret", "must be at least 16 characters long")
+        _long_enough(section, "hash_secret", secret)
         section.finish()
         return PrivacyConfig(hash_emails=hash_emails, hash_secret=secret)
 
@@ -210,8 +195,8 @@ class GateConfig:
                 "approval_reason_min_length", 30, minimum=0, maximum=2000
             ),
             approval_notify_emails=section.convert("approval_notify_emails", (), _addresses),
-            moderation_room=section.convert("moderation_room", None, _room),
-            bot_localpart=section.convert("bot_localpart", "email-gate", _localpart),
+            moderation_room=section.convert("moderation_room", None, room),
+            bot_localpart=section.convert("bot_localpart", "email-gate", localpart),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
             mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
@@ -234,12 +219,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _read_secret(section: Section, key: str, path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as e:
-        raise section.error(key, f"cannot read {path!r}: {e.strerror}") from e
+def _long_enough(section: Section, key: str, secret: str | None) -> None:
+    """A MAC or hash key: long enough not to be guessed."""
+    if secret is not None and len(secret) < 16:
+        raise section.error(key, "must be at least 16 characters long")
 
 
 def _sender(value: object) -> str:
@@ -264,23 +247,7 @@ def _quoted_sender(name: str, address: str) -> str:
     return f"{name} <{address}>"
 
 
-def _room(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^[!#][^:\s]+:\S+$", value):
-        raise ValueError(
-            f"expected a room ID (!abc:example.org) or alias (#mods:example.org), got {value!r}"
-        )
-    return value
-
-
-def _localpart(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^[a-z0-9._=\-/+]+$", value):
-        raise ValueError(f"expected a user localpart like email-gate, got {value!r}")
-    return value
-
-
 def _addresses(value: object) -> tuple[str, ...]:
-    from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
-
     entries = string_list(value)
     for entry in entries:
         try:
@@ -291,8 +258,6 @@ def _addresses(value: object) -> tuple[str, ...]:
 
 
 def _trusted_proxies(section: Section) -> tuple[str, ...]:
-    from synapse_email_gate.rules.ips import IpRules
-
     entries = section.strings("trusted_proxies")
     try:
         IpRules.compile(entries)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
+
+from synapse_email_gate.config.durations import in_units
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +110,6 @@ class Translator:
         found = self._texts.get(key)
         return found if found is not None else self._fallback.get(key)
 
-    def has(self, key: str) -> bool:
-        return self.text(key) is not None or self.text(key + ".other") is not None
-
     def __call__(self, key: str, /, count: int | None = None, **values: object) -> str:
         text = None
         if count is not None:
@@ -129,11 +128,8 @@ class Translator:
 
     def duration(self, ms: int) -> str:
         """`86400000` -> `1 day` / `1 Tag` / `1 jour`: the largest whole unit that fits."""
-        seconds = max(0, ms // 1000)
-        for size, unit in ((86_400, "days"), (3600, "hours"), (60, "minutes")):
-            if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
-                return self(f"duration.{unit}", count=round(seconds / size))
-        return self("duration.seconds", count=seconds)
+        count, unit = in_units(ms)
+        return self(f"duration.{unit}", count=count)
 
 
 class Translations:
@@ -240,10 +236,3 @@ def accepted_languages(header: str) -> list[str]:
         if tag != "*" and weight > 0:
             weighted.append((-weight, index, tag))
     return [tag for _, _, tag in sorted(weighted)]
-
-
-def all_keys(translations: Iterable[Mapping[str, str]]) -> set[str]:
-    keys: set[str] = set()
-    for texts in translations:
-        keys.update(texts)
-    return keys

@@ -8,7 +8,6 @@ Each bad value stops Synapse with a ConfigError naming its key.
 from __future__ import annotations
 
 import os
-import re
 import string
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -16,11 +15,9 @@ from urllib.parse import urlsplit
 import attrs
 
 from synapse_email_gate.config.i18n import LANGUAGE_CODE, TranslationError, Translations
-from synapse_email_gate.config.reader import Section, string_list
+from synapse_email_gate.config.reader import Section, room, string_list, user_id
 
 CLIENT_URL_FIELDS = frozenset({"homeserver_url", "server_name", "user_id", "localpart"})
-_ROOM = re.compile(r"^[!#][^:\s]+:[A-Za-z0-9.\-:\[\]]+$")
-_USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
 
 
 @attrs.frozen
@@ -54,21 +51,9 @@ class BrandingConfig:
     privacy_url: str | None = None
     consent_required: bool = False
 
-    @property
-    def legal_links(self) -> bool:
-        return any((self.rules_url, self.terms_url, self.privacy_url))
-
-    def intro_for(self, lang: str, default_lang: str) -> str:
-        return self.intro_in(lang, default_lang)[0]
-
     def intro_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
         """The intro for `lang` and the language it is written in (None: unknown)."""
-        for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
-            if key in self.intro:
-                return self.intro[key], None if key == "*" else key
-        for key, text in self.intro.items():
-            return text, None if key == "*" else key
-        return "", None
+        return text_in(self.intro, lang, default_lang)
 
     @staticmethod
     def from_section(section: Section) -> BrandingConfig:
@@ -120,6 +105,9 @@ class WelcomeConfig:
     sender: str
     message: Mapping[str, str]
 
+    def message_in(self, lang: str, default_lang: str) -> str:
+        return text_in(self.message, lang, default_lang)[0]
+
 
 @attrs.frozen
 class AfterRegistrationConfig:
@@ -135,7 +123,7 @@ class AfterRegistrationConfig:
         welcome_section = section.section("welcome")
         welcome = None
         if welcome_section.has("message") or welcome_section.has("sender"):
-            sender = welcome_section.convert("sender", None, _user_id)
+            sender = welcome_section.convert("sender", None, user_id)
             no_message: dict[str, str] = {}
             message = welcome_section.convert("message", no_message, _per_language_text)
             if sender is None:
@@ -196,6 +184,18 @@ class PagesConfig:
             translations_dir=translations_dir,
             default_language=default_language,
         )
+
+
+def text_in(texts: Mapping[str, str], lang: str, default_lang: str) -> tuple[str, str | None]:
+    """A per-language text (see `_per_language_text`) for `lang`: its own, its base
+    language's (`pt` for `pt-BR`), the default language's, the one for all, or any;
+    with the language it is written in (None: unknown)."""
+    for key in (lang, lang.split("-", 1)[0], default_lang, "*"):
+        if key in texts:
+            return texts[key], None if key == "*" else key
+    for key, text in texts.items():
+        return text, None if key == "*" else key
+    return "", None
 
 
 # --- value checks (ValueError/TypeError name the key through Section.convert) --
@@ -274,16 +274,9 @@ def _directory(value: object) -> str:
 
 def _rooms(value: object) -> tuple[str, ...]:
     rooms = string_list(value)
-    for room in rooms:
-        if not _ROOM.match(room):
-            raise ValueError(f"{room!r} is not a room ID (!id:server) or alias (#name:server)")
+    for entry in rooms:
+        room(entry)
     return rooms
-
-
-def _user_id(value: object) -> str:
-    if not isinstance(value, str) or not _USER_ID.match(value):
-        raise ValueError(f"expected a local Matrix ID like @welcome:example.org, got {value!r}")
-    return value
 
 
 def _clients(value: object) -> tuple[ClientLink, ...]:

@@ -13,11 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 from synapse_email_gate.config.reader import Section
+from synapse_email_gate.rules.addresses import DomainAllowList, EmailRules
+from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.rules.usernames import LOOKALIKE_MODES, UsernamePatterns
 
 
 @attrs.frozen
 class Bucket:
-    """A token bucket: `burst` requests at once, refilled at `per_second`."""
+    """A rate-limit bucket: at most `burst` credits (requests at once), refilled at
+    `per_second` credits a second."""
 
     burst: int
     per_second: float
@@ -119,16 +123,12 @@ class PolicyLists:
     @staticmethod
     def from_section(section: Section) -> PolicyLists:
         """Read the policy keys of `section`; the caller calls `section.finish()`."""
-        from synapse_email_gate.rules.addresses import DomainAllowList, EmailRules
-        from synapse_email_gate.rules.ips import IpRules
-        from synapse_email_gate.rules.usernames import UsernamePatterns
-
         allowed = section.strings("allowed_email_domains")
         _compiles(section, "allowed_email_domains", allowed, DomainAllowList.compile)
         return PolicyLists(
-            banned_usernames=_ban_list(section, "banned_usernames", UsernamePatterns.compile),
-            banned_emails=_ban_list(section, "banned_emails", EmailRules.compile),
-            banned_ips=_ban_list(section, "banned_ips", IpRules.compile),
+            banned_usernames=_ban_list(section, USERNAME_BANS),
+            banned_emails=_ban_list(section, EMAIL_BANS),
+            banned_ips=_ban_list(section, IP_BANS),
             allowed_email_domains=allowed,
             block_disposable_emails=section.convert("block_disposable_emails", None, _bool),
             banned_usernames_lookalikes=section.convert(
@@ -142,12 +142,37 @@ class PolicyLists:
         )
 
 
-def _ban_list(
-    section: Section, key: str, compile_entries: Callable[[Sequence[str]], object]
-) -> tuple[BanEntry, ...]:
+@attrs.frozen
+class BanKind:
+    """One kind of ban. `name` is what moderators, the admin API and the room call
+    it and what email_gate_bans.kind stores; `key` is its list in homeserver.yaml,
+    the policy file, PolicyLists and `GET admin/policy`; `compile` checks entries
+    (ValueError naming the first bad one)."""
+
+    name: str
+    key: str
+    compile: Callable[[Sequence[str]], object]
+
+    def entries(self, lists: PolicyLists) -> tuple[BanEntry, ...]:
+        entries: tuple[BanEntry, ...] = getattr(lists, self.key)
+        return entries
+
+
+USERNAME_BANS = BanKind("username", "banned_usernames", UsernamePatterns.compile)
+EMAIL_BANS = BanKind("email", "banned_emails", EmailRules.compile)
+IP_BANS = BanKind("ip", "banned_ips", IpRules.compile)
+BAN_KINDS = (USERNAME_BANS, EMAIL_BANS, IP_BANS)
+
+
+def ban_kind(name: object) -> BanKind | None:
+    """The kind called `name` (`username`, `email`, `ip`), or None."""
+    return next((kind for kind in BAN_KINDS if kind.name == name), None)
+
+
+def _ban_list(section: Section, kind: BanKind) -> tuple[BanEntry, ...]:
     none: tuple[BanEntry, ...] = ()
-    entries = section.convert(key, none, _ban_entries)
-    _compiles(section, key, [entry.match for entry in entries], compile_entries)
+    entries = section.convert(kind.key, none, _ban_entries)
+    _compiles(section, kind.key, [entry.match for entry in entries], kind.compile)
     return entries
 
 
@@ -213,8 +238,6 @@ def parse_timestamp_ms(value: object) -> int:
 
 
 def _lookalike_mode(value: object) -> str:
-    from synapse_email_gate.rules.usernames import LOOKALIKE_MODES
-
     if value is False:  # YAML reads a bare `off` as false
         return "off"
     if not isinstance(value, str) or value not in LOOKALIKE_MODES:

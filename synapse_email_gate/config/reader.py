@@ -1,9 +1,9 @@
-"""A small typed reader for nested YAML config that names the key in every error."""
+"""A small typed reader for nested YAML config that names the key in every error,
+and the value checks the sections share (secrets, Matrix IDs, rooms)."""
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -12,35 +12,10 @@ from typing import Any, TypeVar
 # check-config` parses the config without Synapse running.
 from synapse.config import ConfigError
 
+from synapse_email_gate.config.durations import format_duration, parse_duration_ms
+from synapse_email_gate.rules.matrix_ids import is_localpart, is_room, is_user_id
+
 T = TypeVar("T")
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
-def parse_duration_ms(value: object) -> int:
-    """`45s`, `15m`, `24h`, `7d`, `2w`, `500ms`, or an integer of seconds -> milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value}")
-        return value * 1000
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            number, unit = match.groups()
-            return int(number) * _UNIT_MS[unit or "s"]
-    raise ValueError(f"expected a duration like 45s, 15m, 24h or 7d, got {value!r}")
-
-
-def format_duration(ms: int) -> str:
-    """The inverse of parse_duration_ms, for docs and messages: 86400000 -> `24h`."""
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 class Section:
@@ -122,6 +97,25 @@ class Section:
     def strings(self, name: str) -> tuple[str, ...]:
         return self.convert(name, (), string_list)
 
+    def secret(self, name: str) -> str | None:
+        """`name`, or the content of the file `<name>_file` (stripped); never both."""
+        value = self.optional_string(name)
+        file_key = f"{name}_file"
+        path = self.optional_string(file_key)
+        if value is not None and path is not None:
+            raise self.error(file_key, f"give either {name} or {file_key}, not both")
+        if path is not None:
+            value = self.read_file(file_key, path)
+        return value
+
+    def read_file(self, name: str, path: str) -> str:
+        """The stripped content of the file `path` that `name` names."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as e:
+            raise self.error(name, f"cannot read {path!r}: {e.strerror}") from e
+
     def section(self, name: str) -> Section:
         self._known.add(name)
         return Section(self._data.get(name), self.key(name))
@@ -177,3 +171,23 @@ def string_list(value: object) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise TypeError(f"item {index} should be a string, got {item!r}")
     return tuple(value)
+
+
+def room(value: object) -> str:
+    if not isinstance(value, str) or not is_room(value):
+        raise ValueError(
+            f"expected a room ID (!abc:example.org) or alias (#mods:example.org), got {value!r}"
+        )
+    return value
+
+
+def user_id(value: object) -> str:
+    if not isinstance(value, str) or not is_user_id(value):
+        raise ValueError(f"expected a local Matrix ID like @welcome:example.org, got {value!r}")
+    return value
+
+
+def localpart(value: object) -> str:
+    if not isinstance(value, str) or not is_localpart(value):
+        raise ValueError(f"expected a user localpart like email-gate, got {value!r}")
+    return value

@@ -8,12 +8,12 @@ docs/templates.md.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from urllib.parse import urlencode
 
 import jinja2
 
+from synapse_email_gate.config.durations import format_utc
 from synapse_email_gate.config.i18n import Translations
 from synapse_email_gate.mail.mime import OutgoingMail
 from synapse_email_gate.storage.outbox import MailFacts
@@ -31,21 +31,6 @@ MAIL_KINDS = ("token", "verify", "notice", "denied")
 
 def template_names(kind: str) -> list[str]:
     return [f"email_gate_{kind}_subject.txt", f"email_gate_{kind}.txt", f"email_gate_{kind}.html"]
-
-
-def describe_duration(ms: int) -> str:
-    """`86400000` -> `24 hours`; whole units, largest that fits."""
-    seconds = max(0, ms // 1000)
-    for size, unit in ((86_400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
-            count = round(seconds / size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
-def format_utc(ts_ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def registration_link(base_url: str, token: str) -> str:

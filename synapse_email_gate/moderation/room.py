@@ -24,9 +24,10 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation import room_commands
 from synapse_email_gate.moderation.moderators import Moderators
-from synapse_email_gate.moderation.service import AdminService
+from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
+from synapse_email_gate.storage.requests import PendingRequest
 from synapse_email_gate.storage.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class ModerationRoom:
         api: ModuleApi,
         room: str,
         bot_localpart: str,
-        service: AdminService,
+        service: ModerationService,
         moderators: Moderators,
         state: StateStore,
     ) -> None:
@@ -217,7 +218,8 @@ class ModerationRoom:
             }
         )
 
-    async def announce_pending(self, request_id: str, localpart: str, statement: str) -> None:
+    async def announce_pending(self, pending: PendingRequest) -> None:
+        request_id = pending.request_id
         try:
             room_id = await self._resolve_room()
             problems = [] if room_id is None else await self.problems(room_id)
@@ -228,14 +230,14 @@ class ModerationRoom:
                 return
             await self.say(
                 room_commands.describe_pending(
-                    request_id, localpart, self._api.server_name, statement
+                    request_id, pending.localpart, self._api.server_name, pending.statement
                 )
             )
         except Exception:
             logger.exception("moderation room: could not announce request %s", request_id)
 
 
-# State that decides whether the bot may answer (rules/rooms.py).
+# State that settles whether the bot may answer (rules/rooms.py).
 _SAFETY_STATE = frozenset(
     {"m.room.create", "m.room.join_rules", "m.room.history_visibility", "m.room.member"}
 )

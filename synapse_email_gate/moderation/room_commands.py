@@ -1,7 +1,7 @@
-"""Moderation-room commands: parsing (pure) and running them through AdminService.
+"""Moderation-room commands: parsing (pure) and running them through ModerationService.
 
 A message starting with `!gate` is a command. Each command calls the same
-AdminService method the admin API calls, so the rules, validation and audit
+ModerationService method the admin API calls, so the rules, validation and audit
 entries are the same whichever way a moderator acts. Answers mask addresses and
 IPs (rules/rooms.py), and no answer ever holds a token mailed to a person.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from synapse_email_gate.moderation.service import AdminError, AdminService
+from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.rules.rooms import mask_ban, mask_email, mask_ip
 
 PREFIX = "!gate"
@@ -53,7 +53,7 @@ def parse(body: str) -> list[str] | None:
         return text[len(PREFIX) :].split()
 
 
-async def run(service: AdminService, actor: str, words: list[str]) -> str:
+async def run(service: ModerationService, actor: str, words: list[str]) -> str:
     """Run one command; the answer is the text to post in the room."""
     try:
         return await _dispatch(service, actor, words)
@@ -63,7 +63,7 @@ async def run(service: AdminService, actor: str, words: list[str]) -> str:
         return f"{e}\nSay `!gate help` for the commands."
 
 
-async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
+async def _dispatch(service: ModerationService, actor: str, words: list[str]) -> str:
     if not words or words[0] == "help":
         return HELP
     command, args = words[0], words[1:]
@@ -116,7 +116,7 @@ async def _dispatch(service: AdminService, actor: str, words: list[str]) -> str:
     raise UsageError(f"Unknown command {command!r}.")
 
 
-async def _token(service: AdminService, actor: str, args: list[str]) -> str:
+async def _token(service: ModerationService, actor: str, args: list[str]) -> str:
     sub = args[0] if args else "list"
     rest = args[1:]
     if sub == "create":
@@ -150,7 +150,7 @@ async def _token(service: AdminService, actor: str, args: list[str]) -> str:
     raise UsageError(f"Unknown token command {sub!r}.")
 
 
-async def _moderators(service: AdminService, actor: str, args: list[str]) -> str:
+async def _moderators(service: ModerationService, actor: str, args: list[str]) -> str:
     sub = args[0] if args else "list"
     if sub == "list":
         rows = await service.list_moderators()

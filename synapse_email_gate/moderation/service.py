@@ -4,23 +4,23 @@ commands all go through here, so each action has one code path and one audit ent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate import metrics
-from synapse_email_gate.config.policy_lists import BanEntry, parse_timestamp_ms
-from synapse_email_gate.config.reader import parse_duration_ms
-from synapse_email_gate.mail.compose import describe_duration, format_utc
+from synapse_email_gate.config.durations import describe_duration, format_utc, parse_duration_ms
+from synapse_email_gate.config.policy_lists import (
+    BAN_KINDS,
+    BanEntry,
+    ban_kind,
+    parse_timestamp_ms,
+)
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import ReloadResult
 from synapse_email_gate.policy.sync import PolicySync
-from synapse_email_gate.rules.addresses import EmailRules
 from synapse_email_gate.rules.identifiers import new_id, new_token
-from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, is_plain_user_id
-from synapse_email_gate.rules.usernames import UsernamePatterns
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
 from synapse_email_gate.storage.requests import Decision, RequestStore
@@ -37,11 +37,6 @@ REQUEST_STATUSES = (
     "pending",
     "denied",
 )
-BAN_KINDS: dict[str, Callable[[Sequence[str]], object]] = {
-    "username": UsernamePatterns.compile,
-    "email": EmailRules.compile,
-    "ip": IpRules.compile,
-}
 # Hand-chosen and generated tokens alike: at least 12 characters (a short one
 # can be guessed through the validity endpoint).
 MIN_TOKEN_LENGTH = 12
@@ -72,7 +67,7 @@ def admin_only(what: str) -> AdminError:
     return AdminError(403, ADMIN_ONLY, f"only server admins may {what}")
 
 
-class AdminService:
+class ModerationService:
     def __init__(
         self,
         api: ModuleApi,
@@ -307,16 +302,11 @@ class AdminService:
         """Every ban in force, from homeserver.yaml, the policy file and the database,
         with its reason and expiry (for moderators only)."""
         now = self._now()
-        view: dict[str, list[dict[str, Any]]] = {
-            "banned_usernames": [],
-            "banned_emails": [],
-            "banned_ips": [],
-            "allowed_email_domains": [],
-        }
+        view: dict[str, list[dict[str, Any]]] = {kind.key: [] for kind in BAN_KINDS}
+        view["allowed_email_domains"] = []
         for source, lists in self._policy.layers().items():
-            for key in ("banned_usernames", "banned_emails", "banned_ips"):
-                entries: tuple[BanEntry, ...] = getattr(lists, key)
-                view[key] += [
+            for kind in BAN_KINDS:
+                view[kind.key] += [
                     {
                         "match": entry.match,
                         "reason": entry.reason,
@@ -324,7 +314,7 @@ class AdminService:
                         "active": entry.active(now),
                         "source": source,
                     }
-                    for entry in entries
+                    for entry in kind.entries(lists)
                 ]
             view["allowed_email_domains"] += [
                 {"match": domain, "source": source} for domain in lists.allowed_email_domains
@@ -332,33 +322,33 @@ class AdminService:
         return view
 
     async def add_ban(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
-        kind, match, reason = body.get("kind"), body.get("match"), body.get("reason")
-        if kind not in BAN_KINDS:
-            raise bad(f"kind must be one of {', '.join(BAN_KINDS)}")
+        kind, match, reason = ban_kind(body.get("kind")), body.get("match"), body.get("reason")
+        if kind is None:
+            raise bad(f"kind must be one of {', '.join(k.name for k in BAN_KINDS)}")
         if not isinstance(match, str) or not match:
             raise bad("match must be a non-empty string")
         if reason is not None and not isinstance(reason, str):
             raise bad("reason must be a string")
         try:
-            BAN_KINDS[kind]([match])
+            kind.compile([match])
             expires = body.get("expires")
             expires_ts = None if expires is None else self._ban_expiry(expires)
         except ValueError as e:
             raise bad(str(e)) from e
         ban = StoredBan(
             id=new_id(),
-            kind=kind,
+            kind=kind.name,
             entry=BanEntry(match=match, reason=reason, expires_ts=expires_ts),
             created_by=actor,
             created_ts=self._now(),
         )
         await self._moderation.add_ban(ban)
-        await self._audit(actor, f"ban.add.{kind}", ban.id, match)
+        await self._audit(actor, f"ban.add.{kind.name}", ban.id, match)
         # The cause names the ban, not its match: an address must not reach the log.
-        revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind})")
+        revoked = await self._policy.changed(actor, f"ban {ban.id} ({kind.name})")
         return {
             "id": ban.id,
-            "kind": kind,
+            "kind": kind.name,
             "match": match,
             "reason": reason,
             "expires_ts": expires_ts,

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists, RateLimits
+from synapse_email_gate.config.policy_lists import BAN_KINDS, BanEntry, PolicyLists, RateLimits
 from synapse_email_gate.rules.addresses import (
     DomainAllowList,
     EmailRules,
@@ -46,11 +46,7 @@ class Policy:
                 lookalikes = layer.banned_usernames_lookalikes
             if layer.rate_limits is not None:  # later layers change the values they set
                 rate_limits = layer.rate_limits.over(rate_limits)
-        bans = [
-            entry
-            for layer in layers
-            for entry in (*layer.banned_usernames, *layer.banned_emails, *layer.banned_ips)
-        ]
+        bans = [entry for layer in layers for kind in BAN_KINDS for entry in kind.entries(layer)]
         expiries = [e.expires_ts for e in bans if e.expires_ts is not None and e.active(now_ms)]
         return Policy(
             usernames=UsernamePatterns.compile(

@@ -1,7 +1,7 @@
 """A ban that takes effect revokes the open requests it matches, and their tokens.
 
 "Open" requests still hold a promise: a token that may be used, an address
-check or a moderator's decision to come, or a mail not yet decided
+check or a moderator's decision to come, or a mail not yet assessed
 (storage/requests.py). A request matches when the policy in force bans its
 username, its address (normalised; with `privacy.hash_emails`, once only the
 hash is left, the exact-address entries are compared as hashes: a `*@domain`

@@ -72,13 +72,7 @@ class AfterRegistration:
             if request_id is not None:  # an invite token has no request, nor a language
                 lang = await self._requests.language(request_id)
             lang = lang or self._default_lang
-            message = (
-                welcome.message.get(lang)
-                or welcome.message.get(lang.split("-", 1)[0])
-                or welcome.message.get(self._default_lang)
-                or welcome.message.get("*")
-                or next(iter(welcome.message.values()))
-            )
+            message = welcome.message_in(lang, self._default_lang)
             room_id, _ = await self._api.create_room(
                 welcome.sender,
                 {"preset": "trusted_private_chat", "is_direct": True, "invite": [user_id]},

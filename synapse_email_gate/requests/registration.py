@@ -8,13 +8,13 @@ account → `on_user_registration` → Synapse counts the token stage complete.
 - get_username_for_registration claims one use of a token of ours for the
   localpart it makes (storage.tokens.claim_txn), and returns that localpart.
   Synapse turns any exception raised there into a 500, so it never raises: it
-  records its verdict (claimed, refused and why, or could not decide) for the
+  records its verdict (claimed, refused and why, or none: it could not tell) for the
   spam check of the same HTTP request, keyed by Synapse's request id, which
   both callbacks see (Synapse's `Measure` runs the spam check in a child
   logging context that inherits the request).
 - check_registration_for_spam answers that verdict: a refusal raises a
   `SynapseError` with a documented errcode (`DENY` would answer a misleading
-  `429 "Rate limited"`); "could not decide" is a retryable `503`, and the
+  `429 "Rate limited"`); no verdict is a retryable `503`, and the
   token stays usable because no claim was written. Registrations without a
   token of ours (other tokens, single sign-on, the admin API) are checked
   against `banned_usernames` only.
@@ -102,16 +102,16 @@ _REFUSALS: dict[str, tuple[int, str, str]] = {
 
 
 @attrs.frozen
-class Undecided:
+class NoVerdict:
     """The claim could not be made or refused (a database error, tables not ready)."""
 
 
-UNDECIDED = Undecided()
-Verdict = tokens.ClaimResult | Undecided
+NO_VERDICT = NoVerdict()
+Verdict = tokens.ClaimResult | NoVerdict
 
 
 class Verdicts:
-    """What get_username_for_registration decided, until the spam check of the same
+    """What get_username_for_registration found, until the spam check of the same
     request reads it. Entries live `ttl_s` at most, so the memory stays small
     whatever happens between the two callbacks."""
 
@@ -141,17 +141,17 @@ class Verdicts:
         return len(self._items)
 
 
-def request_key(localpart: str | None) -> str:
+def http_request_key(localpart: str | None) -> str:
     """The HTTP request both callbacks run in (the localpart only if there is none)."""
-    request = getattr(current_context(), "request", None)
-    request_id = getattr(request, "request_id", None)
+    http_request = getattr(current_context(), "request", None)
+    request_id = getattr(http_request, "request_id", None)
     return f"request:{request_id}" if request_id else f"localpart:{localpart}"
 
 
 def client_ip() -> str | None:
-    """The address Synapse sees for the current request."""
-    request = getattr(current_context(), "request", None)
-    ip = getattr(request, "ip_address", None)
+    """The address Synapse sees for the current HTTP request."""
+    http_request = getattr(current_context(), "request", None)
+    ip = getattr(http_request, "ip_address", None)
     return ip if isinstance(ip, str) else None
 
 
@@ -163,17 +163,18 @@ class RegistrationHooks:
         seal: AddressSeal,
         tokens: TokenStore,
         requests: RequestStore,
+        tables_ready: Callable[[], Awaitable[bool]],
         after: Callable[[str, str | None], Awaitable[None]] | None = None,
     ) -> None:
+        """`tables_ready` waits until the module's tables exist (False if they never will)."""
         self._api = api
         self._policy = policy
         self._seal = seal
         self._tokens = tokens
         self._requests = requests
+        self._tables_ready = tables_ready
         self._after = after
         self._verdicts = Verdicts()
-        # Set by the module: waits until its tables exist (False if they never will).
-        self.tables_ready: Callable[[], Awaitable[bool]] | None = None
 
     def register(self) -> None:
         self._api.register_password_auth_provider_callbacks(
@@ -198,7 +199,7 @@ class RegistrationHooks:
         asked = params.get("username")
         asked = asked if isinstance(asked, str) else None
         try:
-            if self.tables_ready is not None and not await self.tables_ready():
+            if not await self._tables_ready():
                 raise RuntimeError("the module's tables are not ready")
             sealed = await self._seal.open(token, params.get(CLIENT_ADDRESS_PARAM))
             ip, via = (sealed, "web") if sealed is not None else (client_ip(), "client")
@@ -207,12 +208,12 @@ class RegistrationHooks:
             )
         except Exception:
             # Never raise here (Synapse would answer 500); the spam check refuses.
-            logger.exception("registration: could not decide on a token; refused, retryable")
-            self._verdicts.put(request_key(asked), UNDECIDED)
+            logger.exception("registration: no verdict on a token; refused, retryable")
+            self._verdicts.put(http_request_key(asked), NO_VERDICT)
             return None
         if claim.outcome == tokens.NOT_OURS:
             return None
-        self._verdicts.put(request_key(claim.localpart or asked), claim)
+        self._verdicts.put(http_request_key(claim.localpart or asked), claim)
         if claim.outcome == tokens.CLAIMED:
             if asked not in (None, claim.localpart):
                 logger.info(
@@ -238,8 +239,8 @@ class RegistrationHooks:
         request_info: Any,
         auth_provider_id: str | None = None,
     ) -> RegistrationBehaviour:
-        verdict = self._verdicts.pop(request_key(username))
-        if isinstance(verdict, Undecided):
+        verdict = self._verdicts.pop(http_request_key(username))
+        if isinstance(verdict, NoVerdict):
             raise self._unavailable("token")
         if verdict is not None and verdict.outcome != tokens.CLAIMED:
             status, errcode, message = _REFUSALS[verdict.outcome]
@@ -272,7 +273,7 @@ class RegistrationHooks:
 
     async def on_user_registration(self, user_id: str) -> None:
         try:
-            if self.tables_ready is not None and not await self.tables_ready():
+            if not await self._tables_ready():
                 return
             localpart = user_id[1:].split(":", 1)[0]
             confirmed = await self._requests.registered(

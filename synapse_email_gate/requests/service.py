@@ -1,10 +1,10 @@
 """The request path: one function shared by the HTML form and the JSON API.
 
-`submit` decides everything that may be said to the requester (IP ban, rate
+`submit` settles everything that may be said to the requester (IP ban, rate
 limits, username and domain problems), records the request, reserves its
 username and answers. The
 email-side work — bans on the address, cooldown, already used, per-address
-limit, token, mail — is decided after the answer, in the next issue batch
+limit, token, mail — is assessed after the answer, in the next issue batch
 (storage/issue.py), so every email-side outcome looks the same from outside, in
 body and in timing. Recording and issuing each run one transaction for all the
 requests waiting for it (storage/group_commit.py).
@@ -62,7 +62,9 @@ class RequestService:
         requests: RequestStore,
         intake: IntakeStore,
         issue: IssueStore,
+        on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_pending` is told about each request that starts waiting for a moderator."""
         self._api = api
         self._config = config
         self._policy = policy
@@ -70,8 +72,7 @@ class RequestService:
         self._requests = requests
         self._intake = intake
         self._issue = issue
-        # Told about each request that starts waiting for a moderator.
-        self.on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None
+        self._on_pending = on_pending
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
@@ -88,8 +89,7 @@ class RequestService:
     async def submit(self, form: RequestInput, ip: str) -> Outcome:
         policy = self._policy.current
         if policy.ip_ban(ip) is not None:
-            self._flood_log.refused("ip_banned")
-            metrics.request_answered(self._api.server_name, "refused", "ip_banned")
+            self._refused("ip_banned", flood=True)
             return outcomes.ip_banned()
         now = self._api.get_current_time_msec()
         limits = self._request_limits(ip)
@@ -114,13 +114,11 @@ class RequestService:
         try:
             email = parse_email(form.email)
         except InvalidEmail as e:
-            logger.info("request refused: reason=invalid_email (%s)", e.reason)
-            metrics.request_answered(self._api.server_name, "refused", "invalid_email")
+            self._refused("invalid_email", e.reason)
             return Refusal(400, outcomes.INVALID_EMAIL, e.message, "email")
         domain_problem = policy.domain_refusal(email)
         if domain_problem is not None:
-            logger.info("request refused: reason=%s", domain_problem)
-            metrics.request_answered(self._api.server_name, "refused", domain_problem)
+            self._refused(domain_problem)
             return _domain_refusal(domain_problem)
 
         request = NewRequest(
@@ -137,8 +135,7 @@ class RequestService:
         )
         refusal = await self._intake.record(request)
         if refusal is not None and refusal.reason == "username_reserved":
-            logger.info("request refused: reason=username_reserved")
-            metrics.request_answered(self._api.server_name, "refused", "username_reserved")
+            self._refused("username_reserved")
             return Refusal(
                 400,
                 "M_USER_IN_USE",
@@ -151,14 +148,14 @@ class RequestService:
             return self._limited(refusal.wait_ms)
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
-        # Decided after the answer, with the next issue batch (no task per request).
-        decided = self._issue.enqueue(self._issue_params(request.id, email))
-        decided.addCallbacks(self._decided, self._not_decided, errbackArgs=(request.id,))
+        # Assessed after the answer, with the next issue batch (no task per request).
+        assessed = self._issue.enqueue(self._issue_params(request.id, email))
+        assessed.addCallbacks(self._assessed, self._not_assessed, errbackArgs=(request.id,))
         return outcomes.ACCEPTED
 
     async def process(self, request_id: str) -> None:
-        """Decide the email side of a recorded request; issue and mail a token if due."""
-        self._decided(await self._issue.issue(self._issue_params(request_id)))
+        """Assess the email side of a recorded request; issue and mail a token if due."""
+        self._assessed(await self._issue.issue(self._issue_params(request_id)))
 
     def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
         policy = self._policy.current
@@ -177,7 +174,7 @@ class RequestService:
             parsed_email=email,
         )
 
-    def _decided(self, issued: IssueOutcome) -> None:
+    def _assessed(self, issued: IssueOutcome) -> None:
         if isinstance(issued, NotIssued):
             logger.info("request %s: no mail, reason=%s", issued.request_id, issued.reason)
             metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
@@ -196,10 +193,10 @@ class RequestService:
             metrics.token_issued(self._api.server_name)
         self._delivery.kick(issued.outbox_id)
 
-    def _not_decided(self, failure: Failure, request_id: str) -> None:
-        # The request stays `received`; the mail sweep decides it later (process_orphans).
+    def _not_assessed(self, failure: Failure, request_id: str) -> None:
+        # The request stays `received`; the mail sweep assesses it later (process_orphans).
         logger.error(
-            "request %s: not decided, retried by the sweep: %s",
+            "request %s: not assessed, retried by the sweep: %s",
             request_id,
             failure.getErrorMessage(),
             exc_info=failure.value,
@@ -216,8 +213,8 @@ class RequestService:
         logger.info("request %s: address confirmed, waiting for a moderator", pending.request_id)
         for outbox_id, _ in notices:
             self._delivery.kick(outbox_id)
-        if self.on_pending is not None:
-            await self.on_pending(pending)
+        if self._on_pending is not None:
+            await self._on_pending(pending)
         return True
 
     async def process_orphans(self) -> None:
@@ -235,16 +232,12 @@ class RequestService:
     async def _check_username(self, raw: str) -> str | Refusal:
         localpart = clean_username(raw, self._api.server_name)
         if not localpart:
-            logger.info("request refused: reason=username_missing")
-            metrics.request_answered(self._api.server_name, "refused", "username_missing")
+            self._refused("username_missing")
             return outcomes.missing_param("username")
         if not localpart.isascii():
             # Synapse refuses these too; refused here before the ban patterns, which
             # cannot match text that is not valid Unicode (a lone surrogate from JSON).
-            logger.info("request refused: reason=username_M_INVALID_USERNAME")
-            metrics.request_answered(
-                self._api.server_name, "refused", "username_M_INVALID_USERNAME"
-            )
+            self._refused("username_M_INVALID_USERNAME")
             return Refusal(
                 400,
                 "M_INVALID_USERNAME",
@@ -255,8 +248,7 @@ class RequestService:
         # database; a flood of banned names is then answered without a query
         # (benchmarks/bench_flood.py).
         if self._policy.current.username_ban(localpart) is not None:
-            self._flood_log.refused("username_banned")
-            metrics.request_answered(self._api.server_name, "refused", "username_banned")
+            self._refused("username_banned", flood=True)
             return Refusal(
                 400,
                 outcomes.USERNAME_BANNED,
@@ -266,8 +258,7 @@ class RequestService:
         try:
             await self._api.check_username(localpart)
         except SynapseError as e:
-            logger.info("request refused: reason=username_%s", e.errcode)
-            metrics.request_answered(self._api.server_name, "refused", f"username_{e.errcode}")
+            self._refused(f"username_{e.errcode}")
             return Refusal(400, e.errcode, str(e.msg), "username")
         return localpart
 
@@ -292,9 +283,19 @@ class RequestService:
             self._empty_until.clear()
         self._empty_until[key] = (until, bucket)
 
+    def _refused(self, reason: str, detail: str | None = None, *, flood: bool = False) -> None:
+        """Log and count one refusal. `flood`: one a flood repeats thousands of times a
+        second, logged at most once a second (FloodLog); every one is counted."""
+        if flood:
+            self._flood_log.refused(reason)
+        elif detail is not None:
+            logger.info("request refused: reason=%s (%s)", reason, detail)
+        else:
+            logger.info("request refused: reason=%s", reason)
+        metrics.request_answered(self._api.server_name, "refused", reason)
+
     def _limited(self, wait_ms: int) -> Refusal:
-        self._flood_log.refused("rate_limited")
-        metrics.request_answered(self._api.server_name, "refused", "rate_limited")
+        self._refused("rate_limited", flood=True)
         return outcomes.rate_limited(math.ceil(wait_ms / 1000))
 
 
@@ -343,7 +344,7 @@ class FloodLog:
     """At most one line per second per refusal reason that a flood can repeat.
 
     Under a flood the same refusal comes thousands of times a second; writing
-    each to the log cost more than deciding it (benchmarks/bench_flood.py). The
+    each to the log cost more than answering it (benchmarks/bench_flood.py). The
     first refusal of a second is logged at once, the rest are counted into the
     next line; the metrics count every one.
     """

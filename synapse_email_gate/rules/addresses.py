@@ -11,7 +11,7 @@ Local parts must be ASCII.  Internationalised local parts need SMTPUTF8 all
 the way to the recipient, which many relays lack, and they widen the room for
 look-alike addresses; IDNA *domains* are fine and are kept in ASCII form.
 
-Normalisation (``ParsedEmail.normalised``) decides when two addresses are the
+Normalisation (``ParsedEmail.normalised``) says when two addresses are the
 same person, for cooldowns, one-account-per-address and bans:
 
 * everything is lowercased, the local part too.  RFC 5321 allows

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 import re2
 
-logger = logging.getLogger(__name__)
+from synapse_email_gate.rules.matrix_ids import is_user_id
 
-_PLAIN_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
+logger = logging.getLogger(__name__)
 
 # Local users that a regex which matches "everyone" matches too. A real entry
 # (`@team-.*:…`, `@(alice|bob):…`) misses at least one of them.
@@ -31,7 +31,7 @@ _PROBE_LOCALPARTS = ("x", "zz9-._=/+q", "0")
 
 def is_plain_user_id(entry: str) -> bool:
     """A moderator entry is an exact Matrix ID when it looks like one, else a regex."""
-    return bool(_PLAIN_ID.match(entry))
+    return is_user_id(entry)
 
 
 def is_local_user(user_id: str, server_name: str) -> bool:

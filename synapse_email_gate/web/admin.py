@@ -1,7 +1,7 @@
-"""Admin API under /_synapse/client/email_gate/admin/ (Bearer token of a moderator).
+"""Admin API under /_synapse/client/email_gate/admin/ (a moderator's access token).
 
 Routes are listed in ADMIN_ROUTES and documented in docs/admin-api.md. Every
-handler authenticates, calls AdminService, and answers JSON.
+handler authenticates, calls ModerationService, and answers JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation.moderators import Moderators
-from synapse_email_gate.moderation.service import AdminError, AdminService
+from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.web.http import (
     JsonProblem,
     parse_json_object,
@@ -39,7 +39,7 @@ class AdminHandlers:
         self,
         api: ModuleApi,
         moderators: Moderators,
-        service: AdminService,
+        service: ModerationService,
         page: jinja2.Template,
         page_vars: dict[str, object],
     ) -> None:

@@ -23,12 +23,10 @@ should set.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
 import re
-import secrets
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
@@ -41,8 +39,8 @@ from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
 from twisted.web.http_headers import Headers
 
+from synapse_email_gate.config.durations import format_utc
 from synapse_email_gate.config.pages import PagesConfig
-from synapse_email_gate.mail.compose import format_utc
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
@@ -59,10 +57,13 @@ from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import RequestStore, TokenDetails
 from synapse_email_gate.web.http import (
+    CSRF_COOKIE,
     JsonProblem,
     content_type,
-    cookie,
+    csrf_cookie,
+    csrf_matches,
     form_fields,
+    new_csrf,
     parse_json_object,
     query_param,
     read_body,
@@ -76,7 +77,6 @@ from synapse_email_gate.web.resource import BASE_PATH
 logger = logging.getLogger(__name__)
 
 REGISTER_TEMPLATE = "email_gate_register.html"
-CSRF_COOKIE = "email_gate_csrf"
 DUMMY_STAGE = "m.login.dummy"
 MAX_PASSWORD = 512
 # Synapse's answers to /register are small; anything larger is not one.
@@ -131,9 +131,9 @@ class FinishHandlers:
     async def landing(self, request: SynapseRequest) -> None:
         lang = self._kit.language(request)
         token = (query_param(request, "token") or "").strip()
-        csrf = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if not _CSRF_SHAPE.match(csrf):
-            csrf = secrets.token_urlsafe(24)
+            csrf = new_csrf()
         await self._render(request, lang, token, csrf, set_cookie=True)
 
     async def _details(self, token: str) -> TokenDetails | None:
@@ -207,39 +207,38 @@ class FinishHandlers:
     async def submit(self, request: SynapseRequest) -> None:
         body = read_body(request)
         fields = form_fields(body or b"")
-        lang = self._form_language(request, fields.get("lang"))
+        lang = self._kit.language(request, fields.get("lang"))
         token = fields.get("token", "").strip()[:64]
         translate = self._kit.translator(lang)
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if (
             body is None
             or content_type(request) != "application/x-www-form-urlencoded"
             or not self._config.web_registration.enabled
         ):
-            await self._render(request, lang, token, secrets.token_urlsafe(24), set_cookie=True)
+            await self._render(request, lang, token, new_csrf(), set_cookie=True)
             return
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
-            csrf = secrets.token_urlsafe(24)
+        if not csrf_matches(request, fields):
             error = translate("errors.EMAIL_GATE_CSRF")
             await self._render(
-                request, lang, token, csrf, set_cookie=True, form_error=error, status=400
+                request, lang, token, new_csrf(), set_cookie=True, form_error=error, status=400
             )
             return
         details = await self._details(token)
         if details is None or not details.usable:
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
             return
         ip = request_client_ip(request, self._trusted_proxies)
         if self._policy.current.ip_ban(ip) is not None:
             logger.info("web registration refused: reason=ip_banned")
             error = translate("errors.registration_refused")
-            await self._render(request, lang, token, csrf_cookie, form_error=error, status=403)
+            await self._render(request, lang, token, csrf, form_error=error, status=403)
             return
 
         password = fields.get("password", "")
         errors = await self._check_form(fields, password, details.localpart, lang)
         if errors:
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
             return
         wait_ms = await self._take_limit(ip)
         if wait_ms:
@@ -250,7 +249,7 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=error,
                 status=429,
                 retry_after_s=seconds,
@@ -268,10 +267,10 @@ class FinishHandlers:
             return
         logger.info("web registration for %r not made: %s", details.localpart, result.reason)
         if result.reason == "token":
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
         elif result.reason == "password":
             errors = {"password": translate("errors.password_weak")}
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
         else:
             if result.reason == "busy":
                 message = translate("errors.registration_busy", seconds=result.retry_after_s)
@@ -285,7 +284,7 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=message,
                 status=status,
                 retry_after_s=retry,
@@ -298,11 +297,6 @@ class FinishHandlers:
             self._policy.current.rate_limits.web_registration,
             self._api.get_current_time_msec(),
         )
-
-    def _form_language(self, request: SynapseRequest, field: str | None) -> str:
-        if field and self._kit.translations.known(field):
-            return self._kit.translations.negotiate(field)
-        return self._kit.language(request)
 
     async def _check_form(
         self, fields: Mapping[str, str], password: str, localpart: str, lang: str
@@ -384,6 +378,8 @@ class FinishHandlers:
 
 def password_score(password: str, user_inputs: list[str]) -> int:
     """zxcvbn's estimate, 0 to 4, of how hard the password is to guess."""
+    # Here, not at the top: zxcvbn loads its dictionaries on import, which only
+    # web registrations with a password score need.
     from zxcvbn import zxcvbn
 
     result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=user_inputs)

@@ -190,7 +190,7 @@ def test_options_work_before_and_after_the_command() -> None:
 
 def test_create_token_flag_names_the_new_token_not_the_access_token() -> None:
     args = build_parser().parse_args(["--token", "access", "tokens", "create", "--token", "mine"])
-    assert args.token == "access" and args.new_token == "mine"
+    assert args.access_token == "access" and args.new_token == "mine"
 
 
 def test_server_url_forms() -> None:
@@ -269,7 +269,7 @@ def test_bad_token_sources_are_usage_errors(
     base = ["--server", api.url]
     assert main([*base, "--token", "a", "--token-file", "f", "reload"]) == 2
     assert main([*base, "--token-file", str(tmp_path / "missing"), "reload"]) == 2
-    assert "cannot read the token file" in capsys.readouterr().err
+    assert "cannot read the access token file" in capsys.readouterr().err
     assert main([*base, "--token", "two words", "reload"]) == 2
     assert main([*base, "--token", "line\nbreak", "reload"]) == 2
     assert api.calls == []

@@ -538,6 +538,14 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"approval_notify_emails": ["mods"]}, "approval_notify_emails", "'mods'"),
     ({"approval_notify_emails": "mods@example.org"}, "approval_notify_emails", "list"),
     ({"moderation_room": "mods"}, "moderation_room", "'mods'"),
+    # One room rule for every key: the server name is a host name (and port), as in
+    # after_registration.join_rooms.
+    ({"moderation_room": "#mods:example.org/x"}, "moderation_room", "'#mods:example.org/x'"),
+    (
+        {"smtp": {"username": "gate", "password": "pw", "password_file": MISSING}},
+        "smtp.password_file",
+        "either password or password_file, not both",
+    ),
     ({"bot_localpart": "Email Gate"}, "bot_localpart", "'Email Gate'"),
     ({"mail_retry_initial": "2d"}, "mail_retry_initial", "mail_retry_for"),
     ({"mail_sweep_interval": "100ms"}, "mail_sweep_interval", "at least 500ms"),

@@ -1,6 +1,6 @@
 """The registration callbacks without Synapse: the verdict handed from the username
 callback to the spam check of the same request, and the refusals when the module
-cannot decide (a database error, a ban check that fails)."""
+cannot check a registration (a database error, a ban check that fails)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from synapse.spam_checker_api import RegistrationBehaviour
 from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests.client_address import AddressSeal
-from synapse_email_gate.requests.registration import UNDECIDED, RegistrationHooks, Verdicts
+from synapse_email_gate.requests.registration import NO_VERDICT, RegistrationHooks, Verdicts
 from synapse_email_gate.storage import tokens
 from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.state import StateStore
 from synapse_email_gate.storage.tokens import TokenStore
-from tests.unit.test_challenge import FakeApi
+from tests.unit.fake_api import FakeApi
 
 NOW = 1_800_000_000_000
 TOKEN_STAGE = "m.login.registration_token"
@@ -73,11 +73,15 @@ def api(tmp_path: Path) -> Api:
     return Api(tmp_path / "hooks.db")
 
 
+async def tables_ready() -> bool:
+    return True
+
+
 def hooks(api: Api, live: LivePolicy | None = None) -> RegistrationHooks:
     runner = Runner(api)  # type: ignore[arg-type]
     seal = AddressSeal(api, StateStore(runner))  # type: ignore[arg-type]
     stores = TokenStore(runner), RequestStore(runner)
-    return RegistrationHooks(api, live or policy(), seal, *stores)  # type: ignore[arg-type]
+    return RegistrationHooks(api, live or policy(), seal, *stores, tables_ready)  # type: ignore[arg-type]
 
 
 def make_invite(api: Api, token: str, uses: int) -> None:
@@ -173,17 +177,17 @@ def test_tokens_that_are_not_ours_are_left_to_synapse(api: Api) -> None:
 def test_verdicts_live_only_their_time() -> None:
     now = [0.0]
     verdicts = Verdicts(ttl_s=10, clock=lambda: now[0])
-    verdicts.put("a", UNDECIDED)
+    verdicts.put("a", NO_VERDICT)
     now[0] = 5
-    verdicts.put("b", UNDECIDED)
+    verdicts.put("b", NO_VERDICT)
     now[0] = 11
     assert verdicts.pop("a") is None  # expired
-    verdicts.put("c", UNDECIDED)  # drops what expired ("a" is gone already)
+    verdicts.put("c", NO_VERDICT)  # drops what expired ("a" is gone already)
     assert len(verdicts) == 2
     now[0] = 16
-    verdicts.put("d", UNDECIDED)  # "b" expired at 15
+    verdicts.put("d", NO_VERDICT)  # "b" expired at 15
     assert len(verdicts) == 2
-    assert verdicts.pop("c") == UNDECIDED
+    assert verdicts.pop("c") == NO_VERDICT
     assert verdicts.pop("c") is None  # read once
 
 

@@ -5,15 +5,9 @@ not caught by the folding."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
-from synapse.module_api.errors import ConfigError
 
-from synapse_email_gate import EmailGate
-from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
-from synapse_email_gate.config.reader import Section
-from synapse_email_gate.policy.compiled import Policy
 from synapse_email_gate.rules.usernames import UsernamePatterns, fold_name, lookalike_variant
 
 BANS = ["admin", "^root$", "nazi", "(?i)^abuse$", "^postmaster$", "hitler", "^support$"]
@@ -194,33 +188,3 @@ def test_variants_stay_linear_and_the_set_stays_one_automaton() -> None:
     assert len(patterns) == 2_000  # sources are the bans as written
     assert patterns.first_match("w0rd1999") == "^word1999$"
     assert patterns.first_match("x" * 10_000) is None
-
-
-def _policy_lists(raw: dict[str, Any]) -> PolicyLists:
-    section = Section(raw, "")
-    lists = PolicyLists.from_section(section)
-    section.finish()
-    return lists
-
-
-def test_the_mode_is_a_policy_key_and_later_layers_win() -> None:
-    home = _policy_lists({"banned_usernames": ["^root$"], "banned_usernames_lookalikes": "off"})
-    assert home.banned_usernames_lookalikes == "off"
-    assert not Policy.build([home], 0).username_ban("r00t")
-    file_layer = _policy_lists({"banned_usernames_lookalikes": "literal"})
-    assert Policy.build([home, file_layer], 0).username_ban("r00t") == "^root$"
-    # YAML reads a bare `off` as false.
-    assert _policy_lists({"banned_usernames_lookalikes": False}).banned_usernames_lookalikes == (
-        "off"
-    )
-    default = PolicyLists(banned_usernames=(BanEntry("^root$"),))
-    assert default.banned_usernames_lookalikes is None
-    assert Policy.build([default], 0).username_ban("r00t") == "^root$"  # on by default
-
-
-@pytest.mark.parametrize("value", ["some", "", True, 3, ["literal"]])
-def test_a_bad_mode_is_a_config_error_naming_the_key(value: object) -> None:
-    with pytest.raises(ConfigError) as caught:
-        EmailGate.parse_config({"banned_usernames_lookalikes": value})
-    assert "banned_usernames_lookalikes" in str(caught.value)
-    assert "literal, all, off" in str(caught.value)
