@@ -2,7 +2,7 @@
 
 Module: Synapse with the module on a database already holding N requests and N
 addresses (inserted by one bulk SQL statement per table before Synapse starts;
-schema from synapse_email_gate/schema.py), on SQLite and on PostgreSQL; the two
+schema from synapse_email_gate/storage/schema.py), on SQLite and on PostgreSQL; the two
 servers of a database run side by side and sequential accepted requests
 alternate between them request by request. Figure: median answer latency;
 target: the median at 1,000,000 ≤ 1.2x the median at 1,000.

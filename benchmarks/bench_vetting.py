@@ -16,9 +16,9 @@ import time
 
 from common import Context, Result, fmt_us, make_corpus, median, say, spread
 
-from synapse_email_gate.patterns import lookalike_variant
-from synapse_email_gate.policy import Policy
-from synapse_email_gate.policy_lists import BanEntry, PolicyLists
+from synapse_email_gate.config.policy_lists import BanEntry, PolicyLists
+from synapse_email_gate.policy.compiled import Policy
+from synapse_email_gate.rules.usernames import lookalike_variant
 
 
 def _per_call(fn, names: list[str]) -> list[float]:  # type: ignore[no-untyped-def]

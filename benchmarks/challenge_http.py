@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 
@@ -50,7 +50,7 @@ class Client:
         assert status == 200, got
         return {
             "challenge": got["challenge"],
-            "nonce": challenge.solve(got["challenge"], got["difficulty"]),
+            "nonce": proof_of_work.solve(got["challenge"], got["difficulty"]),
         }
 
 
@@ -113,7 +113,7 @@ def main() -> None:
         for _ in range(n):
             c = gc.solved()["challenge"]
             nonce = 0
-            while challenge.meets_difficulty(challenge.hash_solution(c, str(nonce)), 8):
+            while proof_of_work.meets_difficulty(proof_of_work.hash_solution(c, str(nonce)), 8):
                 nonce += 1
             wrong.append({"challenge": c, "nonce": str(nonce)})
         measure(gc, 20, lambda i: {"username": "w", "email": "w@example.org"}, 400)

@@ -2,7 +2,7 @@
 
 Serves the module's static files and a bare page from 127.0.0.1 (a secure
 context, so WebCrypto is there), issues real challenges with
-synapse_email_gate.challenge, and lets the page's own solver
+synapse_email_gate.rules.proof_of_work, and lets the page's own solver
 (email_gate_challenge.js + email_gate_pow_worker.js) solve them.
 
     .venv/bin/python benchmarks/challenge_solve.py                 # difficulties 16-20
@@ -31,7 +31,7 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 
 STATIC = Path(__file__).resolve().parents[1] / "synapse_email_gate" / "static"
 CHROMIUM_ARGS = [
@@ -109,7 +109,7 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    key = challenge.derive_key(secrets.token_bytes(32))
+    key = proof_of_work.derive_key(secrets.token_bytes(32))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
@@ -123,17 +123,17 @@ def main() -> None:
                 engines: set[str] = set()
                 hashes, cpu_before = 0, descendants_cpu_s()
                 for _ in range(args.runs):
-                    issued = challenge.issue(key, int(time.time() * 1000), 600_000, bits)
+                    issued = proof_of_work.issue(key, int(time.time() * 1000), 600_000, bits)
                     result = page.evaluate(
                         """([c, d, w, engine]) => EmailGateChallenge.solve(
                             "/static/email_gate_pow_worker.js", c, d, null,
                             {workers: w || undefined, engine: engine})""",
                         [issued.challenge, bits, args.workers, args.engine],
                     )
-                    outcome = challenge.verify(
+                    outcome = proof_of_work.verify(
                         key, issued.challenge, result["nonce"], int(time.time() * 1000)
                     )
-                    assert isinstance(outcome, challenge.Solved), outcome
+                    assert isinstance(outcome, proof_of_work.Solved), outcome
                     times.append(result["ms"] / 1000)
                     engines.add(result["engine"])
                     rates.append(result["hashes"] / max(result["ms"], 1) * 1000)

@@ -1,4 +1,4 @@
-"""Server-side cost of checking a challenge solution (challenge.verify), per outcome.
+"""Server-side cost of checking a challenge solution (rules.proof_of_work.verify), per outcome.
 
     .venv/bin/python benchmarks/challenge_verify.py [-n 20000]
 
@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 
 NOW = 1_700_000_000_000
 
@@ -36,23 +36,23 @@ def main() -> None:
     parser.add_argument("-n", "--runs", type=int, default=20000)
     parser.add_argument("-d", "--difficulty", type=int, default=16)
     args = parser.parse_args()
-    key = challenge.derive_key(secrets.token_bytes(32))
-    issued = challenge.issue(key, NOW, 600_000, args.difficulty)
+    key = proof_of_work.derive_key(secrets.token_bytes(32))
+    issued = proof_of_work.issue(key, NOW, 600_000, args.difficulty)
     c = issued.challenge
-    nonce = challenge.solve(c, args.difficulty)
+    nonce = proof_of_work.solve(c, args.difficulty)
     wrong = "0"
-    while challenge.meets_difficulty(challenge.hash_solution(c, wrong), args.difficulty):
+    while proof_of_work.meets_difficulty(proof_of_work.hash_solution(c, wrong), args.difficulty):
         wrong += "0"
     forged = c[:-1] + ("A" if c[-1] != "A" else "B")
     cases: dict[str, Callable[[], object]] = {
-        "valid solution": lambda: challenge.verify(key, c, nonce, NOW),
-        "garbage": lambda: challenge.verify(key, "v1.nonsense", nonce, NOW),
-        "forged MAC": lambda: challenge.verify(key, forged, nonce, NOW),
-        "expired": lambda: challenge.verify(key, c, nonce, NOW + 600_000),
-        "wrong nonce": lambda: challenge.verify(key, c, wrong, NOW),
-        "issue": lambda: challenge.issue(key, NOW, 600_000, args.difficulty),
+        "valid solution": lambda: proof_of_work.verify(key, c, nonce, NOW),
+        "garbage": lambda: proof_of_work.verify(key, "v1.nonsense", nonce, NOW),
+        "forged MAC": lambda: proof_of_work.verify(key, forged, nonce, NOW),
+        "expired": lambda: proof_of_work.verify(key, c, nonce, NOW + 600_000),
+        "wrong nonce": lambda: proof_of_work.verify(key, c, wrong, NOW),
+        "issue": lambda: proof_of_work.issue(key, NOW, 600_000, args.difficulty),
     }
-    assert isinstance(cases["valid solution"](), challenge.Solved)
+    assert isinstance(cases["valid solution"](), proof_of_work.Solved)
     for name, fn in cases.items():
         timed(fn, 1000)  # warm up
         median, p99 = timed(fn, args.runs)

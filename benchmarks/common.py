@@ -508,7 +508,7 @@ def _seed_statements(rows: int, now_ms: int, series: str) -> list[str]:
 
 
 def seed_sqlite(path: Path, rows: int) -> None:
-    from synapse_email_gate.schema import _TABLES
+    from synapse_email_gate.storage.schema import _TABLES
 
     now_ms = int(time.time() * 1000)
     conn = sqlite3.connect(path)
@@ -528,7 +528,7 @@ def seed_sqlite(path: Path, rows: int) -> None:
 
 
 def seed_postgres(cluster: PostgresCluster, db_name: str, rows: int) -> None:
-    from synapse_email_gate.schema import _TABLES
+    from synapse_email_gate.storage.schema import _TABLES
 
     now_ms = int(time.time() * 1000)
     conn = cluster.connect(db_name)

@@ -38,6 +38,10 @@ echo "==> ruff format --check synapse_email_gate tests"
 ruff format --check synapse_email_gate tests
 echo "==> mypy"
 mypy
+echo "==> lint-imports (the layers: pyproject.toml [tool.importlinter])"
+lint-imports --no-logo --no-cache
+echo "==> vulture (dead code; used-from-outside names in vulture_whitelist.py)"
+vulture
 echo "==> pytest"
 rm -rf test-artifacts
 # A hung test must not eat CI's whole budget: per-test timeout when pytest-timeout is there.

@@ -6,9 +6,9 @@ import logging
 
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import store
-from synapse_email_gate.config import GateConfig
-from synapse_email_gate.live_policy import LivePolicy
+from synapse_email_gate.config.gate import GateConfig
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.storage.requests import RequestStore
 
 logger = logging.getLogger(__name__)
 
@@ -16,10 +16,13 @@ _MAX_REFILL_MS = 30 * 86_400_000
 
 
 class Housekeeping:
-    def __init__(self, api: ModuleApi, config: GateConfig, policy: LivePolicy) -> None:
+    def __init__(
+        self, api: ModuleApi, config: GateConfig, policy: LivePolicy, requests: RequestStore
+    ) -> None:
         self._api = api
         self._config = config
         self._policy = policy
+        self._requests = requests
 
     def bucket_refill_ms(self) -> int:
         """The longest time any bucket takes to fill up from empty."""
@@ -33,9 +36,7 @@ class Housekeeping:
 
     async def purge(self) -> None:
         retention = self._config.retention
-        deleted = await self._api.run_db_interaction(
-            "email_gate_purge",
-            store.purge_txn,
+        deleted = await self._requests.purge(
             self._api.get_current_time_msec(),
             retention.unfinished_ms,
             retention.finished_ms,

@@ -54,7 +54,7 @@ REQUESTS = _make(
 PROCESSED = _make(
     Counter,
     "requests_processed",
-    "Accepted requests decided after the answer: issued, or suppressed with a reason code.",
+    "Accepted requests assessed after the answer: issued, or suppressed with a reason code.",
     ("outcome", "reason"),
 )
 TOKENS_ISSUED = _make(

@@ -18,28 +18,37 @@ from synapse.module_api.errors import ConfigError
 from synapse.util.async_helpers import ObservableDeferred
 from twisted.internet import reactor
 
-from synapse_email_gate import log_redaction
-from synapse_email_gate.admin_service import AdminService
-from synapse_email_gate.after_registration import AfterRegistration
-from synapse_email_gate.asyncio_bridge import AsyncioThread
-from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.client_address import AddressSeal
-from synapse_email_gate.config import GateConfig, check_moderators
-from synapse_email_gate.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.config.gate import GateConfig, check_moderators
+from synapse_email_gate.config.i18n import Translations
+from synapse_email_gate.config.listeners import warn_about_forwarding
 from synapse_email_gate.housekeeping import Housekeeping
-from synapse_email_gate.i18n import Translations
-from synapse_email_gate.listeners import warn_about_forwarding
-from synapse_email_gate.live_policy import LivePolicy
-from synapse_email_gate.mail import MailComposer
-from synapse_email_gate.moderation_room import ModerationRoom
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.policy_sync import PolicySync
-from synapse_email_gate.registration import RegistrationHooks
-from synapse_email_gate.revocation import SYSTEM_ACTOR, Revoker
-from synapse_email_gate.schema import create_schema
-from synapse_email_gate.service import RequestService
-from synapse_email_gate.store import PendingRequest
-from synapse_email_gate.web.admin import AdminHandlers, Moderators
+from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
+from synapse_email_gate.mail.compose import MailComposer
+from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.moderation.moderators import Moderators
+from synapse_email_gate.moderation.room import ModerationRoom
+from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
+from synapse_email_gate.policy.sync import PolicySync
+from synapse_email_gate.requests import log_redaction, outcomes
+from synapse_email_gate.requests.after_registration import AfterRegistration
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.registration import RegistrationHooks
+from synapse_email_gate.requests.service import RequestService
+from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.intake import IntakeStore
+from synapse_email_gate.storage.issue import IssueStore
+from synapse_email_gate.storage.moderation import ModerationStore
+from synapse_email_gate.storage.outbox import OutboxStore
+from synapse_email_gate.storage.requests import RequestStore
+from synapse_email_gate.storage.runner import Runner
+from synapse_email_gate.storage.schema import SchemaStore
+from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.tokens import TokenStore
+from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
 from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
@@ -59,6 +68,12 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
         self._api = api
         self._config = config
+        db = Runner(api)
+        self._schema_store = SchemaStore(db)
+        state = StateStore(db)
+        moderation = ModerationStore(db)
+        tokens = TokenStore(db)
+        requests = RequestStore(db)
         log_redaction.install()
         warn_about_forwarding(api)
         self._policy = LivePolicy(
@@ -66,9 +81,13 @@ class EmailGate:
         )
         privacy = config.privacy
         self._revoker = Revoker(
-            api, self._policy, privacy.hash_secret if privacy.hash_emails else None
+            api,
+            self._policy,
+            privacy.hash_secret if privacy.hash_emails else None,
+            moderation,
+            requests,
         )
-        self._policy_sync = PolicySync(api, self._policy, self._revoker)
+        self._policy_sync = PolicySync(self._policy, self._revoker, state, moderation)
         self._bridge = AsyncioThread(reactor)
         pages_config = config.pages
         translations = Translations.load(
@@ -90,21 +109,49 @@ class EmailGate:
             self._bridge,
             RetryPolicy(config.mail_retry_for_ms, config.mail_retry_initial_ms),
             forget_addresses=config.privacy.hash_emails,
+            queue=OutboxStore(db),
         )
-        self._service = RequestService(api, config, self._policy, self._delivery)
         after = AfterRegistration(
-            api, pages_config.after_registration, pages_config.default_language
+            api, pages_config.after_registration, pages_config.default_language, requests
         )
-        seal = AddressSeal(api)
-        hooks = RegistrationHooks(api, self._policy, seal, after.run if after.active else None)
-        hooks.tables_ready = self._schema_ready
+        seal = AddressSeal(api, state)
+        hooks = RegistrationHooks(
+            api,
+            self._policy,
+            seal,
+            tokens,
+            requests,
+            self._schema_ready,
+            after.run if after.active else None,
+        )
         hooks.register()
 
         self._schema = ObservableDeferred(
             api.run_as_background_process("email_gate_schema", self._create_schema),
             consumeErrors=True,
         )
-        challenges = ChallengeGate(api, config.challenge)
+        moderators = Moderators(api, config.moderators, moderation)
+        moderation_service = ModerationService(
+            api,
+            self._policy_sync,
+            self._delivery,
+            config.token_lifetime_ms,
+            moderation,
+            tokens,
+            requests,
+        )
+        self._room = self._moderation_room(moderation_service, moderators, state)
+        self._service = RequestService(
+            api,
+            config,
+            self._policy,
+            self._delivery,
+            requests,
+            IntakeStore(db),
+            IssueStore(db, lambda: self._policy.current.email_ban),
+            on_pending=self._room.announce_pending if self._room is not None else None,
+        )
+        challenges = ChallengeGate(api, config.challenge, state)
         pages = RequestHandlers(
             api,
             self._service,
@@ -122,24 +169,22 @@ class EmailGate:
             self._policy,
             IpRules.compile(config.trusted_proxies),
             seal,
-        )
-        moderators = Moderators(api, config.moderators)
-        admin_service = AdminService(
-            api, self._policy_sync, self._delivery, config.token_lifetime_ms
+            BucketStore(db),
+            requests,
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
+            api,
             moderators,
-            admin_service,
+            moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        self._room = self._moderation_room(admin_service, moderators)
         routes: dict[tuple[str, str], Handler] = {
             ("GET", ""): self._when_ready(pages.page),
             ("POST", ""): self._when_ready(pages.form_post),
             ("POST", "api/request"): self._when_ready(pages.api_request),
-            ("GET", "api/challenge"): self._when_ready(challenges.fetch),
+            ("GET", "api/challenge"): self._when_ready(pages.challenge),
             ("GET", "register"): self._when_ready(finish.landing),
             ("POST", "register"): self._when_ready(finish.submit),
             ("GET", "verify"): self._when_ready(pages.verify_page),
@@ -161,7 +206,7 @@ class EmailGate:
         api.looping_background_call(
             self._sweep, config.mail_sweep_interval_ms, desc="email_gate_sweep"
         )
-        housekeeping = Housekeeping(api, config, self._policy)
+        housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
             self._when_schema(housekeeping.purge),
             config.retention.purge_interval_ms,
@@ -176,7 +221,7 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: AdminService, moderators: Moderators
+        self, service: ModerationService, moderators: Moderators, state: StateStore
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -186,17 +231,13 @@ class EmailGate:
             self._config.bot_localpart,
             service,
             moderators,
+            state,
         )
         room.register()
-
-        async def announce(pending: PendingRequest) -> None:
-            await room.announce_pending(pending.request_id, pending.localpart, pending.statement)
-
-        self._service.on_pending = announce
         return room
 
     async def _create_schema(self) -> bool:
-        await self._api.run_db_interaction("email_gate_create_schema", create_schema)
+        await self._schema_store.create()
         await self._policy_sync.follow()
         if self._api.should_run_background_tasks():
             # Bans in homeserver.yaml may have changed with this start.
@@ -226,7 +267,7 @@ class EmailGate:
                 respond_json(
                     request,
                     503,
-                    {"errcode": "EMAIL_GATE_UNAVAILABLE", "error": "Not ready; see the server log"},
+                    {"errcode": outcomes.UNAVAILABLE, "error": "Not ready; see the server log"},
                 )
 
         return wrapped

@@ -1,1 +1,1 @@
-"""HTTP resources of the module, mounted under /_synapse/client/email_gate."""
+"""HTTP: router, responses, pages, request API, token landing, registration, admin API."""

@@ -1,7 +1,7 @@
-"""Admin API under /_synapse/client/email_gate/admin/ (Bearer token of a moderator).
+"""Admin API under /_synapse/client/email_gate/admin/ (a moderator's access token).
 
 Routes are listed in ADMIN_ROUTES and documented in docs/admin-api.md. Every
-handler authenticates, calls AdminService, and answers JSON.
+handler authenticates, calls ModerationService, and answers JSON.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import admin_store
-from synapse_email_gate.admin_service import AdminError, AdminService
-from synapse_email_gate.moderator_rules import ModeratorRules, is_local_user
+from synapse_email_gate.moderation.moderators import Moderators
+from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.web.http import (
     JsonProblem,
     parse_json_object,
@@ -31,62 +30,6 @@ from synapse_email_gate.web.http import (
 logger = logging.getLogger(__name__)
 
 
-class Moderators:
-    """Who may moderate: local server admins, and local users matched by
-    `moderators` (config or stored). Users of other servers never moderate."""
-
-    def __init__(self, api: ModuleApi, entries: tuple[str, ...]) -> None:
-        self._api = api
-        self._config_entries = entries
-        self._compiled: tuple[tuple[str, ...], ModeratorRules] | None = None
-
-    async def _rules(self) -> ModeratorRules:
-        stored = await self._api.run_db_interaction(
-            "email_gate_moderators", admin_store.list_moderators_txn
-        )
-        entries = (*self._config_entries, *(row["entry"] for row in stored))
-        if self._compiled is None or self._compiled[0] != entries:
-            rules = ModeratorRules(entries, self._api.server_name)
-            for entry, problem in rules.problems.items():
-                logger.warning("moderator entry %r ignored: %s", entry, problem)
-            self._compiled = (entries, rules)
-        return self._compiled[1]
-
-    async def may_moderate(self, user_id: str) -> bool:
-        if not is_local_user(user_id, self._api.server_name):
-            return False
-        if (await self._rules()).matches(user_id):
-            return True
-        return bool(await self._api.is_user_admin(user_id))
-
-    async def not_moderating(self, user_ids: list[str]) -> list[str]:
-        """The users among `user_ids` who may not moderate."""
-        rules = await self._rules()
-        server = self._api.server_name
-        outsiders = []
-        for user_id in user_ids:
-            local = is_local_user(user_id, server)
-            if not local or not (rules.matches(user_id) or await self._api.is_user_admin(user_id)):
-                outsiders.append(user_id)
-        return outsiders
-
-    async def authenticate(self, request: SynapseRequest) -> str | None:
-        """The moderator's user ID, or None after answering 401/403."""
-        if not request.requestHeaders.hasHeader(b"Authorization"):
-            respond_json(request, 401, {"errcode": "M_MISSING_TOKEN", "error": "Missing token"})
-            return None
-        try:
-            requester = await self._api.get_user_by_req(request)
-        except SynapseError as e:
-            respond_json(request, e.code, {"errcode": e.errcode, "error": e.msg})
-            return None
-        user_id = requester.user.to_string()
-        if not await self.may_moderate(user_id):
-            respond_json(request, 403, {"errcode": "M_FORBIDDEN", "error": "Not a moderator"})
-            return None
-        return user_id
-
-
 Body = dict[str, Any]
 Action = Callable[[str, list[str], Body, SynapseRequest], Awaitable[tuple[int, object]]]
 
@@ -94,11 +37,13 @@ Action = Callable[[str, list[str], Body, SynapseRequest], Awaitable[tuple[int, o
 class AdminHandlers:
     def __init__(
         self,
+        api: ModuleApi,
         moderators: Moderators,
-        service: AdminService,
+        service: ModerationService,
         page: jinja2.Template,
         page_vars: dict[str, object],
     ) -> None:
+        self._api = api
         self._moderators = moderators
         self._service = service
         self._page = page.render(**page_vars)
@@ -131,6 +76,22 @@ class AdminHandlers:
         """The review page; it signs in with the moderator's Matrix account itself."""
         respond_html(request, 200, self._page)
 
+    async def _authenticate(self, request: SynapseRequest) -> str | None:
+        """The moderator's user ID, or None after answering 401/403."""
+        if not request.requestHeaders.hasHeader(b"Authorization"):
+            respond_json(request, 401, {"errcode": "M_MISSING_TOKEN", "error": "Missing token"})
+            return None
+        try:
+            requester = await self._api.get_user_by_req(request)
+        except SynapseError as e:
+            respond_json(request, e.code, {"errcode": e.errcode, "error": e.msg})
+            return None
+        user_id = requester.user.to_string()
+        if not await self._moderators.may_moderate(user_id):
+            respond_json(request, 403, {"errcode": "M_FORBIDDEN", "error": "Not a moderator"})
+            return None
+        return user_id
+
     async def handle(self, request: SynapseRequest) -> None:
         method = request.method.decode("ascii", errors="replace")
         segments = path_segments(request.postpath or [])[1:]  # drop the leading "admin"
@@ -148,7 +109,7 @@ class AdminHandlers:
             status, error = (405, "Method not allowed") if path_known else (404, "Unknown path")
             respond_json(request, status, {"errcode": "M_UNRECOGNIZED", "error": error})
             return
-        actor = await self._moderators.authenticate(request)
+        actor = await self._authenticate(request)
         if actor is None:
             return
         action, params = chosen

@@ -17,18 +17,16 @@ every web registration. So the page resolves the person's address itself
 (through `trusted_proxies`, as the request page does), refuses a banned one,
 applies its own per-person limit (`rate_limits.web_registration`), and passes
 the address, sealed, in the `/register` body for the registration callback to
-record with the account (client_address.py). docs/pages.md says what admins
+record with the account (requests/client_address.py). docs/pages.md says what admins
 should set.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
 import re
-import secrets
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
@@ -41,28 +39,31 @@ from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
 from twisted.web.http_headers import Headers
 
-from synapse_email_gate import outcomes, store
-from synapse_email_gate.client_address import PARAM as CLIENT_ADDRESS_PARAM
-from synapse_email_gate.client_address import AddressSeal
-from synapse_email_gate.dbretry import run_db_retrying
-from synapse_email_gate.live_policy import LivePolicy
-from synapse_email_gate.mail import format_utc
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.pages_config import PagesConfig
-from synapse_email_gate.ratelimit import take_txn
-from synapse_email_gate.registration import (
+from synapse_email_gate.config.durations import format_utc
+from synapse_email_gate.config.pages import PagesConfig
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
+from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.registration import (
     TOKEN_BUSY,
     TOKEN_EXPIRED,
     TOKEN_REVOKED,
     TOKEN_STAGE,
     TOKEN_USED,
 )
-from synapse_email_gate.service import rate_limit_key
+from synapse_email_gate.requests.service import rate_limit_key
+from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.requests import RequestStore, TokenDetails
 from synapse_email_gate.web.http import (
+    CSRF_COOKIE,
     JsonProblem,
     content_type,
-    cookie,
+    csrf_cookie,
+    csrf_matches,
     form_fields,
+    new_csrf,
     parse_json_object,
     query_param,
     read_body,
@@ -76,7 +77,6 @@ from synapse_email_gate.web.resource import BASE_PATH
 logger = logging.getLogger(__name__)
 
 REGISTER_TEMPLATE = "email_gate_register.html"
-CSRF_COOKIE = "email_gate_csrf"
 DUMMY_STAGE = "m.login.dummy"
 MAX_PASSWORD = 512
 # Synapse's answers to /register are small; anything larger is not one.
@@ -110,6 +110,8 @@ class FinishHandlers:
         policy: LivePolicy,
         trusted_proxies: IpRules,
         seal: AddressSeal,
+        buckets: BucketStore,
+        requests: RequestStore,
     ) -> None:
         self._api = api
         self._kit = kit
@@ -118,6 +120,8 @@ class FinishHandlers:
         self._policy = policy
         self._trusted_proxies = trusted_proxies
         self._seal = seal
+        self._buckets = buckets
+        self._requests = requests
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -127,21 +131,15 @@ class FinishHandlers:
     async def landing(self, request: SynapseRequest) -> None:
         lang = self._kit.language(request)
         token = (query_param(request, "token") or "").strip()
-        csrf = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if not _CSRF_SHAPE.match(csrf):
-            csrf = secrets.token_urlsafe(24)
+            csrf = new_csrf()
         await self._render(request, lang, token, csrf, set_cookie=True)
 
-    async def _details(self, token: str) -> store.TokenDetails | None:
+    async def _details(self, token: str) -> TokenDetails | None:
         if not token or len(token) > 64:
             return None
-        details: store.TokenDetails | None = await self._api.run_db_interaction(
-            "email_gate_token_details",
-            store.token_details_txn,
-            token,
-            self._api.get_current_time_msec(),
-        )
-        return details
+        return await self._requests.token_details(token, self._api.get_current_time_msec())
 
     async def _render(
         self,
@@ -182,9 +180,7 @@ class FinishHandlers:
             status = 404 if state == "invalid" else 200
         respond_html(request, status, html, headers)
 
-    def _variables(
-        self, lang: str, token: str, details: store.TokenDetails | None
-    ) -> dict[str, Any]:
+    def _variables(self, lang: str, token: str, details: TokenDetails | None) -> dict[str, Any]:
         query = {"token": token} if details is not None else {}
         variables = self._kit.variables(lang, "/register", query)
         translate = variables["_"]
@@ -211,39 +207,38 @@ class FinishHandlers:
     async def submit(self, request: SynapseRequest) -> None:
         body = read_body(request)
         fields = form_fields(body or b"")
-        lang = self._form_language(request, fields.get("lang"))
+        lang = self._kit.language(request, fields.get("lang"))
         token = fields.get("token", "").strip()[:64]
         translate = self._kit.translator(lang)
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
+        csrf = csrf_cookie(request)
         if (
             body is None
             or content_type(request) != "application/x-www-form-urlencoded"
             or not self._config.web_registration.enabled
         ):
-            await self._render(request, lang, token, secrets.token_urlsafe(24), set_cookie=True)
+            await self._render(request, lang, token, new_csrf(), set_cookie=True)
             return
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
-            csrf = secrets.token_urlsafe(24)
+        if not csrf_matches(request, fields):
             error = translate("errors.EMAIL_GATE_CSRF")
             await self._render(
-                request, lang, token, csrf, set_cookie=True, form_error=error, status=400
+                request, lang, token, new_csrf(), set_cookie=True, form_error=error, status=400
             )
             return
         details = await self._details(token)
         if details is None or not details.usable:
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
             return
         ip = request_client_ip(request, self._trusted_proxies)
         if self._policy.current.ip_ban(ip) is not None:
             logger.info("web registration refused: reason=ip_banned")
             error = translate("errors.registration_refused")
-            await self._render(request, lang, token, csrf_cookie, form_error=error, status=403)
+            await self._render(request, lang, token, csrf, form_error=error, status=403)
             return
 
         password = fields.get("password", "")
         errors = await self._check_form(fields, password, details.localpart, lang)
         if errors:
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
             return
         wait_ms = await self._take_limit(ip)
         if wait_ms:
@@ -254,7 +249,7 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=error,
                 status=429,
                 retry_after_s=seconds,
@@ -272,10 +267,10 @@ class FinishHandlers:
             return
         logger.info("web registration for %r not made: %s", details.localpart, result.reason)
         if result.reason == "token":
-            await self._render(request, lang, token, csrf_cookie)
+            await self._render(request, lang, token, csrf)
         elif result.reason == "password":
             errors = {"password": translate("errors.password_weak")}
-            await self._render(request, lang, token, csrf_cookie, errors=errors, status=400)
+            await self._render(request, lang, token, csrf, errors=errors, status=400)
         else:
             if result.reason == "busy":
                 message = translate("errors.registration_busy", seconds=result.retry_after_s)
@@ -289,29 +284,19 @@ class FinishHandlers:
                 request,
                 lang,
                 token,
-                csrf_cookie,
+                csrf,
                 form_error=message,
                 status=status,
                 retry_after_s=retry,
             )
 
     async def _take_limit(self, ip: str) -> int:
-        """A token from this person's web-registration bucket: 0, or ms to wait."""
-        bucket = self._policy.current.rate_limits.web_registration
-        wait: int = await run_db_retrying(
-            self._api,
-            "email_gate_web_registration_limit",
-            take_txn,
+        """Credit from this person's web-registration bucket: 0, or ms to wait."""
+        return await self._buckets.take(
             f"web_registration:{rate_limit_key(ip)}",
-            bucket,
+            self._policy.current.rate_limits.web_registration,
             self._api.get_current_time_msec(),
         )
-        return wait
-
-    def _form_language(self, request: SynapseRequest, field: str | None) -> str:
-        if field and self._kit.translations.known(field):
-            return self._kit.translations.negotiate(field)
-        return self._kit.language(request)
 
     async def _check_form(
         self, fields: Mapping[str, str], password: str, localpart: str, lang: str
@@ -393,6 +378,8 @@ class FinishHandlers:
 
 def password_score(password: str, user_inputs: list[str]) -> int:
     """zxcvbn's estimate, 0 to 4, of how hard the password is to guess."""
+    # Here, not at the top: zxcvbn loads its dictionaries on import, which only
+    # web registrations with a password score need.
     from zxcvbn import zxcvbn
 
     result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=user_inputs)

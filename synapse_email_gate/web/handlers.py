@@ -5,9 +5,7 @@ The token landing page and the web registration are in finish.py.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,21 +14,24 @@ import jinja2
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate import outcomes
-from synapse_email_gate.challenge_gate import ChallengeGate
-from synapse_email_gate.netrules import IpRules
-from synapse_email_gate.outcomes import Outcome, Refusal
-from synapse_email_gate.service import (
+from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.outcomes import Outcome, Refusal
+from synapse_email_gate.requests.service import (
     MAX_FIELD_LENGTH,
     MAX_REASON_LENGTH,
     RequestInput,
     RequestService,
 )
+from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.web.http import (
+    CSRF_COOKIE,
     JsonProblem,
     content_type,
-    cookie,
+    csrf_cookie,
+    csrf_matches,
     form_fields,
+    new_csrf,
     parse_json_object,
     query_param,
     read_body,
@@ -45,7 +46,6 @@ from synapse_email_gate.web.resource import BASE_PATH
 
 logger = logging.getLogger(__name__)
 
-CSRF_COOKIE = "email_gate_csrf"
 CONSENT_REQUIRED = "EMAIL_GATE_CONSENT_REQUIRED"
 PAGE_TEMPLATES = [
     "email_gate_request.html",
@@ -64,8 +64,8 @@ class RequestHandlers:
         service: RequestService,
         templates: list[jinja2.Template],
         trusted_proxies: IpRules,
-        challenges: ChallengeGate | None = None,
-        kit: PageKit | None = None,
+        challenges: ChallengeGate,
+        kit: PageKit,
     ) -> None:
         self._api = api
         self._service = service
@@ -82,20 +82,17 @@ class RequestHandlers:
         }
 
     def _page_vars(self, lang: str = "en", path: str = "/") -> dict[str, object]:
-        shared = self._kit.variables(lang, path) if self._kit else {}
         return {
-            **shared,
+            **self._kit.variables(lang, path),
             "server_name": self._api.server_name,
             "base_path": BASE_PATH,
             "approval": self._service.approval_required,
             "reason_min": self._service.reason_min_length,
-            "challenge": self._challenges is not None and self._challenges.enabled,
+            "challenge": self._challenges.enabled,
         }
 
     async def _challenge_refusal(self, fields: Mapping[str, object]) -> Refusal | None:
-        """Checked before anything else; see challenge_gate.py."""
-        if self._challenges is None:
-            return None
+        """Checked before anything else; see requests/challenge_gate.py."""
         return await self._challenges.check(fields.get("challenge"), fields.get("nonce"))
 
     def client_ip(self, request: SynapseRequest) -> str:
@@ -103,16 +100,8 @@ class RequestHandlers:
 
     # --- the page --------------------------------------------------------
 
-    def _language(self, request: SynapseRequest, field: object = None) -> str:
-        """The page's language; a form names it in its hidden `lang` field."""
-        if self._kit is None:
-            return "en"
-        if isinstance(field, str) and self._kit.translations.known(field):
-            return self._kit.translations.negotiate(field)
-        return self._kit.language(request)
-
     def _consent_refusal(self, fields: Mapping[str, str]) -> Refusal | None:
-        if self._kit is None or not self._kit.config.branding.consent_required:
+        if not self._kit.config.branding.consent_required:
             return None
         if fields.get("consent") == "yes":
             return None
@@ -124,8 +113,8 @@ class RequestHandlers:
         )
 
     async def page(self, request: SynapseRequest) -> None:
-        csrf = secrets.token_urlsafe(24)
-        lang = self._language(request)
+        csrf = new_csrf()
+        lang = self._kit.language(request)
         self._render_form(request, 200, csrf, lang, set_cookie=True)
 
     def _render_form(
@@ -159,21 +148,18 @@ class RequestHandlers:
     async def form_post(self, request: SynapseRequest) -> None:
         body = read_body(request)
         if body is None or content_type(request) != "application/x-www-form-urlencoded":
-            lang = self._language(request)
+            lang = self._kit.language(request)
             self._render_refused(request, outcomes.bad_param("The form could not be read."), lang)
             return
         fields = form_fields(body)
-        lang = self._language(request, fields.get("lang"))
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
-        csrf_field = fields.get("csrf", "")
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_field):
-            new_csrf = secrets.token_urlsafe(24)
+        lang = self._kit.language(request, fields.get("lang"))
+        if not csrf_matches(request, fields):
             expired = Refusal(
                 400,
                 outcomes.CSRF,
                 "Your session expired or cookies are blocked. Please submit the form again.",
             )
-            self._render_form(request, 400, new_csrf, lang, set_cookie=True, refusal=expired)
+            self._render_form(request, 400, new_csrf(), lang, set_cookie=True, refusal=expired)
             return
         unsolved = await self._challenge_refusal(fields)
         form_input, refusal = _read_input(
@@ -187,7 +173,7 @@ class RequestHandlers:
             self._render_form(
                 request,
                 outcome.status,
-                csrf_cookie,
+                csrf_cookie(request),
                 lang,
                 set_cookie=False,
                 values=form_input,
@@ -236,15 +222,7 @@ class RequestHandlers:
         unsolved = await self._challenge_refusal(data)
         if unsolved is not None:
             return unsolved
-        lang = (
-            self._kit.translations.negotiate(
-                data.get("lang") if isinstance(data.get("lang"), str) else None,
-                None,
-                request.getHeader("Accept-Language"),
-            )
-            if self._kit
-            else "en"
-        )
+        lang = self._kit.api_language(request, data.get("lang"))
         form_input, refusal = _read_input(
             data.get("username"), data.get("email"), data.get("reason"), lang
         )
@@ -255,8 +233,8 @@ class RequestHandlers:
     async def verify_page(self, request: SynapseRequest) -> None:
         """The link in the mail shows a button: mail scanners that open links confirm nothing."""
         code = (query_param(request, "code") or "").strip()[:64]
-        csrf = secrets.token_urlsafe(24)
-        lang = self._language(request)
+        csrf = new_csrf()
+        lang = self._kit.language(request)
         html = self._verify.render(
             **self._page_vars(lang, "/verify"), code=code, csrf=csrf, state="confirm"
         )
@@ -266,9 +244,8 @@ class RequestHandlers:
     async def verify_post(self, request: SynapseRequest) -> None:
         body = read_body(request) or b""
         fields = form_fields(body)
-        lang = self._language(request, fields.get("lang"))
-        csrf_cookie = cookie(request, CSRF_COOKIE) or ""
-        if not csrf_cookie or not hmac.compare_digest(csrf_cookie, fields.get("csrf", "")):
+        lang = self._kit.language(request, fields.get("lang"))
+        if not csrf_matches(request, fields):
             html = self._verify.render(
                 **self._page_vars(lang, "/verify"), state="expired", code="", csrf=""
             )
@@ -280,6 +257,29 @@ class RequestHandlers:
             **self._page_vars(lang, "/verify"), state=state, code="", csrf=""
         )
         respond_html(request, 200 if confirmed else 404, html)
+
+    async def challenge(self, request: SynapseRequest) -> None:
+        """GET api/challenge: a fresh challenge for the page or a script."""
+        if not self._challenges.enabled:
+            respond_json(
+                request,
+                404,
+                {"errcode": "M_NOT_FOUND", "error": "The challenge is off on this server."},
+            )
+            return
+        issued = await self._challenges.issue()
+        now = self._api.get_current_time_msec()
+        respond_json(
+            request,
+            200,
+            {
+                "challenge": issued.challenge,
+                "difficulty": issued.difficulty,
+                "expires_ms": issued.expires_ms,
+                "expires_in_ms": issued.expires_ms - now,
+                "algorithm": "sha256-leading-zero-bits",
+            },
+        )
 
     async def static(self, request: SynapseRequest) -> None:
         name = (request.postpath or [b""])[-1].decode("utf-8", errors="replace")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -13,9 +15,12 @@ import attrs
 from synapse.http.server import finish_request
 from synapse.http.site import SynapseRequest
 
-from synapse_email_gate.netrules import IpRules, client_ip
+from synapse_email_gate.rules.ips import IpRules, client_ip
 
 MAX_BODY = 16 * 1024
+# The pages' forms are protected by a double submit: one random value in a cookie
+# (SameSite=Strict) and in the form's hidden `csrf` field.
+CSRF_COOKIE = "email_gate_csrf"
 
 # Pages load only their own CSS and JS; nothing may frame them or be framed.
 PAGE_CSP = (
@@ -239,3 +244,19 @@ def set_cookie_header(name: str, value: str, path: str, secure: bool) -> str:
     if secure:
         parts.append("Secure")
     return "; ".join(parts)
+
+
+def new_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def csrf_cookie(request: SynapseRequest) -> str:
+    """The request's CSRF cookie; empty without one."""
+    return cookie(request, CSRF_COOKIE) or ""
+
+
+def csrf_matches(request: SynapseRequest, fields: Mapping[str, str]) -> bool:
+    """The form's `csrf` field is the request's CSRF cookie (and there is one)."""
+    sent = csrf_cookie(request)
+    # Bytes: compare_digest raises TypeError for text that is not ASCII (a 500).
+    return bool(sent) and hmac.compare_digest(sent.encode(), fields.get("csrf", "").encode())

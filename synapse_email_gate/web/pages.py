@@ -12,9 +12,9 @@ from urllib.parse import quote, urlencode
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
-from synapse_email_gate.i18n import LANG_COOKIE, Translations, Translator
-from synapse_email_gate.outcomes import Refusal
-from synapse_email_gate.pages_config import PagesConfig
+from synapse_email_gate.config.i18n import LANG_COOKIE, Translations, Translator
+from synapse_email_gate.config.pages import PagesConfig
+from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.web.http import cookie, query_param
 from synapse_email_gate.web.resource import BASE_PATH
 
@@ -32,8 +32,12 @@ class PageKit:
     def config(self) -> PagesConfig:
         return self._config
 
-    def language(self, request: SynapseRequest) -> str:
-        """The page's language; a valid `?lang=` is remembered in a cookie."""
+    def language(self, request: SynapseRequest, field: object = None) -> str:
+        """The page's language: a form's hidden `lang` field when we have that
+        language, else `?lang=` (a valid one is remembered in a cookie), the cookie,
+        Accept-Language, the default."""
+        if isinstance(field, str) and self.translations.known(field):
+            return self.translations.negotiate(field)
         asked = query_param(request, "lang")
         lang = self.translations.negotiate(
             asked,
@@ -51,6 +55,13 @@ class PageKit:
                 secure=self._secure,
             )
         return lang
+
+    def api_language(self, request: SynapseRequest, field: object) -> str:
+        """A JSON request's language: its `lang` field, then Accept-Language, the
+        default (no `?lang=`, no cookie)."""
+        return self.translations.negotiate(
+            field if isinstance(field, str) else None, None, request.getHeader("Accept-Language")
+        )
 
     def translator(self, lang: str) -> Translator:
         return self.translations.translator(lang)

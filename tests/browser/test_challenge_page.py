@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 from tests.browser.conftest import PageLog
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
@@ -171,9 +171,9 @@ def test_both_sha256_engines_of_the_worker_agree_with_python(
     ]
     assert got == expected
 
-    key = challenge.derive_key("browser test key, long enough")
+    key = proof_of_work.derive_key("browser test key, long enough")
     for engine in ("webcrypto", "js"):
-        issued = challenge.issue(key, 1_000, 60_000, DIFFICULTY)
+        issued = proof_of_work.issue(key, 1_000, 60_000, DIFFICULTY)
         result = page.evaluate(
             """([c, d, engine]) => EmailGateChallenge.solve(
                 "static/email_gate_pow_worker.js", c, d, null, {engine: engine})""",
@@ -181,5 +181,6 @@ def test_both_sha256_engines_of_the_worker_agree_with_python(
         )
         assert result["engine"] == engine
         assert isinstance(
-            challenge.verify(key, issued.challenge, result["nonce"], 2_000), challenge.Solved
+            proof_of_work.verify(key, issued.challenge, result["nonce"], 2_000),
+            proof_of_work.Solved,
         ), result

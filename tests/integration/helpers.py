@@ -102,7 +102,7 @@ def request_outcome(
     synapse: SynapseServer, localpart: str, timeout: float = 10.0
 ) -> tuple[str, str | None]:
     """(status, reason) of the newest request for ``localpart`` once it has been
-    decided (left `received`): ("issued", None), ("suppressed", "cooldown"), ..."""
+    assessed (left `received`): ("issued", None), ("suppressed", "cooldown"), ..."""
     deadline = time.monotonic() + timeout
     rows: list[tuple[Any, ...]] = []
     while time.monotonic() < deadline:
@@ -114,7 +114,7 @@ def request_outcome(
         if rows and rows[0][0] != "received":
             return str(rows[0][0]), rows[0][1]
         time.sleep(0.05)
-    raise AssertionError(f"request for {localpart!r} not decided within {timeout}s: {rows}")
+    raise AssertionError(f"request for {localpart!r} not assessed within {timeout}s: {rows}")
 
 
 def recorded_requests(synapse: SynapseServer, localpart_like: str) -> list[tuple[Any, ...]]:
@@ -152,7 +152,7 @@ def expect_no_mail(
     settle: float = 0.2,
     mailed_before: int = 0,
 ) -> None:
-    """The request for ``localpart`` was decided without a token (with ``reason``, or
+    """The request for ``localpart`` was assessed without a token (with ``reason``, or
     one of them, if given), and no mail for it reached ``address`` (which had
     ``mailed_before`` mails from earlier requests in this test)."""
     status, why = request_outcome(synapse, localpart)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
@@ -39,7 +39,7 @@ def solution(synapse: SynapseServer) -> dict[str, str]:
     got = fetch(synapse)
     return {
         "challenge": got["challenge"],
-        "nonce": challenge.solve(got["challenge"], got["difficulty"]),
+        "nonce": proof_of_work.solve(got["challenge"], got["difficulty"]),
     }
 
 
@@ -109,7 +109,7 @@ def test_a_wrong_nonce_or_a_forged_difficulty_is_invalid(
     got = fetch(synapse)
     c = got["challenge"]
     nonce = 0
-    while challenge.meets_difficulty(challenge.hash_solution(c, str(nonce)), DIFFICULTY):
+    while proof_of_work.meets_difficulty(proof_of_work.hash_solution(c, str(nonce)), DIFFICULTY):
         nonce += 1
     wrong = ask(synapse, "wrongnonce", "wrongnonce@example.org", challenge=c, nonce=str(nonce))
     assert wrong.status == 400
@@ -122,7 +122,7 @@ def test_a_wrong_nonce_or_a_forged_difficulty_is_invalid(
         "forged",
         "forged@example.org",
         challenge=easy,
-        nonce=challenge.solve(easy, 1),
+        nonce=proof_of_work.solve(easy, 1),
     )
     assert forged.status == 400
     assert forged.json()["errcode"] == "EMAIL_GATE_CHALLENGE_INVALID"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from synapse_email_gate import challenge
+from synapse_email_gate.rules import proof_of_work
 from tests.harness import http
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import form_session
@@ -45,7 +45,7 @@ def fetch(synapse: SynapseServer) -> dict[str, Any]:
 def solved(got: dict[str, Any]) -> dict[str, str]:
     return {
         "challenge": got["challenge"],
-        "nonce": challenge.solve(got["challenge"], got["difficulty"]),
+        "nonce": proof_of_work.solve(got["challenge"], got["difficulty"]),
     }
 
 

@@ -54,7 +54,7 @@ def all_at_once(synapse: SynapseServer, requests: list[tuple[str, str]]) -> list
         return [f.result() for f in futures]
 
 
-def wait_decided(synapse: SynapseServer, localpart_like: str, timeout: float = 30) -> None:
+def wait_assessed(synapse: SynapseServer, localpart_like: str, timeout: float = 30) -> None:
     """Until no request matching ``localpart_like`` is waiting to be processed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,10 +85,10 @@ def test_100_requests_for_one_address_give_one_token_and_one_mail(
     answers = all_at_once(synapse, [(f"racer{i}", address) for i in range(N)])
     assert answers == [202] * N, sorted(set(answers))
 
-    wait_decided(synapse, "racer%")
+    wait_assessed(synapse, "racer%")
     new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
     assert len(new) == 1, new
-    # Synapse's row has no use limit: the module counts the one use (token_store.py).
+    # Synapse's row has no use limit: the module counts the one use (storage/tokens.py).
     assert (new[0]["uses_allowed"], new[0]["pending"], new[0]["completed"]) == (None, 0, 0)
     assert statuses(synapse, "racer%") == {"issued": 1, "suppressed": N - 1}
 
@@ -107,7 +107,7 @@ def test_100_requests_for_one_username_give_one_reservation_one_token_one_mail(
     # The first recorded reserves the name in its intake; every other one is refused.
     assert sorted(answers) == [202] + [400] * (N - 1), sorted(set(answers))
 
-    wait_decided(synapse, "contested")
+    wait_assessed(synapse, "contested")
     new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before]
     assert len(new) == 1, new
     reservations = synapse.query(
@@ -130,7 +130,7 @@ def test_requests_arriving_together_share_transactions_and_each_get_a_token(
     answers = all_at_once(synapse, [(f"crowd{i}", f"crowd{i}@example.org") for i in range(N)])
     assert answers == [202] * N, sorted(set(answers))
 
-    wait_decided(synapse, "crowd%")
+    wait_assessed(synapse, "crowd%")
     assert statuses(synapse, "crowd%") == {"issued": N}
     new = [t for t in admin_tokens(synapse, admin_token) if t["token"] not in before_tokens]
     assert len(new) == N

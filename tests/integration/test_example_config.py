@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from synapse_email_gate import EmailGate
-from synapse_email_gate.live_policy import read_policy_file
+from synapse_email_gate.policy.live import read_policy_file
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import REPO_ROOT

@@ -114,7 +114,7 @@ def startup_warnings(server: SynapseServer) -> list[str]:
     return [
         line
         for line in server.log_text().splitlines()
-        if " - WARNING - " in line and "synapse_email_gate.listeners" in line
+        if " - WARNING - " in line and "synapse_email_gate.config.listeners" in line
     ]
 
 

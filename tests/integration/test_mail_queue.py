@@ -348,7 +348,7 @@ def test_a_failed_issue_transaction_leaves_the_request_to_the_sweep(
     try:
         accepted(synapse, "doomed", "doomed@example.org")
         deadline = time.monotonic() + 10
-        while "not decided, retried by the sweep" not in synapse.log_text():
+        while "not assessed, retried by the sweep" not in synapse.log_text():
             assert time.monotonic() < deadline, synapse.tail()
             time.sleep(0.1)
         status = synapse.query(

@@ -303,7 +303,7 @@ def test_a_held_username_answers_the_same_whatever_became_of_the_holders_address
         first = ask(synapse, name, holder)
         assert first.status == 202, (category, first)
         asked[name] = category
-        # Probed once X's fate is decided: mailed, or suppressed for its reason.
+        # Probed once X's fate is assessed: mailed, or suppressed for its reason.
         assert request_outcome(synapse, name) == EXPECTED[category], category
         if category == "fresh":
             addresses.cool_last_fresh()

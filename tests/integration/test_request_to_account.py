@@ -15,6 +15,7 @@ from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import (
     ask,
+    form_session,
     quiet,
     register,
     register_concurrently,
@@ -81,6 +82,20 @@ def test_form_post_without_the_csrf_cookie_is_refused_and_sends_nothing(
     answer = http.post(
         synapse.gate_url,
         form={"username": "mallory", "email": "mallory@example.org", "csrf": "forged"},
+    )
+    assert answer.status == 400
+    assert "session expired" in answer.text
+    assert quiet(mailbox, to="mallory@example.org") == []
+
+
+def test_a_csrf_field_that_is_not_ascii_is_refused_like_a_wrong_one(
+    synapse: SynapseServer, mailbox: SmtpCatcher
+) -> None:
+    _, cookies = form_session(synapse)
+    answer = http.post(
+        synapse.gate_url,
+        form={"username": "mallory", "email": "mallory@example.org", "csrf": "é" * 32},
+        cookies=cookies,
     )
     assert answer.status == 400
     assert "session expired" in answer.text

@@ -327,7 +327,7 @@ def test_a_token_names_its_creator_and_accounts_and_an_account_its_invite_tree(
 # --- failing closed ------------------------------------------------------------------------------
 
 
-def test_when_the_module_cannot_decide_it_refuses_retryably_and_the_token_survives(
+def test_when_the_module_cannot_check_it_refuses_retryably_and_the_token_survives(
     make_synapse: Any, mailbox: SmtpCatcher, synapse_db: str
 ) -> None:
     own: SynapseServer = make_synapse(

@@ -14,7 +14,7 @@ from typing import Any, cast
 from synapse.storage.database import LoggingTransaction
 from synapse.storage.engines import create_engine
 
-from synapse_email_gate.schema import create_schema
+from synapse_email_gate.storage.schema import create_schema
 from tests.harness.postgres import PostgresCluster
 
 PROCESSES = 8

@@ -270,7 +270,7 @@ def test_the_email_cooldown_is_shared_by_every_process(
         url = deployment.base_url if target == PROXY else deployment.process(target).base_url
         assert ask(url, user, address, client_ip()).status == 202
     for target, user in later.items():
-        assert _decided(deployment, user) == ("suppressed", "cooldown"), target
+        assert _assessed(deployment, user) == ("suppressed", "cooldown"), target
     time.sleep(0.5)
     assert len([m for m in mailbox.messages if address in m.rcpt_tos]) == 1
 
@@ -508,7 +508,7 @@ def _started(metrics: str, name: str) -> float:
     )
 
 
-def _decided(d: WorkerDeployment, localpart: str, timeout: float = 10.0) -> tuple[str, str]:
+def _assessed(d: WorkerDeployment, localpart: str, timeout: float = 10.0) -> tuple[str, str]:
     deadline = time.monotonic() + timeout
     rows: list[tuple[object, ...]] = []
     while time.monotonic() < deadline:
@@ -518,4 +518,4 @@ def _decided(d: WorkerDeployment, localpart: str, timeout: float = 10.0) -> tupl
         if rows and rows[0][0] != "received":
             return str(rows[0][0]), str(rows[0][1])
         time.sleep(0.05)
-    raise AssertionError(f"{localpart}: not decided within {timeout}s: {rows}")
+    raise AssertionError(f"{localpart}: not assessed within {timeout}s: {rows}")

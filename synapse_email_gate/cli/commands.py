@@ -1,0 +1,328 @@
+"""What each subcommand of `synapse-email-gate` does: one or a few admin API calls,
+then a table (or the raw JSON with `--json`). See docs/cli.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from synapse_email_gate.cli import format as fmt
+from synapse_email_gate.cli.client import AdminClient, Refused, segment
+
+OK = 0
+REFUSED = 1  # the server answered with an error (or named things were not found)
+USAGE = 2  # bad arguments, missing server or token, unreadable file
+UNREACHABLE = 3  # no answer from the server
+PROBLEMS = 1  # check-config found problems
+
+DELETE_ALL_CONFIRMATION = "delete all tokens"
+
+
+class UsageError(Exception):
+    """Bad arguments or settings found after parsing (exit code 2)."""
+
+
+class Context:
+    """What a command needs: its arguments, and the client (built on first use, so a
+    command that refuses early never needs a server)."""
+
+    def __init__(self, args: argparse.Namespace, make_client: Callable[[], AdminClient]) -> None:
+        self.args = args
+        self.json: bool = bool(getattr(args, "json", False))
+        self._make_client = make_client
+        self._client: AdminClient | None = None
+
+    @property
+    def api(self) -> AdminClient:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+
+def out(text: str) -> None:
+    print(text)
+
+
+def err(text: str) -> None:
+    print(f"synapse-email-gate: {text}", file=sys.stderr)
+
+
+def refused(e: Refused) -> None:
+    err(f"{e.errcode}: {e.error} (HTTP {e.status})")
+
+
+def show(ctx: Context, answer: Any, human: Callable[[], str]) -> int:
+    out(fmt.as_json(answer) if ctx.json else human())
+    return OK
+
+
+def _rows(answer: Any, key: str) -> list[dict[str, Any]]:
+    rows = answer.get(key) if isinstance(answer, dict) else None
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _listing(ctx: Context, answer: Any, key: str, columns: list[fmt.Column], empty: str) -> int:
+    rows = _rows(answer, key)
+    return show(ctx, answer, lambda: fmt.table(rows, columns) if rows else empty)
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+def tokens_list(ctx: Context) -> int:
+    valid = ctx.args.valid
+    answer = ctx.api.get("tokens", {"valid": "true" if valid else None})
+    empty = "No valid invite tokens." if valid else "No invite tokens."
+    return _listing(ctx, answer, "tokens", fmt.TOKEN_COLUMNS, empty)
+
+
+def tokens_show(ctx: Context) -> int:
+    found: list[Any] = []
+    status = OK
+    for token in dict.fromkeys(ctx.args.tokens):
+        try:
+            found.append(ctx.api.get(f"tokens/{segment(token)}"))
+        except Refused as e:
+            if e.status != 404:
+                raise
+            err(f"{token}: {e.error}")
+            status = REFUSED
+    if ctx.json:
+        if found:
+            out(fmt.as_json(found[0] if len(ctx.args.tokens) == 1 else found))
+    elif found:
+        out("\n\n".join(fmt.token_fields(token) for token in found))
+    return status
+
+
+def accounts_show(ctx: Context) -> int:
+    answer = ctx.api.get(f"accounts/{segment(ctx.args.user_id)}")
+    return show(ctx, answer, lambda: fmt.account_details(answer))
+
+
+def tokens_create(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {}
+    if args.unlimited:
+        body["uses_allowed"] = None
+    elif args.uses is not None:
+        body["uses_allowed"] = args.uses
+    if args.expiry is not None:
+        body["expiry"] = args.expiry
+    if args.new_token is not None:
+        if args.count > 1:
+            raise UsageError("--token names one token: it cannot be used with --count")
+        body["token"] = args.new_token
+    if args.length is not None:
+        body["length"] = args.length
+    created: list[Any] = []
+    try:
+        for _ in range(args.count):
+            created.append(ctx.api.post("tokens", body))
+    finally:
+        if created:
+            _print_created(ctx, created)
+    return OK
+
+
+def _print_created(ctx: Context, created: list[Any]) -> None:
+    if ctx.json:
+        out(fmt.as_json(created[0] if ctx.args.count == 1 else created))
+    elif ctx.args.quiet:
+        out("\n".join(fmt.clean(t.get("token") if isinstance(t, dict) else t) for t in created))
+    else:
+        out(fmt.table([t for t in created if isinstance(t, dict)], fmt.TOKEN_COLUMNS))
+
+
+def tokens_delete(ctx: Context) -> int:
+    wanted = list(dict.fromkeys(ctx.args.tokens))
+    answer = ctx.api.post("tokens/delete", {"tokens": wanted})
+    deleted = answer.get("deleted", []) if isinstance(answer, dict) else []
+    missing = [t for t in wanted if t not in deleted]
+    if ctx.json:
+        out(fmt.as_json(answer))
+    else:
+        for token in deleted:
+            out(f"deleted {fmt.clean(token)}")
+    for token in missing:
+        err(f"{token}: token not found")
+    return REFUSED if missing else OK
+
+
+def tokens_delete_all(ctx: Context) -> int:
+    if not ctx.args.yes:
+        err(
+            "refusing to delete every registration token on the server (invite tokens, "
+            "mailed tokens, and those made elsewhere) without --yes"
+        )
+        return USAGE
+    answer = ctx.api.post("tokens/delete_all", {"confirm": DELETE_ALL_CONFIRMATION})
+    count = answer.get("deleted_count") if isinstance(answer, dict) else None
+    return show(ctx, answer, lambda: f"deleted {count} tokens")
+
+
+# --- requests -------------------------------------------------------------------
+
+
+def requests_list(ctx: Context) -> int:
+    args = ctx.args
+    answer = ctx.api.get(
+        "requests",
+        {"status": args.status, "q": args.search, "limit": args.limit, "from": args.start},
+    )
+    rows = _rows(answer, "requests")
+
+    def human() -> str:
+        if not rows:
+            return "No requests."
+        text = fmt.table(rows, fmt.REQUEST_COLUMNS)
+        next_from = answer.get("next_from")
+        if next_from is not None:
+            text += f"\n(more: add --from {next_from})"
+        return text
+
+    return show(ctx, answer, human)
+
+
+def requests_show(ctx: Context) -> int:
+    answer = ctx.api.get(f"requests/{segment(ctx.args.id)}")
+    return show(ctx, answer, lambda: fmt.request_details(answer))
+
+
+def _decide(ctx: Context, verb: str, done: str) -> int:
+    body = {} if ctx.args.message is None else {"message": ctx.args.message}
+    answer = ctx.api.post(f"requests/{segment(ctx.args.id)}/{verb}", body)
+
+    def human() -> str:
+        text = f"{done} request {fmt.clean(ctx.args.id)}"
+        status = answer.get("status") if isinstance(answer, dict) else None
+        return f"{text} (status: {fmt.clean(status)})" if status else text
+
+    return show(ctx, answer, human)
+
+
+def requests_approve(ctx: Context) -> int:
+    return _decide(ctx, "approve", "approved")
+
+
+def requests_deny(ctx: Context) -> int:
+    return _decide(ctx, "deny", "denied")
+
+
+# --- bans -------------------------------------------------------------------------
+
+
+def bans_list(ctx: Context) -> int:
+    if ctx.args.all:
+        policy = ctx.api.get("policy")
+        rows = fmt.policy_rows(policy) if isinstance(policy, dict) else []
+        return show(ctx, policy, lambda: fmt.table(rows, fmt.POLICY_COLUMNS) if rows else "None.")
+    answer = ctx.api.get("bans")
+    empty = "No bans added through the admin API (homeserver.yaml and policy_file are not listed)."
+    return _listing(ctx, answer, "bans", fmt.BAN_COLUMNS, empty)
+
+
+def bans_add(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {"kind": args.kind, "match": args.match}
+    if args.reason is not None:
+        body["reason"] = args.reason
+    if args.expires is not None:
+        body["expires"] = args.expires
+    ban = ctx.api.post("bans", body)
+
+    def human() -> str:
+        ban_id = ban.get("id") if isinstance(ban, dict) else None
+        revoked = ban.get("revoked") if isinstance(ban, dict) else None
+        return (
+            f"added ban {fmt.clean(ban_id)}; revoked {fmt.clean(revoked)} open request(s)\n"
+            + fmt.table([ban], fmt.BAN_COLUMNS[:5])
+        )
+
+    return show(ctx, ban, human)
+
+
+def bans_remove(ctx: Context) -> int:
+    answer = ctx.api.delete(f"bans/{segment(ctx.args.id)}")
+    return show(ctx, answer, lambda: f"removed ban {fmt.clean(ctx.args.id)}")
+
+
+# --- moderators, reload, audit ---------------------------------------------------------
+
+
+def moderators_list(ctx: Context) -> int:
+    answer = ctx.api.get("moderators")
+    empty = (
+        "No moderators added through the admin API "
+        "(server admins and `moderators` in homeserver.yaml always moderate)."
+    )
+    return _listing(ctx, answer, "moderators", fmt.MODERATOR_COLUMNS, empty)
+
+
+def moderators_allow(ctx: Context) -> int:
+    entry = ctx.args.entry
+    answer = ctx.api.post("moderators", {"entry": entry})
+    added = answer.get("added") if isinstance(answer, dict) else True
+    text = f"allowed {fmt.clean(entry)}" if added else f"{fmt.clean(entry)} was allowed already"
+    return show(ctx, answer, lambda: text)
+
+
+def moderators_disallow(ctx: Context) -> int:
+    entry = ctx.args.entry
+    answer = ctx.api.delete(f"moderators/{segment(entry)}")
+    return show(ctx, answer, lambda: f"disallowed {fmt.clean(entry)}")
+
+
+def reload(ctx: Context) -> int:
+    answer = ctx.api.post("reload")
+    message = answer.get("message") if isinstance(answer, dict) else None
+    revoked = answer.get("revoked") if isinstance(answer, dict) else None
+    return show(
+        ctx,
+        answer,
+        lambda: f"reloaded: {fmt.clean(message)}; revoked {fmt.clean(revoked)} open request(s)",
+    )
+
+
+def audit(ctx: Context) -> int:
+    answer = ctx.api.get("audit", {"limit": ctx.args.limit, "from": ctx.args.start})
+    return _listing(ctx, answer, "entries", fmt.AUDIT_COLUMNS, "The audit log is empty.")
+
+
+# --- check-config -------------------------------------------------------------------------
+
+
+def check_config(ctx: Context) -> int:
+    # Here, not at the top: the config parsers (and Synapse's config package) are
+    # loaded only for check-config, not for every call to the admin API.
+    from synapse_email_gate.cli.check import Report, Unreadable, check_homeserver, check_policy_file
+
+    args = ctx.args
+    if args.file is None and not args.policy_files:
+        err("check-config: give homeserver.yaml, --policy-file FILE, or both")
+        return USAGE
+    report = Report()
+    try:
+        if args.file is not None:
+            report = check_homeserver(args.file)
+    except Unreadable as e:
+        err(str(e))
+        return USAGE
+    for path in args.policy_files or ():
+        part = check_policy_file(path)
+        report.problems += part.problems
+        report.valid += part.valid
+    if ctx.json:
+        out(fmt.as_json(report.as_dict()))
+    else:
+        for warning in report.warnings:
+            out(f"warning: {fmt.clean(warning.line())}")
+        for problem in report.problems:
+            out(fmt.clean(problem.line()))
+        for valid in report.valid:
+            out(f"ok: {fmt.clean(valid)}")
+        count = len(report.problems)
+        out(f"{count} problem{'s' if count != 1 else ''} found" if count else "config is valid")
+    return OK if report.ok else PROBLEMS

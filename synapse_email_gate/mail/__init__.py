@@ -1,0 +1,1 @@
+"""Mail: the outbox delivered over SMTP, composed from templates, built as MIME."""

@@ -1,0 +1,1 @@
+"""What moderators do, however they ask: the admin service, moderators, the room bot."""

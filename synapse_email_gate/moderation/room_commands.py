@@ -1,0 +1,254 @@
+"""Moderation-room commands: parsing (pure) and running them through ModerationService.
+
+A message starting with `!gate` is a command. Each command calls the same
+ModerationService method the admin API calls, so the rules, validation and audit
+entries are the same whichever way a moderator acts. Answers mask addresses and
+IPs (rules/rooms.py), and no answer ever holds a token mailed to a person.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.rules.rooms import mask_ban, mask_email, mask_ip
+
+PREFIX = "!gate"
+
+HELP = """Commands (in this room, for moderators):
+!gate help                              this text
+!gate list [STATUS]                     requests, newest first (default: pending)
+!gate show ID                           one request with its history
+!gate approve ID                        approve a pending request (the token is mailed)
+!gate deny ID [MESSAGE]                 deny it (a polite mail, with MESSAGE if given)
+!gate token create [USES] [EXPIRY]      an invite token (default: 1 use, 7d)
+                                        EXPIRY: 7d, 2026-12-31 or never
+                                        (unlimited / never: server admins only)
+!gate token list                        valid invite tokens
+!gate token show TOKEN                  one token: uses, state, who made it, its accounts
+!gate token delete TOKEN...             delete tokens
+!gate account @USER:SERVER              which token brought an account in, and whom it invited
+!gate ban username|email|ip MATCH [REASON]
+!gate unban ID                          remove a ban added here or through the API
+!gate bans                              list stored bans
+!gate moderators                        entries added at run time
+!gate moderators allow|disallow ENTRY   (server admins only)
+!gate reload                            re-read the policy file everywhere
+Addresses and IPs are shown masked here; the admin API shows them in full."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(body: str) -> list[str] | None:
+    """The words after `!gate`, or None when the message is not a command."""
+    text = body.strip()
+    if text != PREFIX and not text.startswith(PREFIX + " "):
+        return None
+    try:
+        return shlex.split(text[len(PREFIX) :])
+    except ValueError:
+        return text[len(PREFIX) :].split()
+
+
+async def run(service: ModerationService, actor: str, words: list[str]) -> str:
+    """Run one command; the answer is the text to post in the room."""
+    try:
+        return await _dispatch(service, actor, words)
+    except AdminError as e:
+        return f"Refused: {e.message}"
+    except UsageError as e:
+        return f"{e}\nSay `!gate help` for the commands."
+
+
+async def _dispatch(service: ModerationService, actor: str, words: list[str]) -> str:
+    if not words or words[0] == "help":
+        return HELP
+    command, args = words[0], words[1:]
+    if command == "list":
+        status = args[0] if args else "pending"
+        page = await service.list_requests(status, None, 20, 0)
+        return _requests(page["requests"], status)
+    if command == "show":
+        return _request(await service.show_request(_one(args, "show ID")))
+    if command in ("approve", "deny"):
+        if not args:
+            raise UsageError(f"Usage: !gate {command} ID")
+        message = " ".join(args[1:]) or None
+        request = await service.decide(actor, args[0], command == "approve", message)
+        return f"Request {request['id']} ({request['localpart']}): {request['status']}."
+    if command == "token":
+        return await _token(service, actor, args)
+    if command == "account":
+        return _account(await service.show_account(_one(args, "account @USER:SERVER")))
+    if command == "ban":
+        if len(args) < 2:
+            raise UsageError("Usage: !gate ban username|email|ip MATCH [REASON]")
+        body: dict[str, Any] = {"kind": args[0], "match": args[1]}
+        if args[2:]:
+            body["reason"] = " ".join(args[2:])
+        ban = await service.add_ban(actor, body)
+        return (
+            f"Banned {ban['kind']} {ban['match']!r}; {_revoked(ban['revoked'])} "
+            f"(ban id {ban['id']})."
+        )
+    if command == "unban":
+        ban_id = _one(args, "unban ID")
+        await service.remove_ban(actor, ban_id)
+        return f"Ban {ban_id} removed."
+    if command == "bans":
+        bans = await service.list_bans()
+        lines = [
+            f"{b['id']}  {b['kind']}  {mask_ban(b['kind'], b['match'])}  {b['reason'] or ''}"
+            for b in bans
+            if b["active"]
+        ]
+        return "\n".join(lines) or "No stored bans."
+    if command == "moderators":
+        return await _moderators(service, actor, args)
+    if command == "reload":
+        result = await service.reload(actor)
+        if not result.ok:
+            return "Reload refused: " + result.message
+        return f"Reloaded: {result.message}; {_revoked(result.revoked)}."
+    raise UsageError(f"Unknown command {command!r}.")
+
+
+async def _token(service: ModerationService, actor: str, args: list[str]) -> str:
+    sub = args[0] if args else "list"
+    rest = args[1:]
+    if sub == "create":
+        body: dict[str, Any] = {}
+        if rest:
+            if rest[0] in ("unlimited", "0"):
+                body["uses_allowed"] = None
+            elif rest[0].isdigit():
+                body["uses_allowed"] = int(rest[0])
+            else:
+                raise UsageError("USES must be a number or `unlimited`.")
+        if len(rest) > 1:
+            body["expiry"] = rest[1]
+        token = await service.create_token(actor, body)
+        uses = "unlimited" if token["uses_allowed"] is None else token["uses_allowed"]
+        return f"Token {token['token']}: {uses} use(s), expires {token['expires']}."
+    if sub == "list":
+        # Invite tokens only: list_tokens never returns a token bound to a request.
+        tokens = await service.list_tokens(valid_only=True)
+        lines = [f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}" for t in tokens]
+        return "\n".join(lines) or "No valid invite tokens."
+    if sub == "show":
+        return _token_details(await service.show_token(_one(rest, "token show TOKEN")))
+    if sub == "delete":
+        if not rest:
+            raise UsageError("Usage: !gate token delete TOKEN...")
+        deleted = await service.delete_tokens(actor, rest)
+        missing = [t for t in rest if t not in deleted]
+        text = f"Deleted: {', '.join(deleted) or 'none'}."
+        return text + (f" Not found: {', '.join(missing)}." if missing else "")
+    raise UsageError(f"Unknown token command {sub!r}.")
+
+
+async def _moderators(service: ModerationService, actor: str, args: list[str]) -> str:
+    sub = args[0] if args else "list"
+    if sub == "list":
+        rows = await service.list_moderators()
+        lines = [
+            f"{r['entry']}  added by {r['added_by']}"
+            + (f"  (ignored: {r['problem']})" if r.get("problem") else "")
+            for r in rows
+        ]
+        return "\n".join(lines) or (
+            "No moderators added at run time (server admins and the config's"
+            " `moderators` always moderate)."
+        )
+    if sub in ("allow", "disallow"):
+        entry = _one(args[1:], f"moderators {sub} ENTRY")
+        if sub == "allow":
+            added = await service.allow(actor, entry)
+            return f"Allowed {entry}." if added else f"{entry} was allowed already."
+        await service.disallow(actor, entry)
+        return f"Disallowed {entry}."
+    raise UsageError(f"Unknown moderators command {sub!r}.")
+
+
+def _revoked(count: int) -> str:
+    if count == 0:
+        return "no open request matched"
+    return f"{count} open request(s) and their tokens revoked"
+
+
+def _token_details(t: dict[str, Any]) -> str:
+    allowed = "unlimited" if t["uses_allowed"] is None else t["uses_allowed"]
+    lines = [
+        f"Token {t['token']} ({t['kind']}, {t['state']}): {t['completed']} of {allowed} used,"
+        f" {_uses(t)} left, expires {t['expires']}",
+    ]
+    if t.get("created_by"):
+        lines.append(f"Made by {t['created_by']}")
+    if t.get("reserved_for"):
+        lines.append(f"Reserved for {t['reserved_for']} (request {t['request_id']})")
+    if t.get("revoked_reason"):
+        lines.append(f"Revoked: {t['revoked_reason']}")
+    for account in t.get("accounts") or []:
+        lines.append(f"- {account['user_id']} (from {_ip(account['ip'])})")
+    return "\n".join(lines)
+
+
+def _account(a: dict[str, Any]) -> str:
+    if a["token_kind"] is None:
+        lines = [f"{a['user_id']} was not made with a token of this module."]
+    else:
+        by = f", made by {a['token_created_by']}" if a["token_created_by"] else ""
+        # A mailed token is never shown outside its mail: name its request instead.
+        which = f"token {a['token']}" if a["token"] is not None else f"request {a['request_id']}"
+        lines = [
+            f"{a['user_id']} came in with {a['token_kind']} {which}{by} (from {_ip(a['ip'])})."
+        ]
+    for made in a["tokens_created"]:
+        accounts = ", ".join(made["accounts"]) or "no account yet"
+        lines.append(f"- made token {made['token']}: {accounts}")
+    return "\n".join(lines)
+
+
+def _ip(ip: object) -> str:
+    return "unknown" if ip is None else mask_ip(ip)
+
+
+def _uses(token: dict[str, Any]) -> str:
+    return "unlimited" if token["uses_left"] is None else str(token["uses_left"])
+
+
+def _one(args: list[str], usage: str) -> str:
+    if len(args) != 1:
+        raise UsageError(f"Usage: !gate {usage}")
+    return args[0]
+
+
+def _requests(rows: list[dict[str, Any]], status: str) -> str:
+    if not rows:
+        return f"No {status} requests."
+    return "\n".join(
+        f"{r['id']}  @{r['localpart']}  {r['status']}  {mask_ip(r['ip'])}" for r in rows
+    )
+
+
+def _request(r: dict[str, Any]) -> str:
+    lines = [
+        f"Request {r['id']}: @{r['localpart']} ({r['status']})",
+        f"Address: {mask_email(r['email'])}  IP: {mask_ip(r['ip'])}",
+    ]
+    if r.get("statement"):
+        lines.append(f"Reason: {r['statement']}")
+    for entry in r.get("history", []):
+        lines.append(f"- {entry['action']} by {entry['actor']}: {entry['detail'] or ''}")
+    return "\n".join(lines)
+
+
+def describe_pending(request_id: str, localpart: str, server_name: str, statement: str) -> str:
+    return (
+        f"New request {request_id}: @{localpart}:{server_name} waits for a decision.\n"
+        f"Reason: {statement}\n"
+        f"Say `!gate approve {request_id}` or `!gate deny {request_id} [message]`."
+    )

@@ -1,0 +1,1 @@
+"""A token request: the service, the challenge gate, registration callbacks, client address."""

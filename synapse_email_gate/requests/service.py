@@ -1,0 +1,371 @@
+"""The request path: one function shared by the HTML form and the JSON API.
+
+`submit` settles everything that may be said to the requester (IP ban, rate
+limits, username and domain problems), records the request, reserves its
+username and answers. The
+email-side work — bans on the address, cooldown, already used, per-address
+limit, token, mail — is assessed after the answer, in the next issue batch
+(storage/issue.py), so every email-side outcome looks the same from outside, in
+body and in timing. Recording and issuing each run one transaction for all the
+requests waiting for it (storage/group_commit.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+from synapse.api.errors import SynapseError
+from synapse.module_api import ModuleApi
+from twisted.python.failure import Failure
+
+from synapse_email_gate import metrics
+from synapse_email_gate.config.gate import GateConfig
+from synapse_email_gate.config.policy_lists import Bucket
+from synapse_email_gate.mail.delivery import MailDelivery
+from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.outcomes import Outcome, Refusal
+from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
+from synapse_email_gate.rules.identifiers import new_id, new_token
+from synapse_email_gate.storage.intake import IntakeStore, NewRequest
+from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, IssueStore, NotIssued
+from synapse_email_gate.storage.requests import PendingRequest, RequestStore
+
+logger = logging.getLogger(__name__)
+
+MAX_FIELD_LENGTH = 320
+MAX_REASON_LENGTH = 2000
+# A request still `received` this long after intake was orphaned by a crash.
+ORPHAN_AFTER_MS = 30_000
+
+
+@attrs.frozen
+class RequestInput:
+    username: str
+    email: str
+    lang: str = "en"
+    reason: str = ""
+
+
+class RequestService:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: GateConfig,
+        policy: LivePolicy,
+        delivery: MailDelivery,
+        requests: RequestStore,
+        intake: IntakeStore,
+        issue: IssueStore,
+        on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None,
+    ) -> None:
+        """`on_pending` is told about each request that starts waiting for a moderator."""
+        self._api = api
+        self._config = config
+        self._policy = policy
+        self._delivery = delivery
+        self._requests = requests
+        self._intake = intake
+        self._issue = issue
+        self._on_pending = on_pending
+        # Per-process memory of buckets known to be empty, so a flood from one
+        # address is refused without touching the database.
+        self._empty_until: dict[str, tuple[int, Bucket]] = {}
+        self._flood_log = FloodLog(logger)
+
+    @property
+    def approval_required(self) -> bool:
+        return self._config.approval == "required"
+
+    @property
+    def reason_min_length(self) -> int:
+        return self._config.approval_reason_min_length
+
+    async def submit(self, form: RequestInput, ip: str) -> Outcome:
+        policy = self._policy.current
+        if policy.ip_ban(ip) is not None:
+            self._refused("ip_banned", flood=True)
+            return outcomes.ip_banned()
+        now = self._api.get_current_time_msec()
+        limits = self._request_limits(ip)
+        wait = self._known_wait(limits, now)
+        if wait:
+            return self._limited(wait)
+
+        if self._config.approval == "required":
+            minimum = self._config.approval_reason_min_length
+            if len(form.reason.strip()) < minimum:
+                return Refusal(
+                    400,
+                    outcomes.REASON_TOO_SHORT,
+                    f"Please tell the moderators in at least {minimum} characters why you "
+                    "would like an account.",
+                    "reason",
+                )
+        localpart_or_refusal = await self._check_username(form.username)
+        if isinstance(localpart_or_refusal, Refusal):
+            return localpart_or_refusal
+        localpart = localpart_or_refusal
+        try:
+            email = parse_email(form.email)
+        except InvalidEmail as e:
+            self._refused("invalid_email", e.reason)
+            return Refusal(400, outcomes.INVALID_EMAIL, e.message, "email")
+        domain_problem = policy.domain_refusal(email)
+        if domain_problem is not None:
+            self._refused(domain_problem)
+            return _domain_refusal(domain_problem)
+
+        request = NewRequest(
+            id=new_id(),
+            now_ms=now,
+            localpart=localpart,
+            email=email.address,
+            email_key=self._email_key(email),
+            ip=ip,
+            lang=form.lang,
+            hold_ms=self._config.token_lifetime_ms,
+            statement=form.reason.strip() if self._config.approval == "required" else None,
+            limits=tuple(limits),
+        )
+        refusal = await self._intake.record(request)
+        if refusal is not None and refusal.reason == "username_reserved":
+            self._refused("username_reserved")
+            return Refusal(
+                400,
+                "M_USER_IN_USE",
+                "This username is reserved by a pending request. Please choose another.",
+                "username",
+            )
+        if refusal is not None:
+            bucket = dict(limits)[refusal.bucket]
+            self._remember_empty(refusal.bucket, bucket, now + refusal.wait_ms)
+            return self._limited(refusal.wait_ms)
+        logger.info("request %s received for %r: reason=accepted", request.id, localpart)
+        metrics.request_answered(self._api.server_name, "accepted", "accepted")
+        # Assessed after the answer, with the next issue batch (no task per request).
+        assessed = self._issue.enqueue(self._issue_params(request.id, email))
+        assessed.addCallbacks(self._assessed, self._not_assessed, errbackArgs=(request.id,))
+        return outcomes.ACCEPTED
+
+    async def process(self, request_id: str) -> None:
+        """Assess the email side of a recorded request; issue and mail a token if due."""
+        self._assessed(await self._issue.issue(self._issue_params(request_id)))
+
+    def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
+        policy = self._policy.current
+        approval = self._config.approval == "required"
+        return IssueParams(
+            request_id=request_id,
+            now_ms=self._api.get_current_time_msec(),
+            token_lifetime_ms=self._config.token_lifetime_ms,
+            cooldown_ms=self._config.email_cooldown_ms,
+            multiple_users_per_email=self._config.multiple_users_per_email,
+            per_email=policy.rate_limits.per_email,
+            outbox_id=new_id(),
+            token=None if approval else new_token(),
+            code=new_token() if approval else None,
+            forget_address=self._config.privacy.hash_emails,
+            parsed_email=email,
+        )
+
+    def _assessed(self, issued: IssueOutcome) -> None:
+        if isinstance(issued, NotIssued):
+            logger.info("request %s: no mail, reason=%s", issued.request_id, issued.reason)
+            metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
+            return
+        if issued is None:
+            return
+        request_id = issued.request_id
+        if self._config.approval == "required":
+            logger.info("request %s: address check queued for %r", request_id, issued.localpart)
+            metrics.request_processed(self._api.server_name, "verifying", "verifying")
+        else:
+            logger.info(
+                "request %s: token issued for %r, mail queued", request_id, issued.localpart
+            )
+            metrics.request_processed(self._api.server_name, "issued", "issued")
+            metrics.token_issued(self._api.server_name)
+        self._delivery.kick(issued.outbox_id)
+
+    def _not_assessed(self, failure: Failure, request_id: str) -> None:
+        # The request stays `received`; the mail sweep assesses it later (process_orphans).
+        logger.error(
+            "request %s: not assessed, retried by the sweep: %s",
+            request_id,
+            failure.getErrorMessage(),
+            exc_info=failure.value,
+        )
+
+    async def verify_address(self, code: str) -> bool:
+        """Approval mode: the link in the mail was followed; moderators are told."""
+        notices = [(new_id(), address) for address in self._config.approval_notify_emails]
+        pending = await self._requests.verify_address(
+            code, self._api.get_current_time_msec(), notices
+        )
+        if pending is None:
+            return False
+        logger.info("request %s: address confirmed, waiting for a moderator", pending.request_id)
+        for outbox_id, _ in notices:
+            self._delivery.kick(outbox_id)
+        if self._on_pending is not None:
+            await self._on_pending(pending)
+        return True
+
+    async def process_orphans(self) -> None:
+        """Finish requests whose process died between the answer and `process`."""
+        cutoff = self._api.get_current_time_msec() - ORPHAN_AFTER_MS
+        ids = await self._requests.orphans(cutoff, 100)
+        for request_id in ids:
+            await self.process(request_id)
+
+    def _email_key(self, email: ParsedEmail) -> str:
+        """The identity rules use: the normalised address, or its keyed hash."""
+        privacy = self._config.privacy
+        return address_key(email.normalised, privacy.hash_secret if privacy.hash_emails else None)
+
+    async def _check_username(self, raw: str) -> str | Refusal:
+        localpart = clean_username(raw, self._api.server_name)
+        if not localpart:
+            self._refused("username_missing")
+            return outcomes.missing_param("username")
+        if not localpart.isascii():
+            # Synapse refuses these too; refused here before the ban patterns, which
+            # cannot match text that is not valid Unicode (a lone surrogate from JSON).
+            self._refused("username_M_INVALID_USERNAME")
+            return Refusal(
+                400,
+                "M_INVALID_USERNAME",
+                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+                "username",
+            )
+        # The bans first: they are matched in memory, while Synapse's check asks the
+        # database; a flood of banned names is then answered without a query
+        # (benchmarks/bench_flood.py).
+        if self._policy.current.username_ban(localpart) is not None:
+            self._refused("username_banned", flood=True)
+            return Refusal(
+                400,
+                outcomes.USERNAME_BANNED,
+                "This username is not allowed on this server. Please choose another.",
+                "username",
+            )
+        try:
+            await self._api.check_username(localpart)
+        except SynapseError as e:
+            self._refused(f"username_{e.errcode}")
+            return Refusal(400, e.errcode, str(e.msg), "username")
+        return localpart
+
+    def _request_limits(self, ip: str) -> list[tuple[str, Bucket]]:
+        limits = self._policy.current.rate_limits
+        return [(f"ip:{rate_limit_key(ip)}", limits.per_ip), ("global", limits.global_)]
+
+    def _known_wait(self, limits: list[tuple[str, Bucket]], now: int) -> int:
+        for key, bucket in limits:
+            known = self._empty_until.get(key)
+            if known is None:
+                continue
+            until, remembered = known
+            # A memory made under other limits (a reload changed them) is void.
+            if until > now and remembered == bucket:
+                return until - now
+            del self._empty_until[key]
+        return 0
+
+    def _remember_empty(self, key: str, bucket: Bucket, until: int) -> None:
+        if len(self._empty_until) > 100_000:
+            self._empty_until.clear()
+        self._empty_until[key] = (until, bucket)
+
+    def _refused(self, reason: str, detail: str | None = None, *, flood: bool = False) -> None:
+        """Log and count one refusal. `flood`: one a flood repeats thousands of times a
+        second, logged at most once a second (FloodLog); every one is counted."""
+        if flood:
+            self._flood_log.refused(reason)
+        elif detail is not None:
+            logger.info("request refused: reason=%s (%s)", reason, detail)
+        else:
+            logger.info("request refused: reason=%s", reason)
+        metrics.request_answered(self._api.server_name, "refused", reason)
+
+    def _limited(self, wait_ms: int) -> Refusal:
+        self._refused("rate_limited", flood=True)
+        return outcomes.rate_limited(math.ceil(wait_ms / 1000))
+
+
+def rate_limit_key(ip: str) -> str:
+    """IPv6 clients are limited per /64: one subscriber usually holds a whole /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def clean_username(raw: str, server_name: str) -> str:
+    """What people type -> a localpart: trims, lowercases, accepts `@name:server`."""
+    name = raw.strip()
+    if name.startswith("@"):
+        name = name[1:]
+        suffix = f":{server_name}"
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.lower()
+
+
+def _domain_refusal(reason: str) -> Refusal:
+    if reason == "disposable":
+        return Refusal(
+            400,
+            outcomes.DOMAIN_DISPOSABLE,
+            "Addresses from disposable-mail providers are not accepted. "
+            "Please use a permanent address.",
+            "email",
+        )
+    return Refusal(
+        400,
+        outcomes.DOMAIN_NOT_ALLOWED,
+        "Addresses at this domain are not accepted here. Please use another address.",
+        "email",
+    )
+
+
+class FloodLog:
+    """At most one line per second per refusal reason that a flood can repeat.
+
+    Under a flood the same refusal comes thousands of times a second; writing
+    each to the log cost more than answering it (benchmarks/bench_flood.py). The
+    first refusal of a second is logged at once, the rest are counted into the
+    next line; the metrics count every one.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._windows: dict[str, list[float]] = {}  # reason -> [window start, unlogged]
+
+    def refused(self, reason: str) -> None:
+        now = time.monotonic()
+        window = self._windows.get(reason)
+        if window is not None and now - window[0] < 1.0:
+            window[1] += 1
+            return
+        unlogged = int(window[1]) if window is not None else 0
+        if unlogged:
+            self._log.info(
+                "request refused: reason=%s (and %d more since the last such line)",
+                reason,
+                unlogged,
+            )
+        else:
+            self._log.info("request refused: reason=%s", reason)
+        self._windows[reason] = [now, 0]

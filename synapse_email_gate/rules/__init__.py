@@ -1,0 +1,1 @@
+"""Pure, no Synapse: usernames, addresses, IPs, proof of work, identifiers, moderators, rooms."""
