@@ -54,6 +54,7 @@ from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
 from synapse_email_gate.web.pages import PageKit
 from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
+from synapse_email_gate.web.routes import WebHandlers, gate_routes
 
 logger = logging.getLogger(__name__)
 
@@ -180,21 +181,7 @@ class EmailGate:
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        routes: dict[tuple[str, str], Handler] = {
-            ("GET", ""): self._when_ready(pages.page),
-            ("POST", ""): self._when_ready(pages.form_post),
-            ("POST", "api/request"): self._when_ready(pages.api_request),
-            ("GET", "api/challenge"): self._when_ready(pages.challenge),
-            ("GET", "register"): self._when_ready(finish.landing),
-            ("POST", "register"): self._when_ready(finish.submit),
-            ("GET", "verify"): self._when_ready(pages.verify_page),
-            ("POST", "verify"): self._when_ready(pages.verify_post),
-            ("GET", "static/*"): pages.static,
-            ("GET", "admin"): admin.page,
-            ("GET", "admin/*"): self._when_ready(admin.handle),
-            ("POST", "admin/*"): self._when_ready(admin.handle),
-            ("DELETE", "admin/*"): self._when_ready(admin.handle),
-        }
+        routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))
 
         api.looping_background_call(

@@ -45,6 +45,9 @@ _TOKEN_TEXT = re.compile(rf"^[A-Za-z0-9._~-]{{{MIN_TOKEN_LENGTH},{MAX_TOKEN_LENG
 ADMIN_ONLY = "EMAIL_GATE_ADMIN_ONLY"
 DELETE_ALL_CONFIRMATION = "delete all tokens"
 MAX_PAGE = 500
+# Synapse keeps uses_allowed in a 32-bit INT; times stay within JSON's safe integers.
+MAX_USES = 2**31 - 1
+MAX_TIME_MS = 2**53 - 1
 
 
 class AdminError(Exception):
@@ -180,17 +183,19 @@ class ModerationService:
         lengths = f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}"
         if token is not None and (not isinstance(token, str) or not _TOKEN_TEXT.match(token)):
             raise bad(f"token must be {lengths} characters of A-Z a-z 0-9 . _ ~ -")
-        if token is None:
+        if token is None or "length" in body:
             if (
                 isinstance(length, bool)
                 or not isinstance(length, int)
                 or not MIN_TOKEN_LENGTH <= length <= MAX_TOKEN_LENGTH
             ):
                 raise bad(f"length must be an integer from {lengths}")
-            token = new_token(length)
+            token = token if token is not None else new_token(length)
         uses = body.get("uses_allowed", 1)
-        if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or uses < 0):
-            raise bad("uses_allowed must be a non-negative integer or null (unlimited)")
+        if uses is not None and (
+            isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= MAX_USES
+        ):
+            raise bad(f"uses_allowed must be an integer from 0 to {MAX_USES}, or null (unlimited)")
         expiry_ts = self._expiry(body)
         if (uses is None or expiry_ts is None) and not await self._is_admin(actor):
             raise admin_only(
@@ -241,7 +246,15 @@ class ModerationService:
         }
 
     def _expiry(self, body: dict[str, Any]) -> int | None:
+        ts = self._expiry_ts(body)
+        if ts is not None and ts > MAX_TIME_MS:
+            raise bad("expiry is too far in the future")
+        return ts
+
+    def _expiry_ts(self, body: dict[str, Any]) -> int | None:
         """`expiry`: a duration (`7d`), a date/time, null/`never`; default 7 days."""
+        if "expiry_time" in body and "expiry" in body:
+            raise bad("give expiry or expiry_time, not both")
         if "expiry_time" in body:
             value = body["expiry_time"]
             if value is None or (isinstance(value, int) and not isinstance(value, bool)):
@@ -264,8 +277,12 @@ class ModerationService:
             raise bad("expiry is in the past")
         return ts
 
-    async def delete_tokens(self, actor: str, tokens: list[str]) -> list[str]:
-        if not tokens or not all(isinstance(t, str) for t in tokens):
+    async def delete_tokens(self, actor: str, tokens: object) -> list[str]:
+        if (
+            not isinstance(tokens, list)
+            or not tokens
+            or not all(isinstance(t, str) for t in tokens)
+        ):
             raise bad("tokens must be a non-empty list of strings")
         deleted = await self._tokens.delete(tokens, self._now())
         for token in deleted:
@@ -357,9 +374,12 @@ class ModerationService:
 
     def _ban_expiry(self, value: object) -> int:
         try:
-            return self._now() + parse_duration_ms(value)
+            ts = self._now() + parse_duration_ms(value)
         except ValueError:
-            return parse_timestamp_ms(value)
+            ts = parse_timestamp_ms(value)
+        if ts > MAX_TIME_MS:
+            raise ValueError("expires is too far in the future")
+        return ts
 
     async def remove_ban(self, actor: str, ban_id: str) -> None:
         removed = await self._moderation.remove_ban(ban_id)

@@ -19,10 +19,12 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.web.http import (
+    MAX_JSON_INT,
     JsonProblem,
     parse_json_object,
     query_param,
     read_body,
+    readable,
     respond_html,
     respond_json,
 )
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 Body = dict[str, Any]
-Action = Callable[[str, list[str], Body, SynapseRequest], Awaitable[tuple[int, object]]]
+Answer = tuple[int, object]
 
 
 class AdminHandlers:
@@ -47,30 +49,6 @@ class AdminHandlers:
         self._moderators = moderators
         self._service = service
         self._page = page.render(**page_vars)
-        s = service
-        # (method, path pattern) -> action(actor, path params, body, request)
-        self._routes: list[tuple[str, Route, Action]] = [
-            ("GET", _path("requests"), self._list_requests),
-            ("GET", _path("requests/{}"), self._show_request),
-            ("POST", _path("requests/{}/approve"), self._approve),
-            ("POST", _path("requests/{}/deny"), self._deny),
-            ("GET", _path("tokens"), self._list_tokens),
-            ("POST", _path("tokens"), lambda a, p, b, r: _ok(201, s.create_token(a, b))),
-            ("POST", _path("tokens/delete"), self._delete_tokens),
-            ("POST", _path("tokens/delete_all"), self._delete_all_tokens),
-            ("GET", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.show_token(p[0]))),
-            ("DELETE", _path("tokens/{}"), self._delete_token),
-            ("GET", _path("accounts/{}"), lambda a, p, b, r: _ok(200, s.show_account(p[0]))),
-            ("GET", _path("bans"), lambda a, p, b, r: _wrap(200, "bans", s.list_bans())),
-            ("POST", _path("bans"), lambda a, p, b, r: _ok(201, s.add_ban(a, b))),
-            ("DELETE", _path("bans/{}"), self._remove_ban),
-            ("GET", _path("policy"), self._policy),
-            ("GET", _path("moderators"), self._list_moderators),
-            ("POST", _path("moderators"), self._allow),
-            ("DELETE", _path("moderators/{}"), self._disallow),
-            ("POST", _path("reload"), self._reload),
-            ("GET", _path("audit"), self._audit),
-        ]
 
     async def page(self, request: SynapseRequest) -> None:
         """The review page; it signs in with the moderator's Matrix account itself."""
@@ -96,14 +74,14 @@ class AdminHandlers:
         method = request.method.decode("ascii", errors="replace")
         segments = path_segments(request.postpath or [])[1:]  # drop the leading "admin"
         path_known = False
-        chosen: tuple[Action, list[str]] | None = None
-        for route_method, route, action in self._routes:
+        chosen: tuple[AdminRoute, list[str]] | None = None
+        for route in ADMIN_ROUTES:
             params = route.match(segments)
             if params is None:
                 continue
             path_known = True
-            if route_method == method:
-                chosen = (action, params)
+            if route.method == method:
+                chosen = (route, params)
                 break
         if chosen is None:
             status, error = (405, "Method not allowed") if path_known else (404, "Unknown path")
@@ -112,16 +90,16 @@ class AdminHandlers:
         actor = await self._authenticate(request)
         if actor is None:
             return
-        action, params = chosen
+        route, params = chosen
         try:
             body = _json_body(request) if method in ("POST", "DELETE") else {}
-            status, answer = await action(actor, params, body, request)
+            status, answer = await route.action(self, actor, params, body, request)
         except AdminError as e:
             respond_json(request, e.status, {"errcode": e.errcode, "error": e.message})
             return
         respond_json(request, status, answer)
 
-    async def _list_requests(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def list_requests(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         page = await self._service.list_requests(
             query_param(r, "status"),
             query_param(r, "q"),
@@ -130,57 +108,72 @@ class AdminHandlers:
         )
         return 200, page
 
-    async def _show_request(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def show_request(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.show_request(p[0])
 
-    async def _approve(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def approve(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.decide(a, p[0], True, b.get("message"))
 
-    async def _deny(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def deny(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.decide(a, p[0], False, b.get("message"))
 
-    async def _list_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def create_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 201, await self._service.create_token(a, b)
+
+    async def show_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._service.show_token(p[0])
+
+    async def show_account(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._service.show_account(p[0])
+
+    async def list_bans(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, {"bans": await self._service.list_bans()}
+
+    async def add_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 201, await self._service.add_ban(a, b)
+
+    async def list_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         valid_only = query_param(r, "valid") in ("true", "1", "yes")
         return 200, {"tokens": await self._service.list_tokens(valid_only)}
 
-    async def _delete_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def delete_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         deleted = await self._service.delete_tokens(a, [p[0]])
         if not deleted:
             raise AdminError(404, "M_NOT_FOUND", "token not found")
         return 200, {"deleted": deleted}
 
-    async def _delete_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
-        return 200, {"deleted": await self._service.delete_tokens(a, b.get("tokens") or [])}
+    async def delete_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, {"deleted": await self._service.delete_tokens(a, b.get("tokens"))}
 
-    async def _delete_all_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def delete_all_tokens(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, {"deleted_count": await self._service.delete_all_tokens(a, b.get("confirm"))}
 
-    async def _remove_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def remove_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         await self._service.remove_ban(a, p[0])
         return 200, {"removed": p[0]}
 
-    async def _policy(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def policy(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, self._service.policy_entries()
 
-    async def _list_moderators(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def list_moderators(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, {"moderators": await self._service.list_moderators()}
 
-    async def _allow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def allow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         added = await self._service.allow(a, b.get("entry"))
         return (201 if added else 200), {"entry": b.get("entry"), "added": added}
 
-    async def _disallow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def disallow(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         await self._service.disallow(a, p[0])
         return 200, {"removed": p[0]}
 
-    async def _reload(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def reload(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         result = await self._service.reload(a)
         logger.info("policy reload requested by %s: %s", a, result.message)
         if not result.ok:
             raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
         return 200, {"status": "reloaded", "message": result.message, "revoked": result.revoked}
 
-    async def _audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
+    async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
         )
@@ -195,24 +188,31 @@ def path_segments(postpath: list[bytes]) -> list[str]:
     again nor joined and split again: a moderator entry, ban id or token with
     `/`, `%` or `?` reaches its handler as sent. A trailing slash is ignored.
     """
-    segments = [p.decode("utf-8", errors="replace") for p in postpath]
+    segments = [readable(p.decode("utf-8", errors="replace")) for p in postpath]
     while segments and segments[-1] == "":
         segments.pop()
     return segments
 
 
-@attrs.frozen
-class Route:
-    """`requests/{}/approve`: literal segments, and `{}` for one segment of any text."""
+Action = Callable[[AdminHandlers, str, list[str], Body, SynapseRequest], Awaitable[Answer]]
 
-    parts: tuple[str, ...]
+
+@attrs.frozen
+class AdminRoute:
+    """`requests/{id}/approve` below `admin/`: literal segments, and `{name}` for one
+    segment of any text (the action gets them in order)."""
+
+    method: str
+    template: str
+    action: Action
 
     def match(self, segments: list[str]) -> list[str] | None:
-        if len(segments) != len(self.parts):
+        parts = self.template.split("/")
+        if len(segments) != len(parts):
             return None
         params = []
-        for part, segment in zip(self.parts, segments, strict=True):
-            if part == "{}":
+        for part, segment in zip(parts, segments, strict=True):
+            if part.startswith("{"):
                 if not segment:
                     return None
                 params.append(segment)
@@ -221,16 +221,29 @@ class Route:
         return params
 
 
-def _path(template: str) -> Route:
-    return Route(tuple(template.split("/")))
-
-
-async def _ok(status: int, result: Awaitable[object]) -> tuple[int, object]:
-    return status, await result
-
-
-async def _wrap(status: int, key: str, result: Awaitable[object]) -> tuple[int, object]:
-    return status, {key: await result}
+# Every admin route; docs/admin-api.md and web/openapi.py describe each one.
+ADMIN_ROUTES: tuple[AdminRoute, ...] = (
+    AdminRoute("GET", "requests", AdminHandlers.list_requests),
+    AdminRoute("GET", "requests/{id}", AdminHandlers.show_request),
+    AdminRoute("POST", "requests/{id}/approve", AdminHandlers.approve),
+    AdminRoute("POST", "requests/{id}/deny", AdminHandlers.deny),
+    AdminRoute("GET", "tokens", AdminHandlers.list_tokens),
+    AdminRoute("POST", "tokens", AdminHandlers.create_token),
+    AdminRoute("POST", "tokens/delete", AdminHandlers.delete_tokens),
+    AdminRoute("POST", "tokens/delete_all", AdminHandlers.delete_all_tokens),
+    AdminRoute("GET", "tokens/{token}", AdminHandlers.show_token),
+    AdminRoute("DELETE", "tokens/{token}", AdminHandlers.delete_token),
+    AdminRoute("GET", "accounts/{user_id}", AdminHandlers.show_account),
+    AdminRoute("GET", "bans", AdminHandlers.list_bans),
+    AdminRoute("POST", "bans", AdminHandlers.add_ban),
+    AdminRoute("DELETE", "bans/{id}", AdminHandlers.remove_ban),
+    AdminRoute("GET", "policy", AdminHandlers.policy),
+    AdminRoute("GET", "moderators", AdminHandlers.list_moderators),
+    AdminRoute("POST", "moderators", AdminHandlers.allow),
+    AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),
+    AdminRoute("POST", "reload", AdminHandlers.reload),
+    AdminRoute("GET", "audit", AdminHandlers.audit),
+)
 
 
 def _int_param(request: SynapseRequest, name: str, default: int) -> int:
@@ -238,9 +251,13 @@ def _int_param(request: SynapseRequest, name: str, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise AdminError(400, "M_INVALID_PARAM", f"{name} must be an integer") from None
+        value = None
+    # Beyond what a database column holds (SQLite's OFFSET overflows).
+    if value is None or abs(value) > MAX_JSON_INT:
+        raise AdminError(400, "M_INVALID_PARAM", f"{name} must be an integer")
+    return value
 
 
 def _json_body(request: SynapseRequest) -> Body:

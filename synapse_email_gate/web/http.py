@@ -104,6 +104,8 @@ MAX_JSON_DEPTH = 16
 # Matrix's canonical JSON range: larger integers lose precision in many parsers.
 MAX_JSON_INT = 2**53 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# PostgreSQL cannot store NUL in text, and no value of ours holds one.
+_NUL = "\x00"
 
 
 @attrs.frozen
@@ -211,6 +213,8 @@ def _shape_problem(data: dict[str, Any]) -> JsonProblem | None:
             if isinstance(item, str):
                 if _SURROGATE.search(item):
                     return _bad("The request body has text that is not valid Unicode.")
+                if _NUL in item:
+                    return _bad("The request body has text with a NUL character.")
             elif isinstance(item, dict | list):
                 stack.append((item, depth + 1))
     return None
@@ -224,14 +228,20 @@ def content_type(request: SynapseRequest) -> str:
 def form_fields(body: bytes) -> dict[str, str]:
     """The first value of each field of an urlencoded form."""
     parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in parsed.items()}
+    return {readable(name): readable(values[0]) for name, values in parsed.items()}
 
 
 def query_param(request: SynapseRequest, name: str) -> str | None:
     values: list[bytes] | None = (request.args or {}).get(name.encode("ascii"))
     if not values:
         return None
-    return values[0].decode("utf-8", errors="replace")
+    return readable(values[0].decode("utf-8", errors="replace"))
+
+
+def readable(text: str) -> str:
+    """Text from a URL or a form with each NUL read as U+FFFD, like a byte that is not
+    UTF-8: no stored value holds either, and PostgreSQL refuses NUL in a query."""
+    return text.replace(_NUL, "\ufffd")
 
 
 def cookie(request: SynapseRequest, name: str) -> str | None:

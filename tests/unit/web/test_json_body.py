@@ -11,7 +11,9 @@ from synapse_email_gate.web.http import (
     MAX_JSON_DEPTH,
     MAX_JSON_INT,
     JsonProblem,
+    form_fields,
     parse_json_object,
+    readable,
 )
 
 
@@ -48,6 +50,9 @@ def nested(depth: int) -> bytes:
         (b'{"username": "\\ud800"}', "M_BAD_JSON", "Unicode"),
         (b'{"\\udfff": 1}', "M_BAD_JSON", "Unicode"),
         (b'{"a": ["ok", {"b": "x\\ud83d"}]}', "M_BAD_JSON", "Unicode"),
+        (b'{"username": "a\\u0000b"}', "M_BAD_JSON", "NUL"),
+        (b'{"a\\u0000": 1}', "M_BAD_JSON", "NUL"),
+        (b'{"a": [{"b": "\\u0000"}]}', "M_BAD_JSON", "NUL"),
         (b"[]", "M_BAD_JSON", "object"),
         (b'"text"', "M_BAD_JSON", "object"),
         (b"null", "M_BAD_JSON", "object"),
@@ -82,3 +87,9 @@ def test_a_good_object_comes_back_as_it_was_sent(value: dict[str, object]) -> No
 def test_the_depth_limit_is_exactly_max_json_depth() -> None:
     assert isinstance(parse_json_object(nested(MAX_JSON_DEPTH)), dict)
     assert isinstance(parse_json_object(nested(MAX_JSON_DEPTH + 1)), JsonProblem)
+
+
+def test_a_nul_in_url_or_form_text_reads_as_the_replacement_character() -> None:
+    assert readable("a\x00b") == "a\ufffdb"
+    assert readable("plain") == "plain"
+    assert form_fields(b"token=a%00b&csrf=x") == {"token": "a\ufffdb", "csrf": "x"}
