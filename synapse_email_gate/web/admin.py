@@ -59,6 +59,8 @@ class AdminHandlers:
             ("POST", _path("tokens/delete"), self._delete_tokens),
             ("POST", _path("tokens/delete_all"), self._delete_all_tokens),
             ("GET", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.show_token(p[0]))),
+            ("PATCH", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.edit_token(a, p[0], b))),
+            ("POST", _path("tokens/{}"), lambda a, p, b, r: _ok(200, s.edit_token(a, p[0], b))),
             ("DELETE", _path("tokens/{}"), self._delete_token),
             ("GET", _path("accounts/{}"), lambda a, p, b, r: _ok(200, s.show_account(p[0]))),
             ("GET", _path("bans"), lambda a, p, b, r: _wrap(200, "bans", s.list_bans())),
@@ -114,7 +116,7 @@ class AdminHandlers:
             return
         action, params = chosen
         try:
-            body = _json_body(request) if method in ("POST", "DELETE") else {}
+            body = _json_body(request) if method in ("POST", "PATCH", "DELETE") else {}
             status, answer = await action(actor, params, body, request)
         except AdminError as e:
             respond_json(request, e.status, {"errcode": e.errcode, "error": e.message})
