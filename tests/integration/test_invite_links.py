@@ -57,7 +57,9 @@ def post_form(
     session: tuple[str, dict[str, str]],
     password: str = PASSWORD,
     confirm: str | None = None,
+    client: str | None = None,
 ) -> http.Response:
+    """The form post; from ``client`` (X-Forwarded-For of a trusted proxy) if given."""
     csrf, cookies = session
     form = {
         "csrf": csrf,
@@ -66,7 +68,8 @@ def post_form(
         "password": password,
         "password_confirm": password if confirm is None else confirm,
     }
-    return http.post(synapse.gate_url + "register", form=form, cookies=cookies)
+    headers = {"X-Forwarded-For": client} if client else None
+    return http.post(synapse.gate_url + "register", form=form, cookies=cookies, headers=headers)
 
 
 def nio_login(synapse: SynapseServer, localpart: str, password: str) -> str:
@@ -219,3 +222,36 @@ def test_a_client_with_an_invite_token_cannot_take_a_reserved_name(
     answer = register(synapse, "clientheld", token)
     assert not registered(answer)
     assert registered(register(synapse, "clientfree", token))
+
+
+def test_each_person_is_limited_and_recorded_by_their_own_address(
+    make_synapse: Any, synapse_db: str
+) -> None:
+    own: SynapseServer = make_synapse(
+        {
+            "trusted_proxies": ["127.0.0.1"],
+            "banned_ips": ["203.0.113.99"],
+            "rate_limits": {
+                "per_ip": {"burst": 100, "per_second": 10},
+                "web_registration": {"burst": 1, "per_second": 0.0001},
+            },
+        },
+        db=synapse_db,
+    )
+    admin_token = own.register_user("limitadmin", "limit-admin-password-1", admin=True)
+    token = invite(own, admin_token, uses=5)["token"]
+    csrf, cookies, _ = open_link(own.gate_url + f"register?token={token}")
+    session = (csrf, cookies)
+    banned = post_form(own, token, "frombanned", session, client="203.0.113.99")
+    assert banned.status == 403, banned.text
+    first = post_form(own, token, "limitedone", session, client="198.51.100.7")
+    assert first.status == 200, first.text
+    again = post_form(own, token, "limitedtwo", session, client="198.51.100.7")
+    assert again.status == 429 and again.headers["Retry-After"], again.text
+    other = post_form(own, token, "limitedthree", session, client="198.51.100.8")
+    assert other.status == 200, other.text
+    rows = own.query(
+        "SELECT localpart, ip, via FROM email_gate_token_uses WHERE token = ? ORDER BY localpart",
+        (token,),
+    )
+    assert rows == [("limitedone", "198.51.100.7", "web"), ("limitedthree", "198.51.100.8", "web")]
