@@ -499,7 +499,9 @@ def edit_txn(
     uses = uses_allowed if isinstance(edit.uses_allowed, Keep) else edit.uses_allowed
     expiry = expiry_ts if isinstance(edit.expiry_ts, Keep) else edit.expiry_ts
     disabled = revoked_ts is not None if edit.disabled is None else edit.disabled
-    if uses is not None and uses < used:
+    # Only a new number is held against the uses made: a registration that claimed
+    # before a lowering may have made one more since.
+    if not isinstance(edit.uses_allowed, Keep) and uses is not None and uses < used:
         return EditResult(BELOW_USED, used)
     if not may_be_unbounded and not disabled:
         enabling = edit.disabled is False and revoked_ts is not None
