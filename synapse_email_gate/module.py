@@ -37,6 +37,7 @@ from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
+from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.intake import IntakeStore
@@ -95,11 +96,13 @@ class EmailGate:
             pages_config.translations_dir, pages_config.default_language
         )
         kit = PageKit(api, pages_config, translations)
+        # Where the pages are: the links in mails and the invite links.
+        page_base_url = f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/"
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
             server_name=api.server_name,
             sender=config.sender or formataddr((api.server_name, f"noreply@{api.server_name}")),
-            page_base_url=f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/",
+            page_base_url=page_base_url,
             translations=translations,
             display_name=kit.display_name,
         )
@@ -140,6 +143,7 @@ class EmailGate:
             moderation,
             tokens,
             requests,
+            page_base_url,
         )
         self._room = self._moderation_room(moderation_service, moderators, state)
         self._service = RequestService(
@@ -172,6 +176,8 @@ class EmailGate:
             seal,
             BucketStore(db),
             requests,
+            tokens,
+            UsernameCheck(api, self._policy),
         )
         (admin_page,) = api.read_templates(["email_gate_admin.html"], TEMPLATE_DIR)
         admin = AdminHandlers(
@@ -219,6 +225,7 @@ class EmailGate:
             service,
             moderators,
             state,
+            self._config.command_prefix,
         )
         room.register()
         return room

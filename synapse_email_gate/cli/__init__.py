@@ -270,6 +270,27 @@ def _tokens(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentP
     chosen.add_argument("--length", type=_positive, metavar="N", help="random token of N chars")
     create.add_argument("--count", type=_positive, default=1, metavar="N", help="create N tokens")
     create.add_argument("-q", "--quiet", action="store_true", help="print only the tokens")
+    edit = tree.leaf(
+        tokens,
+        "edit",
+        cmd.tokens_edit,
+        "change an invite token's uses allowed or expiry",
+        epilog="Uses allowed cannot go below the uses already made. Unlimited uses and no\n"
+        "expiry are for server admins.",
+    )
+    edit.add_argument("target", metavar="TOKEN")
+    edit_uses = edit.add_mutually_exclusive_group()
+    edit_uses.add_argument("--uses", type=_non_negative, metavar="N", help="uses allowed")
+    edit_uses.add_argument("--unlimited", action="store_true", help="no limit on uses")
+    edit.add_argument(
+        "--expiry", metavar="WHEN", help="a duration from now (7d), a date (2026-12-31), or never"
+    )
+    for name, handler, text in (
+        ("disable", cmd.tokens_disable, "stop an invite token for now (enable undoes it)"),
+        ("enable", cmd.tokens_enable, "let a disabled invite token work again"),
+    ):
+        switch = tree.leaf(tokens, name, handler, text)
+        switch.add_argument("target", metavar="TOKEN")
     delete = tree.leaf(
         tokens, "delete", cmd.tokens_delete, "delete tokens; exit 1 if one is missing"
     )

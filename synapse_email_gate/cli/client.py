@@ -167,6 +167,9 @@ class AdminClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.call("POST", path, body=body if body is not None else {})
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self.call("PATCH", path, body=body)
+
     def delete(self, path: str) -> Any:
         return self.call("DELETE", path)
 

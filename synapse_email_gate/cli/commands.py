@@ -133,7 +133,38 @@ def _print_created(ctx: Context, created: list[Any]) -> None:
     elif ctx.args.quiet:
         out("\n".join(fmt.clean(t.get("token") if isinstance(t, dict) else t) for t in created))
     else:
-        out(fmt.table([t for t in created if isinstance(t, dict)], fmt.TOKEN_COLUMNS))
+        rows = [t for t in created if isinstance(t, dict)]
+        out(fmt.table(rows, fmt.TOKEN_COLUMNS))
+        links = [fmt.clean(t["link"]) for t in rows if t.get("link")]
+        if links:
+            out("\nInvite links:\n" + "\n".join(links))
+
+
+def tokens_edit(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {}
+    if args.unlimited:
+        body["uses_allowed"] = None
+    elif args.uses is not None:
+        body["uses_allowed"] = args.uses
+    if args.expiry is not None:
+        body["expiry"] = args.expiry
+    if not body:
+        raise UsageError("nothing to change: give --uses N, --unlimited or --expiry WHEN")
+    return _edit(ctx, body)
+
+
+def tokens_disable(ctx: Context) -> int:
+    return _edit(ctx, {"disabled": True})
+
+
+def tokens_enable(ctx: Context) -> int:
+    return _edit(ctx, {"disabled": False})
+
+
+def _edit(ctx: Context, body: dict[str, Any]) -> int:
+    answer = ctx.api.patch(f"tokens/{segment(ctx.args.target)}", body)
+    return show(ctx, answer, lambda: fmt.token_fields(answer))
 
 
 def tokens_delete(ctx: Context) -> int:

@@ -111,6 +111,7 @@ def token_fields(token: Row) -> str:
             ("created by", token.get("created_by")),
             ("created", when(token.get("created_ts"))),
             ("revoked", token.get("revoked_reason")),
+            ("link", token.get("link")),
         ]
     )
     accounts = token.get("accounts")

@@ -165,6 +165,7 @@ class GateConfig:
     approval_notify_emails: tuple[str, ...] = ()
     moderation_room: str | None = None
     bot_localpart: str = "email-gate"
+    command_prefix: str = "!gate"
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
     mail_retry_initial_ms: int = 30_000
@@ -197,6 +198,7 @@ class GateConfig:
             approval_notify_emails=section.convert("approval_notify_emails", (), _addresses),
             moderation_room=section.convert("moderation_room", None, room),
             bot_localpart=section.convert("bot_localpart", "email-gate", localpart),
+            command_prefix=section.convert("command_prefix", "!gate", _command_prefix),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
             mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
@@ -245,6 +247,12 @@ def _quoted_sender(name: str, address: str) -> str:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{address}>'
     return f"{name} <{address}>"
+
+
+def _command_prefix(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^\s]{1,32}", value):
+        raise ValueError(f"expected one word of 1 to 32 characters like !gate, got {value!r}")
+    return value
 
 
 def _addresses(value: object) -> tuple[str, ...]:

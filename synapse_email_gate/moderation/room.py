@@ -1,5 +1,6 @@
 """The bot in the moderation room: joins when invited, posts pending requests,
-answers `!gate` commands from moderators.
+answers commands (`!gate …`, or the configured `command_prefix`) from moderators,
+and `help` from anyone in the room.
 
 Synapse calls `on_new_event` on every process (where the event was persisted
 and again through replication). Commands are therefore handled only on the
@@ -42,12 +43,13 @@ class ModerationRoom:
         service: ModerationService,
         moderators: Moderators,
         state: StateStore,
+        prefix: str = room_commands.PREFIX,
     ) -> None:
         self._api = api
         self._room = room
         self._bot = f"@{bot_localpart}:{api.server_name}"
         self._bot_localpart = bot_localpart
-        self._service = service
+        self._commands = room_commands.RoomCommands(service, prefix)
         self._moderators = moderators
         self._state = state
         self._room_id: str | None = room if room.startswith("!") else None
@@ -116,7 +118,7 @@ class ModerationRoom:
         if event.type != "m.room.message":
             return
         body = event.content.get("body")
-        words = room_commands.parse(body) if isinstance(body, str) else None
+        words = self._commands.parse(body) if isinstance(body, str) else None
         if words is None:
             return
         if not is_local_user(event.sender, self._api.server_name):
@@ -124,8 +126,13 @@ class ModerationRoom:
             return
         if not await self._claimed(event):
             return
+        if room_commands.is_help(words):
+            # The list of commands holds nothing secret: anyone in the room may ask.
+            await self.say(self._commands.help)
+            return
         if not await self._moderators.may_moderate(event.sender):
-            await self.say(f"Sorry {event.sender}, only moderators may use !gate commands.")
+            prefix = self._commands.prefix
+            await self.say(f"Sorry {event.sender}, only moderators may use {prefix} commands.")
             return
         problems = await self.problems(room_id)
         self._problems = problems
@@ -134,7 +141,7 @@ class ModerationRoom:
             await self.say(refusal(problems))
             return
         logger.info("moderation room: %s ran %r", event.sender, words[:1])
-        await self.say(await room_commands.run(self._service, event.sender, words))
+        await self.say(await self._commands.run(event.sender, words))
 
     def _may_have_moved(self, event: EventBase) -> bool:
         """Events elsewhere worth looking the alias up again for (rare and cheap
@@ -142,7 +149,7 @@ class ModerationRoom:
         if event.type == "m.room.member":
             return event.state_key == self._bot and event.membership == "invite"
         body = event.content.get("body") if event.type == "m.room.message" else None
-        return isinstance(body, str) and room_commands.parse(body) is not None
+        return isinstance(body, str) and self._commands.parse(body) is not None
 
     async def problems(self, room_id: str) -> list[str]:
         """Why the bot must not answer in the room now ([] when it may)."""
@@ -230,7 +237,11 @@ class ModerationRoom:
                 return
             await self.say(
                 room_commands.describe_pending(
-                    request_id, pending.localpart, self._api.server_name, pending.statement
+                    request_id,
+                    pending.localpart,
+                    self._api.server_name,
+                    pending.statement,
+                    self._commands.prefix,
                 )
             )
         except Exception:

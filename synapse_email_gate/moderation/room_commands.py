@@ -1,40 +1,55 @@
 """Moderation-room commands: parsing (pure) and running them through ModerationService.
 
-A message starting with `!gate` is a command. Each command calls the same
-ModerationService method the admin API calls, so the rules, validation and audit
-entries are the same whichever way a moderator acts. Answers mask addresses and
-IPs (rules/rooms.py), and no answer ever holds a token mailed to a person.
+A message starting with the command prefix (`command_prefix`, default `!gate`)
+is a command. Each command calls the same ModerationService method the admin API
+calls, so the rules, validation and audit entries are the same whichever way a
+moderator acts. Answers mask addresses and IPs (rules/rooms.py), and no answer
+ever holds a token mailed to a person.
 """
 
 from __future__ import annotations
 
+import secrets
 import shlex
+import time
+from collections.abc import Callable
 from typing import Any
 
-from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.moderation.service import (
+    DELETE_ALL_CONFIRMATION,
+    AdminError,
+    ModerationService,
+)
 from synapse_email_gate.rules.rooms import mask_ban, mask_email, mask_ip
 
 PREFIX = "!gate"
+# How long the phrase that confirms `token delete-all` works.
+CONFIRM_WITHIN_S = 60.0
 
-HELP = """Commands (in this room, for moderators):
-!gate help                              this text
-!gate list [STATUS]                     requests, newest first (default: pending)
-!gate show ID                           one request with its history
-!gate approve ID                        approve a pending request (the token is mailed)
-!gate deny ID [MESSAGE]                 deny it (a polite mail, with MESSAGE if given)
-!gate token create [USES] [EXPIRY]      an invite token (default: 1 use, 7d)
+HELP = """Commands (in this room, for moderators; help for everyone):
+{p} help                              this text
+{p} list [STATUS]                     requests, newest first (default: pending)
+{p} show ID                           one request with its history
+{p} approve ID                        approve a pending request (the token is mailed)
+{p} deny ID [MESSAGE]                 deny it (a polite mail, with MESSAGE if given)
+{p} token create [USES] [EXPIRY]      an invite token and its link (default: 1 use, 7d)
                                         EXPIRY: 7d, 2026-12-31 or never
                                         (unlimited / never: server admins only)
-!gate token list                        valid invite tokens
-!gate token show TOKEN                  one token: uses, state, who made it, its accounts
-!gate token delete TOKEN...             delete tokens
-!gate account @USER:SERVER              which token brought an account in, and whom it invited
-!gate ban username|email|ip MATCH [REASON]
-!gate unban ID                          remove a ban added here or through the API
-!gate bans                              list stored bans
-!gate moderators                        entries added at run time
-!gate moderators allow|disallow ENTRY   (server admins only)
-!gate reload                            re-read the policy file everywhere
+{p} token list                        valid invite tokens
+{p} token show TOKEN                  one token: uses, state, who made it, its accounts
+{p} token edit TOKEN [uses=N|unlimited] [expiry=WHEN]
+                                        change uses allowed (not below those made) or expiry
+{p} token disable TOKEN               stop a token for now
+{p} token enable TOKEN                let a disabled token work again
+{p} token delete TOKEN...             delete tokens
+{p} token delete-all                  delete EVERY token (asks for a confirmation first)
+{p} account @USER:SERVER              which token brought an account in, and whom it invited
+{p} ban username|email|ip MATCH [REASON]
+{p} unban ID                          remove a ban added here or through the API
+{p} bans                              list stored bans
+{p} moderators                        entries added at run time
+{p} moderators allow|disallow ENTRY   (server admins only)
+{p} reload                            re-read the policy file everywhere
 Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
@@ -42,50 +57,98 @@ class UsageError(Exception):
     pass
 
 
-def parse(body: str) -> list[str] | None:
-    """The words after `!gate`, or None when the message is not a command."""
+def parse(body: str, prefix: str = PREFIX) -> list[str] | None:
+    """The words after the prefix, or None when the message is not a command."""
     text = body.strip()
-    if text != PREFIX and not text.startswith(PREFIX + " "):
+    if text != prefix and not text.startswith(prefix + " "):
         return None
     try:
-        return shlex.split(text[len(PREFIX) :])
+        return shlex.split(text[len(prefix) :])
     except ValueError:
-        return text[len(PREFIX) :].split()
+        return text[len(prefix) :].split()
 
 
-async def run(service: ModerationService, actor: str, words: list[str]) -> str:
-    """Run one command; the answer is the text to post in the room."""
-    try:
-        return await _dispatch(service, actor, words)
-    except AdminError as e:
-        return f"Refused: {e.message}"
-    except UsageError as e:
-        return f"{e}\nSay `!gate help` for the commands."
+def is_help(words: list[str]) -> bool:
+    return not words or words[0] == "help"
 
 
-async def _dispatch(service: ModerationService, actor: str, words: list[str]) -> str:
-    if not words or words[0] == "help":
-        return HELP
+class RoomCommands:
+    """Runs the commands of one room; keeps the `token delete-all` phrases waiting
+    to be sent back (one per moderator, once, within CONFIRM_WITHIN_S)."""
+
+    def __init__(
+        self,
+        service: ModerationService,
+        prefix: str = PREFIX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._service = service
+        self.prefix = prefix
+        self._clock = clock
+        self._phrases: dict[str, tuple[str, float]] = {}
+
+    @property
+    def help(self) -> str:
+        return HELP.format(p=self.prefix)
+
+    def parse(self, body: str) -> list[str] | None:
+        return parse(body, self.prefix)
+
+    async def run(self, actor: str, words: list[str]) -> str:
+        """Run one command; the answer is the text to post in the room."""
+        try:
+            return await self._dispatch(actor, words)
+        except AdminError as e:
+            return f"Refused: {e.message}"
+        except UsageError as e:
+            return f"{e}\nSay `{self.prefix} help` for the commands."
+
+    async def _dispatch(self, actor: str, words: list[str]) -> str:
+        if is_help(words):
+            return self.help
+        if words[:2] == ["token", "delete-all"]:
+            return await self._delete_all(actor, words[2:])
+        return await _dispatch(self._service, actor, words, self.prefix)
+
+    async def _delete_all(self, actor: str, args: list[str]) -> str:
+        if not args:
+            phrase = secrets.token_hex(4)
+            self._phrases[actor] = (phrase, self._clock() + CONFIRM_WITHIN_S)
+            return (
+                "This deletes EVERY registration token on the server: invite tokens, mailed"
+                " tokens and those made elsewhere. To go ahead, send within a minute:\n"
+                f"{self.prefix} token delete-all {phrase}"
+            )
+        waiting = self._phrases.pop(actor, None)  # one try per phrase
+        if waiting is None or waiting[1] < self._clock():
+            return f"No confirmation is waiting: send `{self.prefix} token delete-all` first."
+        if len(args) != 1 or not secrets.compare_digest(args[0], waiting[0]):
+            return "That is not the confirmation phrase; nothing was deleted."
+        count = await self._service.delete_all_tokens(actor, DELETE_ALL_CONFIRMATION)
+        return f"Deleted {count} token(s)."
+
+
+async def _dispatch(service: ModerationService, actor: str, words: list[str], p: str) -> str:
     command, args = words[0], words[1:]
     if command == "list":
         status = args[0] if args else "pending"
         page = await service.list_requests(status, None, 20, 0)
         return _requests(page["requests"], status)
     if command == "show":
-        return _request(await service.show_request(_one(args, "show ID")))
+        return _request(await service.show_request(_one(args, "show ID", p)))
     if command in ("approve", "deny"):
         if not args:
-            raise UsageError(f"Usage: !gate {command} ID")
+            raise UsageError(f"Usage: {p} {command} ID")
         message = " ".join(args[1:]) or None
         request = await service.decide(actor, args[0], command == "approve", message)
         return f"Request {request['id']} ({request['localpart']}): {request['status']}."
     if command == "token":
-        return await _token(service, actor, args)
+        return await _token(service, actor, args, p)
     if command == "account":
-        return _account(await service.show_account(_one(args, "account @USER:SERVER")))
+        return _account(await service.show_account(_one(args, "account @USER:SERVER", p)))
     if command == "ban":
         if len(args) < 2:
-            raise UsageError("Usage: !gate ban username|email|ip MATCH [REASON]")
+            raise UsageError(f"Usage: {p} ban username|email|ip MATCH [REASON]")
         body: dict[str, Any] = {"kind": args[0], "match": args[1]}
         if args[2:]:
             body["reason"] = " ".join(args[2:])
@@ -95,7 +158,7 @@ async def _dispatch(service: ModerationService, actor: str, words: list[str]) ->
             f"(ban id {ban['id']})."
         )
     if command == "unban":
-        ban_id = _one(args, "unban ID")
+        ban_id = _one(args, "unban ID", p)
         await service.remove_ban(actor, ban_id)
         return f"Ban {ban_id} removed."
     if command == "bans":
@@ -107,7 +170,7 @@ async def _dispatch(service: ModerationService, actor: str, words: list[str]) ->
         ]
         return "\n".join(lines) or "No stored bans."
     if command == "moderators":
-        return await _moderators(service, actor, args)
+        return await _moderators(service, actor, args, p)
     if command == "reload":
         result = await service.reload(actor)
         if not result.ok:
@@ -116,33 +179,49 @@ async def _dispatch(service: ModerationService, actor: str, words: list[str]) ->
     raise UsageError(f"Unknown command {command!r}.")
 
 
-async def _token(service: ModerationService, actor: str, args: list[str]) -> str:
+async def _token(service: ModerationService, actor: str, args: list[str], p: str) -> str:
     sub = args[0] if args else "list"
     rest = args[1:]
     if sub == "create":
         body: dict[str, Any] = {}
         if rest:
-            if rest[0] in ("unlimited", "0"):
-                body["uses_allowed"] = None
-            elif rest[0].isdigit():
-                body["uses_allowed"] = int(rest[0])
-            else:
-                raise UsageError("USES must be a number or `unlimited`.")
+            body["uses_allowed"] = _uses_word(rest[0])
         if len(rest) > 1:
             body["expiry"] = rest[1]
         token = await service.create_token(actor, body)
         uses = "unlimited" if token["uses_allowed"] is None else token["uses_allowed"]
-        return f"Token {token['token']}: {uses} use(s), expires {token['expires']}."
+        return f"Token {token['token']}: {uses} use(s), expires {token['expires']}." + _link(token)
     if sub == "list":
         # Invite tokens only: list_tokens never returns a token bound to a request.
         tokens = await service.list_tokens(valid_only=True)
-        lines = [f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}" for t in tokens]
+        lines = [
+            f"{t['token']}  uses left: {_uses(t)}  expires {t['expires']}"
+            + (f"  {t['link']}" if _shareable(t) else "")
+            for t in tokens
+        ]
         return "\n".join(lines) or "No valid invite tokens."
     if sub == "show":
-        return _token_details(await service.show_token(_one(rest, "token show TOKEN")))
+        return _token_details(await service.show_token(_one(rest, "token show TOKEN", p)))
+    if sub == "edit":
+        if len(rest) < 2:
+            raise UsageError(f"Usage: {p} token edit TOKEN [uses=N|unlimited] [expiry=WHEN]")
+        edit: dict[str, Any] = {}
+        for word in rest[1:]:
+            key, eq, value = word.partition("=")
+            if key == "uses" and eq:
+                edit["uses_allowed"] = _uses_word(value)
+            elif key == "expiry" and eq and value:
+                edit["expiry"] = value
+            else:
+                raise UsageError(f"{word!r}: say uses=N, uses=unlimited or expiry=WHEN.")
+        return _token_details(await service.edit_token(actor, rest[0], edit))
+    if sub in ("disable", "enable"):
+        name = _one(rest, f"token {sub} TOKEN", p)
+        shown = await service.edit_token(actor, name, {"disabled": sub == "disable"})
+        return f"Token {shown['token']} is {shown['state']} now."
     if sub == "delete":
         if not rest:
-            raise UsageError("Usage: !gate token delete TOKEN...")
+            raise UsageError(f"Usage: {p} token delete TOKEN...")
         deleted = await service.delete_tokens(actor, rest)
         missing = [t for t in rest if t not in deleted]
         text = f"Deleted: {', '.join(deleted) or 'none'}."
@@ -150,7 +229,7 @@ async def _token(service: ModerationService, actor: str, args: list[str]) -> str
     raise UsageError(f"Unknown token command {sub!r}.")
 
 
-async def _moderators(service: ModerationService, actor: str, args: list[str]) -> str:
+async def _moderators(service: ModerationService, actor: str, args: list[str], p: str) -> str:
     sub = args[0] if args else "list"
     if sub == "list":
         rows = await service.list_moderators()
@@ -164,13 +243,30 @@ async def _moderators(service: ModerationService, actor: str, args: list[str]) -
             " `moderators` always moderate)."
         )
     if sub in ("allow", "disallow"):
-        entry = _one(args[1:], f"moderators {sub} ENTRY")
+        entry = _one(args[1:], f"moderators {sub} ENTRY", p)
         if sub == "allow":
             added = await service.allow(actor, entry)
             return f"Allowed {entry}." if added else f"{entry} was allowed already."
         await service.disallow(actor, entry)
         return f"Disallowed {entry}."
     raise UsageError(f"Unknown moderators command {sub!r}.")
+
+
+def _uses_word(word: str) -> int | None:
+    if word in ("unlimited", "0"):
+        return None
+    if word.isdigit():
+        return int(word)
+    raise UsageError("USES must be a number or `unlimited`.")
+
+
+def _shareable(token: dict[str, Any]) -> bool:
+    # Only invite tokens carry a link; a mailed token is never shown anywhere.
+    return token.get("kind") == "invite" and bool(token.get("link"))
+
+
+def _link(token: dict[str, Any]) -> str:
+    return f"\nInvite link: {token['link']}" if _shareable(token) else ""
 
 
 def _revoked(count: int) -> str:
@@ -193,7 +289,7 @@ def _token_details(t: dict[str, Any]) -> str:
         lines.append(f"Revoked: {t['revoked_reason']}")
     for account in t.get("accounts") or []:
         lines.append(f"- {account['user_id']} (from {_ip(account['ip'])})")
-    return "\n".join(lines)
+    return "\n".join(lines) + _link(t)
 
 
 def _account(a: dict[str, Any]) -> str:
@@ -220,9 +316,9 @@ def _uses(token: dict[str, Any]) -> str:
     return "unlimited" if token["uses_left"] is None else str(token["uses_left"])
 
 
-def _one(args: list[str], usage: str) -> str:
+def _one(args: list[str], usage: str, p: str) -> str:
     if len(args) != 1:
-        raise UsageError(f"Usage: !gate {usage}")
+        raise UsageError(f"Usage: {p} {usage}")
     return args[0]
 
 
@@ -246,9 +342,11 @@ def _request(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def describe_pending(request_id: str, localpart: str, server_name: str, statement: str) -> str:
+def describe_pending(
+    request_id: str, localpart: str, server_name: str, statement: str, prefix: str = PREFIX
+) -> str:
     return (
         f"New request {request_id}: @{localpart}:{server_name} waits for a decision.\n"
         f"Reason: {statement}\n"
-        f"Say `!gate approve {request_id}` or `!gate deny {request_id} [message]`."
+        f"Say `{prefix} approve {request_id}` or `{prefix} deny {request_id} [message]`."
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import attrs
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate import metrics
@@ -16,6 +17,7 @@ from synapse_email_gate.config.policy_lists import (
     ban_kind,
     parse_timestamp_ms,
 )
+from synapse_email_gate.mail.compose import registration_link
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import ReloadResult
 from synapse_email_gate.policy.sync import PolicySync
@@ -80,6 +82,7 @@ class ModerationService:
         moderation: ModerationStore,
         tokens: TokenStore,
         requests: RequestStore,
+        page_base_url: str,
     ) -> None:
         self._api = api
         self._policy = policy
@@ -88,6 +91,10 @@ class ModerationService:
         self._moderation = moderation
         self._tokens = tokens
         self._requests = requests
+        self._page_base_url = page_base_url
+
+    def _describe(self, row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        return describe_token(row, now_ms, self._page_base_url)
 
     def _now(self) -> int:
         return self._api.get_current_time_msec()
@@ -161,7 +168,7 @@ class ModerationService:
         # read it could register the reserved account as their own.
         tokens = sorted(
             (
-                describe_token(row, now)
+                self._describe(row, now)
                 for row in [*ours, *foreign]
                 if row.get("kind") != token_store.EMAIL
             ),
@@ -175,7 +182,7 @@ class ModerationService:
         rows = [row for row in ours if row["revoked_reason"] != token_store.DELETED] or foreign
         if not rows:
             raise not_found("token")
-        return describe_token(rows[0], now)
+        return self._describe(rows[0], now)
 
     async def create_token(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         token = body.get("token")
@@ -191,11 +198,7 @@ class ModerationService:
             ):
                 raise bad(f"length must be an integer from {lengths}")
             token = token if token is not None else new_token(length)
-        uses = body.get("uses_allowed", 1)
-        if uses is not None and (
-            isinstance(uses, bool) or not isinstance(uses, int) or not 0 <= uses <= MAX_USES
-        ):
-            raise bad(f"uses_allowed must be an integer from 0 to {MAX_USES}, or null (unlimited)")
+        uses = _uses_allowed(body.get("uses_allowed", 1))
         expiry_ts = self._expiry(body)
         if (uses is None or expiry_ts is None) and not await self._is_admin(actor):
             raise admin_only(
@@ -216,6 +219,42 @@ class ModerationService:
             raise AdminError(400, "M_INVALID_PARAM", "this token exists already")
         await self._audit(actor, "token.create", token, f"uses_allowed={uses} expiry={expiry_ts}")
         metrics.token_issued(self._api.server_name, source="invite")
+        return await self.show_token(token)
+
+    async def edit_token(self, actor: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Change an invite token: `uses_allowed`, `expiry` (or `expiry_time`),
+        `disabled` (true/false); the fields not sent stay as they are. The admin
+        API, the CLI and the room all edit through here."""
+        unknown = sorted(set(body) - {"uses_allowed", "expiry", "expiry_time", "disabled"})
+        if unknown:
+            raise bad(f"unknown field(s): {', '.join(unknown)}")
+        if not body:
+            raise bad("nothing to change: send uses_allowed, expiry or disabled")
+        edit = token_store.TokenEdit()
+        if "uses_allowed" in body:
+            edit = attrs.evolve(edit, uses_allowed=_uses_allowed(body["uses_allowed"]))
+        if "expiry" in body or "expiry_time" in body:
+            edit = attrs.evolve(edit, expiry_ts=self._expiry(body))
+        if "disabled" in body:
+            if not isinstance(body["disabled"], bool):
+                raise bad("disabled must be true or false")
+            edit = attrs.evolve(edit, disabled=body["disabled"])
+        result = await self._tokens.edit(token, edit, await self._is_admin(actor), self._now())
+        if result.outcome == token_store.NOT_FOUND:
+            raise not_found("token")
+        if result.outcome == token_store.NOT_INVITE:
+            raise bad("a mailed token is bound to its request: it can be deleted, not edited")
+        if result.outcome == token_store.FOREIGN:
+            raise bad("this token was made outside the module: edit it with Synapse's admin API")
+        if result.outcome == token_store.BELOW_USED:
+            raise bad(
+                f"uses_allowed cannot be below the {result.used} use(s) already made"
+                f" (set it to {result.used} to allow no more)"
+            )
+        if result.outcome == token_store.ADMIN_ONLY:
+            raise admin_only("make a token unlimited or never-expiring, or enable such a token")
+        detail = " ".join(f"{key}={body[key]}" for key in sorted(body))
+        await self._audit(actor, "token.edit", token, detail)
         return await self.show_token(token)
 
     async def show_account(self, user_id: str) -> dict[str, Any]:
@@ -427,13 +466,22 @@ class ModerationService:
         return await self._moderation.audit_log(_page_size(limit), max(0, offset))
 
 
+def _uses_allowed(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_USES:
+        # Synapse's column is 32 bits.
+        raise bad(f"uses_allowed must be an integer from 0 to {MAX_USES}, or null (unlimited)")
+    return value
+
+
 def token_state(row: dict[str, Any], now_ms: int) -> str:
     """`active`, `busy` (the uses left are held by registrations under way), `used`,
-    `expired` or `revoked`."""
+    `expired`, `disabled` (for now, by a moderator) or `revoked`."""
     uses, completed, pending = row["uses_allowed"], row["completed"], row["pending"]
     expiry = row["expiry_time"]
     if row.get("revoked_ts") is not None:
-        return "revoked"
+        return "disabled" if row.get("revoked_reason") == token_store.DISABLED else "revoked"
     if uses is not None and completed >= uses:
         return "used"
     if expiry is not None and expiry <= now_ms:
@@ -443,9 +491,10 @@ def token_state(row: dict[str, Any], now_ms: int) -> str:
     return "active"
 
 
-def describe_token(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def describe_token(row: dict[str, Any], now_ms: int, page_base_url: str) -> dict[str, Any]:
     """A token as moderators see it: kind, state, uses left, expiry in words, and
-    for the module's tokens who made it and the accounts it made."""
+    for the module's tokens who made it and the accounts it made; for an invite
+    token its shareable link (`link`, null for other tokens)."""
     token = dict(row)
     if "expiry_ts" in token:  # the module's own row
         token["expiry_time"] = token.pop("expiry_ts")
@@ -465,6 +514,8 @@ def describe_token(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
     token["uses_left"] = None if uses is None else max(0, uses - completed - pending)
     token["state"] = token_state(token, now_ms)
     token["valid"] = token["state"] == "active"
+    invite = token.get("kind") == token_store.INVITE
+    token["link"] = registration_link(page_base_url, token["token"]) if invite else None
     if expiry is None:
         token["expires"] = "never"
     elif expiry <= now_ms:

@@ -57,6 +57,7 @@ TOKEN_USED = "EMAIL_GATE_TOKEN_USED"  # noqa: S105 - an errcode
 TOKEN_BUSY = "EMAIL_GATE_TOKEN_BUSY"  # noqa: S105
 TOKEN_REVOKED = "EMAIL_GATE_TOKEN_REVOKED"  # noqa: S105
 TOKEN_EXPIRED = "EMAIL_GATE_TOKEN_EXPIRED"  # noqa: S105
+TOKEN_DISABLED = "EMAIL_GATE_TOKEN_DISABLED"  # noqa: S105
 RETRY_AFTER_MS = 5_000
 _MAX_VERDICTS = 100_000
 
@@ -78,6 +79,11 @@ _REFUSALS: dict[str, tuple[int, str, str]] = {
         "This registration token was withdrawn and no longer works.",
     ),
     tokens.EXPIRED: (403, TOKEN_EXPIRED, "This registration token has expired."),
+    tokens.DISABLED: (
+        403,
+        TOKEN_DISABLED,
+        "This registration token is disabled for now: ask whoever gave it to you.",
+    ),
     tokens.USERNAME_BANNED: (
         403,
         outcomes.USERNAME_BANNED,

@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import attrs
-from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
 from twisted.python.failure import Failure
 
@@ -30,6 +29,7 @@ from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
+from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
 from synapse_email_gate.rules.identifiers import new_id, new_token
 from synapse_email_gate.storage.intake import IntakeStore, NewRequest
@@ -73,6 +73,7 @@ class RequestService:
         self._intake = intake
         self._issue = issue
         self._on_pending = on_pending
+        self._usernames = UsernameCheck(api, policy)
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
@@ -230,37 +231,16 @@ class RequestService:
         return address_key(email.normalised, privacy.hash_secret if privacy.hash_emails else None)
 
     async def _check_username(self, raw: str) -> str | Refusal:
-        localpart = clean_username(raw, self._api.server_name)
-        if not localpart:
-            self._refused("username_missing")
-            return outcomes.missing_param("username")
-        if not localpart.isascii():
-            # Synapse refuses these too; refused here before the ban patterns, which
-            # cannot match text that is not valid Unicode (a lone surrogate from JSON).
-            self._refused("username_M_INVALID_USERNAME")
-            return Refusal(
-                400,
-                "M_INVALID_USERNAME",
-                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
-                "username",
-            )
-        # The bans first: they are matched in memory, while Synapse's check asks the
-        # database; a flood of banned names is then answered without a query
-        # (benchmarks/bench_flood.py).
-        if self._policy.current.username_ban(localpart) is not None:
+        checked = await self._usernames.check(raw)
+        if not isinstance(checked, Refusal):
+            return checked
+        if checked.errcode == outcomes.USERNAME_BANNED:
             self._refused("username_banned", flood=True)
-            return Refusal(
-                400,
-                outcomes.USERNAME_BANNED,
-                "This username is not allowed on this server. Please choose another.",
-                "username",
-            )
-        try:
-            await self._api.check_username(localpart)
-        except SynapseError as e:
-            self._refused(f"username_{e.errcode}")
-            return Refusal(400, e.errcode, str(e.msg), "username")
-        return localpart
+        elif checked.errcode == "M_MISSING_PARAM":
+            self._refused("username_missing")
+        else:
+            self._refused(f"username_{checked.errcode}")
+        return checked
 
     def _request_limits(self, ip: str) -> list[tuple[str, Bucket]]:
         limits = self._policy.current.rate_limits
@@ -310,17 +290,6 @@ def rate_limit_key(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
-
-
-def clean_username(raw: str, server_name: str) -> str:
-    """What people type -> a localpart: trims, lowercases, accepts `@name:server`."""
-    name = raw.strip()
-    if name.startswith("@"):
-        name = name[1:]
-        suffix = f":{server_name}"
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name.lower()
 
 
 def _domain_refusal(reason: str) -> Refusal:

@@ -148,7 +148,10 @@
     var uses = parseInt(document.getElementById("token-uses").value, 10) || 1;
     var expiry = document.getElementById("token-expiry").value || "7d";
     api("POST", "tokens", { uses_allowed: uses, expiry: expiry })
-      .then(function (t) { say("Created invite token " + t.token + " (expires " + t.expires + ")."); refresh(); })
+      .then(function (t) {
+        say("Created invite token " + t.token + " (expires " + t.expires + "). Invite link: " + t.link);
+        refresh();
+      })
       .catch(function (e) { say("Not created: " + e.message); });
   });
 

@@ -48,6 +48,8 @@ KEEP_LAPSED_CLAIM_MS = 86_400_000
 
 # Why a token stopped working before it was used up or expired.
 DELETED = "deleted"  # a moderator deleted it: hidden from the admin API
+# Not a revocation: a moderator stopped the token for now, and may enable it again.
+DISABLED = "disabled"
 
 CLAIMED = "claimed"
 NOT_OURS = "not_ours"
@@ -56,6 +58,7 @@ USED = "used"  # every use was made
 BUSY = "busy"  # the uses left are held by registrations under way
 REVOKED = "revoked"
 EXPIRED = "expired"
+# DISABLED (above) is a refusal too.
 USERNAME_MISSING = "username_missing"  # an invite token, and no username
 USERNAME_INVALID = "username_invalid"
 USERNAME_BANNED = "username_banned"
@@ -282,7 +285,7 @@ def claim_txn(
     """
     txn.execute(
         """
-        SELECT kind, localpart, uses_allowed, expiry_ts, revoked_ts
+        SELECT kind, localpart, uses_allowed, expiry_ts, revoked_ts, revoked_reason
         FROM email_gate_tokens WHERE token = ?
         """,
         (token,),
@@ -290,7 +293,7 @@ def claim_txn(
     row = txn.fetchone()
     if row is None:
         return ClaimResult(NOT_OURS)
-    kind, bound, uses_allowed, expiry_ts, revoked_ts = row
+    kind, bound, uses_allowed, expiry_ts, revoked_ts, revoked_reason = row
     if kind == EMAIL:
         localpart = str(bound)
     else:
@@ -306,9 +309,12 @@ def claim_txn(
     if username_banned(localpart):
         return refused(USERNAME_BANNED)
     if revoked_ts is not None:
-        return refused(REVOKED)
+        return refused(DISABLED if revoked_reason == DISABLED else REVOKED)
     if expiry_ts is not None and expiry_ts <= now_ms:
         return refused(EXPIRED)
+    if kind != EMAIL and username_reserved_txn(txn, localpart, now_ms):
+        # The name is held for a mailed request: an invite must not take it.
+        return refused(USERNAME_TAKEN)
     txn.execute(
         """
         UPDATE email_gate_tokens SET claim_seq = claim_seq + 1
@@ -342,6 +348,15 @@ def claim_txn(
     if txn.rowcount != 1:
         return refused(USERNAME_TAKEN)
     return ClaimResult(CLAIMED, localpart, kind)
+
+
+def username_reserved_txn(txn: LoggingTransaction, localpart: str, now_ms: int) -> bool:
+    """Whether a request holds this username now (its reservation has not lapsed)."""
+    txn.execute(
+        "SELECT 1 FROM email_gate_reservations WHERE localpart = ? AND expires_ts > ?",
+        (localpart, now_ms),
+    )
+    return txn.fetchone() is not None
 
 
 def _usage(
@@ -412,6 +427,125 @@ def confirm_txn(
     if used_up:
         expire_synapse_rows(txn, [token], now_ms)
     return Confirmed(str(token), str(kind), request_id, created_by, used_up)
+
+
+# --- what moderators change ----------------------------------------------------------
+
+
+class Keep:
+    """The value of a field an edit leaves as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
+
+
+@attrs.frozen
+class TokenEdit:
+    """A moderator's change to an invite token: KEEP leaves a field as it is;
+    `disabled` True disables, False enables, None leaves it."""
+
+    uses_allowed: int | Keep | None = KEEP
+    expiry_ts: int | Keep | None = KEEP
+    disabled: bool | None = None
+
+
+# What an edit came to.
+EDITED = "edited"
+NOT_FOUND = "not_found"
+NOT_INVITE = "not_invite"  # a mailed token: bound to its request, never edited
+FOREIGN = "foreign"  # a token made elsewhere: Synapse's to count and edit
+BELOW_USED = "below_used"  # uses_allowed lower than the uses already made
+ADMIN_ONLY = "admin_only"  # unlimited or never-expiring, by someone who is not an admin
+
+
+@attrs.frozen
+class EditResult:
+    outcome: str
+    used: int = 0
+
+
+def edit_txn(
+    txn: LoggingTransaction, token: str, edit: TokenEdit, may_be_unbounded: bool, now_ms: int
+) -> EditResult:
+    """Change an invite token's uses allowed, expiry, or whether it is disabled.
+
+    The module's row is the truth; Synapse's row follows it (`_follow_synapse_row`).
+    `uses_allowed` below the uses already made is refused (a live claim may still
+    make its account: edits never take a use back). Without `may_be_unbounded`
+    (a server admin), an edit may not make a token unlimited or never-expiring,
+    nor enable one that is. The update writes the token's row, so it conflicts
+    with a claim of the same token running at the same time (PostgreSQL retries
+    the later one), as claims conflict with each other.
+    """
+    txn.execute(
+        """
+        SELECT kind, uses_allowed, expiry_ts, revoked_ts, revoked_reason
+        FROM email_gate_tokens WHERE token = ?
+        """,
+        (token,),
+    )
+    row = txn.fetchone()
+    if row is None or row[4] == DELETED:
+        return EditResult(FOREIGN if row is None and synapse_row_exists(txn, token) else NOT_FOUND)
+    kind, uses_allowed, expiry_ts, revoked_ts, revoked_reason = row
+    if kind != INVITE:
+        return EditResult(NOT_INVITE)
+    if revoked_ts is not None and revoked_reason != DISABLED:
+        return EditResult(NOT_FOUND)
+    used = _used(txn, token)
+    uses = uses_allowed if isinstance(edit.uses_allowed, Keep) else edit.uses_allowed
+    expiry = expiry_ts if isinstance(edit.expiry_ts, Keep) else edit.expiry_ts
+    disabled = revoked_ts is not None if edit.disabled is None else edit.disabled
+    # Only a new number is held against the uses made: a registration that claimed
+    # before a lowering may have made one more since.
+    if not isinstance(edit.uses_allowed, Keep) and uses is not None and uses < used:
+        return EditResult(BELOW_USED, used)
+    if not may_be_unbounded and not disabled:
+        enabling = edit.disabled is False and revoked_ts is not None
+        if uses is None and (enabling or not isinstance(edit.uses_allowed, Keep)):
+            return EditResult(ADMIN_ONLY)
+        if expiry is None and (enabling or not isinstance(edit.expiry_ts, Keep)):
+            return EditResult(ADMIN_ONLY)
+    revoked: tuple[int | None, str | None] = (None, None)
+    if disabled:
+        revoked = (revoked_ts if revoked_ts is not None else now_ms, DISABLED)
+    txn.execute(
+        """
+        UPDATE email_gate_tokens SET uses_allowed = ?, expiry_ts = ?, revoked_ts = ?,
+            revoked_reason = ?, claim_seq = claim_seq + 1
+        WHERE token = ?
+        """,
+        (uses, expiry, *revoked, token),
+    )
+    works = not disabled and (uses is None or used < uses)
+    _follow_synapse_row(txn, token, expiry if works else now_ms - 1, now_ms)
+    return EditResult(EDITED, used)
+
+
+def _used(txn: LoggingTransaction, token: str) -> int:
+    txn.execute(
+        "SELECT COUNT(*) FROM email_gate_token_uses WHERE token = ? AND state = 'used'", (token,)
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _follow_synapse_row(
+    txn: LoggingTransaction, token: str, expiry_ts: int | None, now_ms: int
+) -> None:
+    """Synapse's row says what the module's says: open until `expiry_ts` (None:
+    never), or, for a token that does not work now, closed since a moment ago."""
+    if expiry_ts is not None and expiry_ts <= now_ms:
+        expire_synapse_rows(txn, [token], now_ms)
+        return
+    txn.execute(
+        "UPDATE registration_tokens SET expiry_time = ? WHERE token = ?", (expiry_ts, token)
+    )
+    if txn.rowcount == 0:  # the purge deleted it while the token did not work
+        insert_synapse_rows(txn, [(token, expiry_ts)])
 
 
 # --- what moderators see ------------------------------------------------------------
@@ -530,6 +664,29 @@ def account_links_txn(
 # --- the landing page -----------------------------------------------------------------
 
 
+@attrs.frozen
+class InviteLanding:
+    """What the landing page shows for an invite token that can still make an account."""
+
+    expiry_ts: int | None
+
+    @property
+    def usable(self) -> bool:
+        return True  # only usable invite tokens get one
+
+
+def invite_landing_txn(txn: LoggingTransaction, token: str, now_ms: int) -> InviteLanding | None:
+    """None for anything but a usable invite token: an unknown token and one used up,
+    expired, revoked or disabled look the same (as to Synapse's validity endpoint)."""
+    txn.execute(
+        "SELECT expiry_ts FROM email_gate_tokens WHERE token = ? AND kind = ?", (token, INVITE)
+    )
+    row = txn.fetchone()
+    if row is None or not usable_txn(txn, token, now_ms):
+        return None
+    return InviteLanding(expiry_ts=row[0])
+
+
 def usable_txn(txn: LoggingTransaction, token: str, now_ms: int) -> bool:
     """Whether a token of ours can still make an account (a live claim may lapse, so
     only made uses count here)."""
@@ -559,23 +716,26 @@ def purge_txn(txn: LoggingTransaction, now_ms: int) -> None:
     - lapsed claims.
     """
     dead_before = now_ms - KEEP_SYNAPSE_ROW_MS
+    # A disabled token is kept until its own expiry: it may be enabled again.
     txn.execute(
         """
         DELETE FROM registration_tokens WHERE expiry_time IS NOT NULL AND expiry_time < ?
-          AND EXISTS (SELECT 1 FROM email_gate_tokens m WHERE m.token = registration_tokens.token)
+          AND EXISTS (SELECT 1 FROM email_gate_tokens m WHERE m.token = registration_tokens.token
+                      AND (m.revoked_reason IS NULL OR m.revoked_reason <> ?
+                           OR m.expiry_ts < ?))
         """,
-        (dead_before,),
+        (dead_before, DISABLED, dead_before),
     )
     txn.execute(
         """
         DELETE FROM email_gate_tokens
-        WHERE (revoked_ts < ? OR expiry_ts < ?)
+        WHERE ((revoked_ts < ? AND revoked_reason <> ?) OR expiry_ts < ?)
           AND NOT EXISTS (SELECT 1 FROM registration_tokens r
                           WHERE r.token = email_gate_tokens.token)
           AND NOT EXISTS (SELECT 1 FROM email_gate_token_uses u
                           WHERE u.token = email_gate_tokens.token AND u.state = 'used')
         """,
-        (dead_before, dead_before),
+        (dead_before, DISABLED, dead_before),
     )
     txn.execute(
         "DELETE FROM email_gate_token_uses WHERE state = 'claimed' AND lease_until_ts < ?",
@@ -629,3 +789,22 @@ class TokenStore:
     ) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
         """How an account came in, and the accounts the invite tokens it made brought."""
         return await self._runner.run("email_gate_account", account_links_txn, user_id)
+
+    async def edit(
+        self, token: str, edit: TokenEdit, may_be_unbounded: bool, now_ms: int
+    ) -> EditResult:
+        """A moderator's change to an invite token (see `edit_txn`)."""
+        return await self._runner.run(
+            "email_gate_edit_token", edit_txn, token, edit, may_be_unbounded, now_ms
+        )
+
+    async def invite_landing(self, token: str, now_ms: int) -> InviteLanding | None:
+        """What an invite link's page shows; None unless the token can make an account."""
+        return await self._runner.run(
+            "email_gate_invite_landing", invite_landing_txn, token, now_ms
+        )
+
+    async def username_reserved(self, localpart: str, now_ms: int) -> bool:
+        return await self._runner.run(
+            "email_gate_username_reserved", username_reserved_txn, localpart, now_ms
+        )

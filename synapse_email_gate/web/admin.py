@@ -92,7 +92,7 @@ class AdminHandlers:
             return
         route, params = chosen
         try:
-            body = _json_body(request) if method in ("POST", "DELETE") else {}
+            body = _json_body(request) if method in ("POST", "PATCH", "DELETE") else {}
             status, answer = await route.action(self, actor, params, body, request)
         except AdminError as e:
             respond_json(request, e.status, {"errcode": e.errcode, "error": e.message})
@@ -122,6 +122,9 @@ class AdminHandlers:
 
     async def show_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.show_token(p[0])
+
+    async def edit_token(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._service.edit_token(a, p[0], b)
 
     async def show_account(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.show_account(p[0])
@@ -232,6 +235,8 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", "tokens/delete", AdminHandlers.delete_tokens),
     AdminRoute("POST", "tokens/delete_all", AdminHandlers.delete_all_tokens),
     AdminRoute("GET", "tokens/{token}", AdminHandlers.show_token),
+    AdminRoute("PATCH", "tokens/{token}", AdminHandlers.edit_token),
+    AdminRoute("POST", "tokens/{token}", AdminHandlers.edit_token),
     AdminRoute("DELETE", "tokens/{token}", AdminHandlers.delete_token),
     AdminRoute("GET", "accounts/{user_id}", AdminHandlers.show_account),
     AdminRoute("GET", "bans", AdminHandlers.list_bans),

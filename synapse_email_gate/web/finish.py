@@ -1,13 +1,18 @@
 """The token landing page, and finishing registration on the web.
 
-`GET register?token=` shows the reserved Matrix ID, the token, client links and
-a form (password twice, consent when required). `POST register` checks the
+`GET register?token=` shows, for a mailed token, the reserved Matrix ID, the
+token, client links and a form (password twice, consent when required); for an
+invite token (its shareable link) the same with a username field: the person
+chooses the name, checked as on the request page. An unknown token and an
+invite token that can make no more accounts get the same page, which says no
+more than Synapse's validity endpoint would. `POST register` checks the
 form and then registers exactly as a Matrix client would: it drives Synapse's
 own `POST /_matrix/client/v3/register` on `web_registration.client_api_url`
 (default: public_baseurl) through the user-interactive auth stages
 `m.login.registration_token` then `m.login.dummy`. So Synapse validates and
 consumes the token, runs every registration callback (ours force the reserved
-username), applies its own password policy and rate limits, and hashes the
+username of a mailed token, and claim a use of an invite token for the chosen
+one), applies its own password policy and rate limits, and hashes the
 password, as for any client. `inhibit_login` keeps it from opening a session:
 the person logs in with a client afterwards.
 
@@ -45,17 +50,21 @@ from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.client_address import PARAM as CLIENT_ADDRESS_PARAM
 from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.requests.registration import (
     TOKEN_BUSY,
+    TOKEN_DISABLED,
     TOKEN_EXPIRED,
     TOKEN_REVOKED,
     TOKEN_STAGE,
     TOKEN_USED,
 )
 from synapse_email_gate.requests.service import rate_limit_key
+from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import RequestStore, TokenDetails
+from synapse_email_gate.storage.tokens import InviteLanding, TokenStore
 from synapse_email_gate.web.http import (
     CSRF_COOKIE,
     JsonProblem,
@@ -71,7 +80,7 @@ from synapse_email_gate.web.http import (
     respond_html,
     set_cookie_header,
 )
-from synapse_email_gate.web.pages import PageKit
+from synapse_email_gate.web.pages import PageKit, error_text
 from synapse_email_gate.web.resource import BASE_PATH
 
 logger = logging.getLogger(__name__)
@@ -94,10 +103,18 @@ class Registered:
 @attrs.frozen
 class NotRegistered:
     """Why Synapse did not make the account: `token` (used or expired), `password`
-    (its policy), `busy` (rate limited; wait `retry_after_s`), `refused`, `failed`."""
+    (its policy), `username` (`errcode` says why), `busy` (rate limited; wait
+    `retry_after_s`), `refused`, `failed`."""
 
     reason: str
     retry_after_s: int = 0
+    errcode: str = ""
+
+
+# Synapse's and our answers to /register that are about the username chosen.
+USERNAME_ERRCODES = frozenset(
+    {"M_USER_IN_USE", "M_INVALID_USERNAME", "M_EXCLUSIVE", outcomes.USERNAME_BANNED}
+)
 
 
 class FinishHandlers:
@@ -112,8 +129,11 @@ class FinishHandlers:
         seal: AddressSeal,
         buckets: BucketStore,
         requests: RequestStore,
+        tokens: TokenStore,
+        usernames: UsernameCheck,
     ) -> None:
         self._api = api
+        self._usernames = usernames
         self._kit = kit
         self._template = template
         self._config = config
@@ -122,6 +142,7 @@ class FinishHandlers:
         self._seal = seal
         self._buckets = buckets
         self._requests = requests
+        self._tokens = tokens
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
         self._secure_cookies = api.public_baseurl.startswith("https://")
@@ -141,6 +162,16 @@ class FinishHandlers:
             return None
         return await self._requests.token_details(token, self._api.get_current_time_msec())
 
+    async def _invite(self, token: str) -> InviteLanding | None:
+        if not token or len(token) > 64:
+            return None
+        return await self._tokens.invite_landing(token, self._api.get_current_time_msec())
+
+    async def _token(self, token: str) -> TokenDetails | InviteLanding | None:
+        """A mailed token's details, or a usable invite token's, or None."""
+        details = await self._details(token)
+        return details if details is not None else await self._invite(token)
+
     async def _render(
         self,
         request: SynapseRequest,
@@ -153,15 +184,18 @@ class FinishHandlers:
         form_error: str | None = None,
         status: int | None = None,
         retry_after_s: int | None = None,
+        username: str = "",
     ) -> None:
-        details = await self._details(token)
+        details = await self._token(token)
         if details is None:
             state = "invalid"
+        elif isinstance(details, InviteLanding):
+            state = "invite"
         elif details.usable:
             state = "form"
         else:
             state = "used"
-        variables = self._variables(lang, token, details)
+        variables = self._variables(lang, token, details, username)
         html = self._template.render(
             **variables,
             state=state,
@@ -180,14 +214,36 @@ class FinishHandlers:
             status = 404 if state == "invalid" else 200
         respond_html(request, status, html, headers)
 
-    def _variables(self, lang: str, token: str, details: TokenDetails | None) -> dict[str, Any]:
+    def _variables(
+        self,
+        lang: str,
+        token: str,
+        details: TokenDetails | InviteLanding | None,
+        username: str = "",
+    ) -> dict[str, Any]:
         query = {"token": token} if details is not None else {}
         variables = self._kit.variables(lang, "/register", query)
         translate = variables["_"]
         if details is None:
             return {**variables, "token": None, "user_id": None, "localpart": None}
-        user_id = f"@{details.localpart}:{self._api.server_name}"
         now = self._api.get_current_time_msec()
+        if isinstance(details, InviteLanding):
+            expiry = details.expiry_ts
+            return {
+                **variables,
+                "token": token,
+                "user_id": None,
+                "localpart": username,
+                "server_name": self._api.server_name,
+                "usable": True,
+                "expires_utc": format_utc(expiry) if expiry is not None else None,
+                "expires_in": translate.duration(expiry - now) if expiry is not None else None,
+                "clients": self._kit.client_links("", ""),
+                "web_registration": self._config.web_registration.enabled,
+                "password_min_length": self._config.password.min_length,
+                "joined_rooms": list(self._config.after_registration.join_rooms),
+            }
+        user_id = f"@{details.localpart}:{self._api.server_name}"
         return {
             **variables,
             "token": token,
@@ -224,21 +280,36 @@ class FinishHandlers:
                 request, lang, token, new_csrf(), set_cookie=True, form_error=error, status=400
             )
             return
-        details = await self._details(token)
+        details = await self._token(token)
         if details is None or not details.usable:
             await self._render(request, lang, token, csrf)
             return
+        invite = isinstance(details, InviteLanding)
+        chosen = fields.get("username", "")[:320] if invite else ""
         ip = request_client_ip(request, self._trusted_proxies)
         if self._policy.current.ip_ban(ip) is not None:
             logger.info("web registration refused: reason=ip_banned")
             error = translate("errors.registration_refused")
-            await self._render(request, lang, token, csrf, form_error=error, status=403)
+            await self._render(
+                request, lang, token, csrf, form_error=error, status=403, username=chosen
+            )
             return
 
         password = fields.get("password", "")
-        errors = await self._check_form(fields, password, details.localpart, lang)
+        if isinstance(details, InviteLanding):
+            checked = await self._check_username(chosen)
+            localpart = checked if isinstance(checked, str) else clean_name(chosen)
+            errors = await self._check_form(fields, password, localpart, lang)
+            if isinstance(checked, Refusal):
+                errors["username"] = error_text(translate)(checked)
+        else:
+            localpart = details.localpart
+            errors = await self._check_form(fields, password, localpart, lang)
         if errors:
-            await self._render(request, lang, token, csrf, errors=errors, status=400)
+            logger.info("web registration form refused: %s", ",".join(sorted(errors)))
+            await self._render(
+                request, lang, token, csrf, errors=errors, status=400, username=chosen
+            )
             return
         wait_ms = await self._take_limit(ip)
         if wait_ms:
@@ -253,33 +324,43 @@ class FinishHandlers:
                 form_error=error,
                 status=429,
                 retry_after_s=seconds,
+                username=chosen,
             )
             return
 
-        result = await self.register(details.localpart, password, token, ip)
+        result = await self.register(localpart, password, token, ip)
         if isinstance(result, Registered):
             logger.info("web registration: %s created", result.user_id)
-            variables = self._variables(lang, token, details)
+            variables = self._variables(lang, token, details, chosen)
             html = self._template.render(
                 **{**variables, "user_id": result.user_id}, state="done", errors={}, csrf=""
             )
             respond_html(request, 200, html)
             return
-        logger.info("web registration for %r not made: %s", details.localpart, result.reason)
+        logger.info("web registration for %r not made: %s", localpart, result.reason)
         if result.reason == "token":
             await self._render(request, lang, token, csrf)
         elif result.reason == "password":
             errors = {"password": translate("errors.password_weak")}
-            await self._render(request, lang, token, csrf, errors=errors, status=400)
+            await self._render(
+                request, lang, token, csrf, errors=errors, status=400, username=chosen
+            )
+        elif result.reason == "username" and invite:
+            refusal = Refusal(400, result.errcode, "", "username")
+            errors = {"username": error_text(translate)(refusal)}
+            await self._render(
+                request, lang, token, csrf, errors=errors, status=400, username=chosen
+            )
         else:
-            if result.reason == "busy":
+            reason = "refused" if result.reason == "username" else result.reason
+            if reason == "busy":
                 message = translate("errors.registration_busy", seconds=result.retry_after_s)
-            elif result.reason == "refused":
+            elif reason == "refused":
                 message = translate("errors.registration_refused")
             else:
                 message = translate("errors.registration_failed")
-            status = {"busy": 429, "refused": 403}.get(result.reason, 503)
-            retry = result.retry_after_s if result.reason == "busy" else None
+            status = {"busy": 429, "refused": 403}.get(reason, 503)
+            retry = result.retry_after_s if reason == "busy" else None
             await self._render(
                 request,
                 lang,
@@ -288,7 +369,18 @@ class FinishHandlers:
                 form_error=message,
                 status=status,
                 retry_after_s=retry,
+                username=chosen,
             )
+
+    async def _check_username(self, raw: str) -> str | Refusal:
+        """The request page's checks, and a name held for a mailed request is taken."""
+        checked = await self._usernames.check(raw)
+        if isinstance(checked, Refusal):
+            return checked
+        reserved = await self._tokens.username_reserved(checked, self._api.get_current_time_msec())
+        if reserved:
+            return Refusal(400, "M_USER_IN_USE", "This username is taken.", "username")
+        return checked
 
     async def _take_limit(self, ip: str) -> int:
         """Credit from this person's web-registration bucket: 0, or ms to wait."""
@@ -376,6 +468,11 @@ class FinishHandlers:
         return response.code, _json_object(body.getvalue())
 
 
+def clean_name(raw: str) -> str:
+    """A rough localpart for zxcvbn's user inputs when the chosen name was refused."""
+    return raw.strip().lstrip("@").split(":", 1)[0].lower()
+
+
 def password_score(password: str, user_inputs: list[str]) -> int:
     """zxcvbn's estimate, 0 to 4, of how hard the password is to guess."""
     # Here, not at the top: zxcvbn loads its dictionaries on import, which only
@@ -408,7 +505,7 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:
     errcode = answer.get("errcode")
-    if errcode in (TOKEN_USED, TOKEN_REVOKED, TOKEN_EXPIRED):
+    if errcode in (TOKEN_USED, TOKEN_REVOKED, TOKEN_EXPIRED, TOKEN_DISABLED):
         return NotRegistered("token")
     if code == 429 or errcode in ("M_LIMIT_EXCEEDED", TOKEN_BUSY, outcomes.UNAVAILABLE):
         retry_ms = answer.get("retry_after_ms")
@@ -416,6 +513,8 @@ def _refusal(code: int, answer: dict[str, Any]) -> NotRegistered:
         return NotRegistered("busy", seconds)
     if errcode == "M_WEAK_PASSWORD":
         return NotRegistered("password")
+    if isinstance(errcode, str) and errcode in USERNAME_ERRCODES:
+        return NotRegistered("username", errcode=errcode)
     if code in (400, 403):
         logger.warning("web registration refused: %s %s", code, answer)
         return NotRegistered("refused")

@@ -535,6 +535,24 @@ def _admin() -> dict[str, Schema]:
                 {"200": json_answer("The token.", ref("Token")), "404": not_found("token")},
                 parameters=[token],
             ),
+            "patch": admin_op(
+                "editToken",
+                "Edit an invite token: uses, expiry, disabled",
+                {"200": json_answer("The token.", ref("Token")), "404": not_found("token")},
+                parameters=[token],
+                body=ref("TokenEdit"),
+                refused=INVALID,
+                admin_only=True,
+            ),
+            "post": admin_op(
+                "editTokenByPost",
+                "Edit an invite token (the same as PATCH, for clients without PATCH)",
+                {"200": json_answer("The token.", ref("Token")), "404": not_found("token")},
+                parameters=[token],
+                body=ref("TokenEdit"),
+                refused=INVALID,
+                admin_only=True,
+            ),
             "delete": admin_op(
                 "deleteToken",
                 "Delete one token",
@@ -781,7 +799,7 @@ def _schemas() -> dict[str, Schema]:
             ),
             token=STRING,
             kind={"enum": ["invite", "synapse", "email"]},
-            state={"enum": ["active", "busy", "used", "expired", "revoked"]},
+            state={"enum": ["active", "busy", "used", "expired", "disabled", "revoked"]},
             valid={"type": "boolean"},
             uses_allowed=nullable("integer"),
             completed=INTEGER,
@@ -796,6 +814,21 @@ def _schemas() -> dict[str, Schema]:
             revoked_ts=nullable("integer"),
             revoked_reason=nullable("string"),
             accounts=array(account_use),
+            link=nullable(
+                "string", description="the invite link (invite tokens only), to share with a person"
+            ),
+        ),
+        "TokenEdit": obj(
+            uses_allowed=nullable("integer", minimum=0, maximum=2**31 - 1),
+            expiry={
+                "type": ["string", "integer", "null"],
+                "description": (
+                    "`45m`, `24h`, `7d` (or seconds), a date or date-time, or `never`; "
+                    "not with `expiry_time`"
+                ),
+            },
+            expiry_time=nullable("integer", description="instead of expiry: ms since the epoch"),
+            disabled={"type": "boolean", "description": "true to disable, false to enable"},
         ),
         "NewToken": obj(
             token={"type": "string", "pattern": "^[A-Za-z0-9._~-]{12,64}$"},

@@ -58,6 +58,7 @@ GATE_ROUTES: tuple[GateRoute, ...] = (
     GateRoute("GET", "admin/openapi.json", lambda h: serve_description, needs_tables=False),
     GateRoute("GET", "admin/*", lambda h: h.admin.handle),
     GateRoute("POST", "admin/*", lambda h: h.admin.handle),
+    GateRoute("PATCH", "admin/*", lambda h: h.admin.handle),
     GateRoute("DELETE", "admin/*", lambda h: h.admin.handle),
 )
 

@@ -64,6 +64,8 @@ def test_a_moderator_approves_a_request_and_creates_a_token(
     expect(page.locator("#admin-status")).to_contain_text("Created invite token")
     created = page.locator("#admin-status").inner_text().split()[3]
     expect(page.locator("#tokens tbody")).to_contain_text(created)
+    link = f"Invite link: {synapse.gate_url}register?token={created}"
+    expect(page.locator("#admin-status")).to_contain_text(link)
     screenshot(page, "admin-token-created")
 
 

@@ -12,7 +12,13 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import confirm_address, register, registered, token_from
+from tests.integration.helpers import (
+    confirm_address,
+    register,
+    registered,
+    token_from,
+    token_valid,
+)
 from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line, wait_until
 
 SYNAPSE_DATABASES = ["sqlite"]
@@ -129,3 +135,88 @@ def test_a_stored_email_ban_is_masked_in_the_room(mod: MatrixUser, room: str) ->
     listing = mod.ask_bot(room, "!gate bans")
     assert "s•••@example.net" in listing and "someone.exact" not in listing
     assert "203.0.113.x" in listing and "203.0.113.99" not in listing
+
+
+def test_help_is_answered_to_anyone_in_the_room(
+    synapse: SynapseServer, mod: MatrixUser, room: str
+) -> None:
+    guest = MatrixUser(synapse, "helpguest")
+    mod.invite(room, guest.user_id)
+    guest.join(room)
+    help_text = guest.ask_bot(room, "!gate help")
+    assert "!gate token delete-all" in help_text and "help for everyone" in help_text
+    assert "only moderators" in guest.ask_bot(room, "!gate token list")
+    seen = len(mod.bot_lines(room))
+    mod.kick(room, guest.user_id)
+    wait_for_bot_line(mod, room, "I answer commands", after=seen)
+
+
+def test_invite_tokens_are_edited_disabled_and_enabled_from_the_room(
+    synapse: SynapseServer, mod: MatrixUser, room: str
+) -> None:
+    created = mod.ask_bot(room, "!gate token create 1 7d")
+    match = re.search(r"Token (\S+):", created)
+    assert match, created
+    token = match.group(1)
+    assert f"Invite link: {synapse.gate_url}register?token={token}" in created, created
+    assert f"register?token={token}" in mod.ask_bot(room, f"!gate token show {token}")
+
+    assert f"Token {token} is disabled now." == mod.ask_bot(room, f"!gate token disable {token}")
+    refused = register(synapse, "roomdisabled", token)
+    assert not registered(refused)
+    assert f"Token {token} is active now." == mod.ask_bot(room, f"!gate token enable {token}")
+
+    edited = mod.ask_bot(room, f"!gate token edit {token} uses=3 expiry=2d")
+    assert "0 of 3 used, 3 left" in edited, edited
+    assert "uses=N" in mod.ask_bot(room, f"!gate token edit {token} colour=red")
+    assert registered(register(synapse, "roomedited", token))
+    assert registered(register(synapse, "roomeditedtoo", token))
+    below = mod.ask_bot(room, f"!gate token edit {token} uses=1")
+    assert below.startswith("Refused: uses_allowed cannot be below the 2 use(s)"), below
+
+
+# Last in this file: it deletes every token of the module's server.
+def test_delete_all_asks_for_a_one_time_phrase_first(
+    synapse: SynapseServer, mod: MatrixUser, room: str
+) -> None:
+    kept = re.search(r"Token (\S+):", mod.ask_bot(room, "!gate token create 1 7d"))
+    assert kept
+    asked = mod.ask_bot(room, "!gate token delete-all")
+    phrase = re.search(r"!gate token delete-all (\S+)$", asked)
+    assert phrase and "EVERY registration token" in asked, asked
+    wrong = mod.ask_bot(room, "!gate token delete-all not-the-phrase")
+    assert "nothing was deleted" in wrong
+    # The phrase was good for one try only.
+    assert "No confirmation is waiting" in mod.ask_bot(
+        room, f"!gate token delete-all {phrase.group(1)}"
+    )
+    assert token_valid(synapse.base_url, kept.group(1))
+
+    asked = mod.ask_bot(room, "!gate token delete-all")
+    phrase = re.search(r"!gate token delete-all (\S+)$", asked)
+    assert phrase, asked
+    done = mod.ask_bot(room, f"!gate token delete-all {phrase.group(1)}")
+    assert re.fullmatch(r"Deleted \d+ token\(s\)\.", done), done
+    assert not token_valid(synapse.base_url, kept.group(1))
+    assert mod.ask_bot(room, "!gate token list") == "No valid invite tokens."
+
+
+def test_the_command_prefix_is_configurable(make_synapse: Any) -> None:
+    server: SynapseServer = make_synapse(
+        {
+            "moderators": ["@prefixmod:test.local"],
+            "moderation_room": "#prefixed:test.local",
+            "command_prefix": "!reg",
+        }
+    )
+    moderator = MatrixUser(server, "prefixmod")
+    exists = lambda: http.get(server.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
+    wait_until(exists, "the bot user")
+    room_id = moderator.create_room(alias="prefixed", invite=(BOT,))
+    wait_until(lambda: BOT in moderator.joined(room_id), "the bot to join")
+    help_text = moderator.ask_bot(room_id, "!reg help")
+    assert "!reg token create" in help_text and "!gate" not in help_text
+    moderator.say(room_id, "!gate token list")  # not a command here
+    created = moderator.ask_bot(room_id, "!reg token create 1 7d")
+    assert created.startswith("Token "), created
+    assert not any("No valid invite tokens" in line for line in moderator.bot_lines(room_id))

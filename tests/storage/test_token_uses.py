@@ -257,3 +257,59 @@ def test_two_processes_confirming_the_last_uses_at_once_on_postgres(
     again = made(second, "bob")
     assert again is not None and again.used_up
     assert token_row(second, "PAIR") == (None, 0, 0, NOW - 1)
+
+
+def edit(txn: Txn, token: str, now: int = NOW, admin: bool = False, **change: Any) -> str:
+    result = tokens.edit_txn(txn, token, tokens.TokenEdit(**change), admin, now)
+    txn.commit()
+    return result.outcome
+
+
+def test_a_disabled_token_outlives_the_purge_until_its_own_expiry(txn: Txn) -> None:
+    far = NOW + 10 * tokens.KEEP_SYNAPSE_ROW_MS
+    invite(txn, "OFF", 2, expiry=far)
+    assert edit(txn, "OFF", disabled=True) == tokens.EDITED
+    assert outcome(txn, "OFF", "amy") == tokens.DISABLED
+    later = NOW + tokens.KEEP_SYNAPSE_ROW_MS + 1
+    tokens.purge_txn(txn, later)
+    txn.commit()
+    assert token_row(txn, "OFF") == (None, 0, 0, NOW - 1)  # Synapse's row: kept, closed
+    assert [t["token"] for t in tokens.module_tokens_txn(txn, later)] == ["OFF"]
+    assert edit(txn, "OFF", later, disabled=False) == tokens.EDITED
+    assert token_row(txn, "OFF") == (None, 0, 0, far)
+    assert outcome(txn, "OFF", "amy", later) == tokens.CLAIMED
+
+
+def test_enabling_writes_synapses_row_again_if_it_is_gone(txn: Txn) -> None:
+    invite(txn, "GONE", 1, expiry=NOW + HOUR)
+    edit(txn, "GONE", disabled=True)
+    txn.execute("DELETE FROM registration_tokens WHERE token = ?", ("GONE",))
+    txn.commit()
+    assert edit(txn, "GONE", disabled=False) == tokens.EDITED
+    assert token_row(txn, "GONE") == (None, 0, 0, NOW + HOUR)
+
+
+def test_edits_refuse_what_they_must(txn: Txn) -> None:
+    invite(txn, "TWO", 2)
+    claim(txn, "TWO", "amy")
+    made(txn, "amy")
+    assert edit(txn, "TWO", uses_allowed=0) == tokens.BELOW_USED
+    assert edit(txn, "TWO", uses_allowed=None) == tokens.ADMIN_ONLY
+    assert edit(txn, "TWO", expiry_ts=None) == tokens.ADMIN_ONLY
+    assert edit(txn, "TWO", admin=True, uses_allowed=None) == tokens.EDITED
+    assert edit(txn, "TWO", disabled=True) == tokens.EDITED
+    assert edit(txn, "TWO", disabled=False) == tokens.ADMIN_ONLY  # enabling an unlimited one
+    assert edit(txn, "TWO", uses_allowed=1) == tokens.EDITED  # limiting it is fine
+    assert edit(txn, "TWO", disabled=False) == tokens.EDITED
+    assert token_row(txn, "TWO") == (None, 0, 0, NOW - 1)  # 1 of 1 used: closed
+    assert edit(txn, "NOPE", disabled=True) == tokens.NOT_FOUND
+    receive(txn, "r1", "bob", "bob@example.org")
+    assert issue(txn, "r1") is not None
+    assert edit(txn, "Tr1", disabled=True) == tokens.NOT_INVITE
+
+
+def test_an_invite_cannot_claim_a_name_a_request_holds(txn: Txn) -> None:
+    receive(txn, "r2", "held", "held@example.org")
+    invite(txn, "INV", 1)
+    assert outcome(txn, "INV", "held") == tokens.USERNAME_TAKEN
+    assert outcome(txn, "INV", "free") == tokens.CLAIMED

@@ -632,3 +632,11 @@ def test_unknown_key_suggests_the_closest(raw: dict[str, Any], key: str, suggest
 
 def test_unknown_key_without_a_close_match_has_no_suggestion() -> None:
     assert config_error({"xyzzy": 1}).msg == "email_gate: xyzzy: unknown key"
+
+
+def test_the_command_prefix_is_one_word() -> None:
+    assert GateConfig.parse({}).command_prefix == "!gate"
+    assert GateConfig.parse({"command_prefix": "!reg"}).command_prefix == "!reg"
+    for bad in ("", "two words", "x" * 33, 5):
+        error = config_error({"command_prefix": bad})
+        assert error.msg.startswith("email_gate: command_prefix: expected one word"), error

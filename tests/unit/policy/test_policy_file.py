@@ -14,7 +14,7 @@ from synapse_email_gate.config.policy_lists import Bucket, PolicyLists, RateLimi
 from synapse_email_gate.config.reader import Section
 from synapse_email_gate.policy.compiled import Policy
 from synapse_email_gate.policy.live import LivePolicy, read_policy_file
-from synapse_email_gate.requests.service import clean_username
+from synapse_email_gate.requests.usernames import clean_username
 from synapse_email_gate.rules.addresses import parse_email
 
 NOW = 1_800_000_000_000  # 2027-01-15

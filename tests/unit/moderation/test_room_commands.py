@@ -1,0 +1,51 @@
+"""Room commands without a room: the prefix, and the `token delete-all` phrase
+(its one try and its minute). The commands themselves run against a real
+Synapse in tests/integration/test_moderation_room.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from synapse_email_gate.moderation.room_commands import (
+    CONFIRM_WITHIN_S,
+    RoomCommands,
+    is_help,
+    parse,
+)
+from synapse_email_gate.moderation.service import ModerationService
+
+
+def test_a_command_starts_with_the_configured_prefix_as_a_word() -> None:
+    assert parse("!reg token list", "!reg") == ["token", "list"]
+    assert parse("  !reg  ", "!reg") == []
+    assert parse("!gate token list", "!reg") is None
+    assert parse("!register now", "!reg") is None
+    assert parse("!gate token delete-all 'a b'") == ["token", "delete-all", "a b"]
+    assert is_help([]) and is_help(["help"]) and not is_help(["token", "help"])
+
+
+def test_the_help_names_the_configured_prefix() -> None:
+    commands = RoomCommands(cast(ModerationService, object()), "!reg")
+    assert "!reg token delete-all" in commands.help and "!gate" not in commands.help
+
+
+def test_the_delete_all_phrase_works_once_and_within_a_minute() -> None:
+    now = [1000.0]
+    # The service is never reached: no phrase is accepted here.
+    commands = RoomCommands(cast(ModerationService, object()), clock=lambda: now[0])
+
+    def say(*words: str, actor: str = "@mod:example.org") -> str:
+        return asyncio.run(commands.run(actor, list(words)))
+
+    asked = say("token", "delete-all")
+    phrase = asked.rsplit(" ", 1)[1]
+    assert len(phrase) == 8 and "!gate token delete-all " + phrase in asked
+    # Another moderator cannot use it.
+    assert "No confirmation is waiting" in say("token", "delete-all", phrase, actor="@b:x.org")
+    now[0] += CONFIRM_WITHIN_S + 1
+    assert "No confirmation is waiting" in say("token", "delete-all", phrase)
+
+    phrase = say("token", "delete-all").rsplit(" ", 1)[1]
+    assert "not the confirmation phrase" in say("token", "delete-all", phrase + "x")
+    assert "No confirmation is waiting" in say("token", "delete-all", phrase)
