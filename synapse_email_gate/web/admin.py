@@ -65,6 +65,7 @@ class AdminHandlers:
             ("POST", _path("bans"), lambda a, p, b, r: _ok(201, s.add_ban(a, b))),
             ("DELETE", _path("bans/{}"), self._remove_ban),
             ("GET", _path("policy"), self._policy),
+            ("GET", _path("policy/why"), lambda a, p, b, r: self._why(r)),
             ("GET", _path("moderators"), self._list_moderators),
             ("POST", _path("moderators"), self._allow),
             ("DELETE", _path("moderators/{}"), self._disallow),
@@ -158,6 +159,9 @@ class AdminHandlers:
     async def _remove_ban(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         await self._service.remove_ban(a, p[0])
         return 200, {"removed": p[0]}
+
+    async def _why(self, r: SynapseRequest) -> Any:
+        return 200, self._service.why(query_param(r, "username"))
 
     async def _policy(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Any:
         return 200, self._service.policy_entries()
