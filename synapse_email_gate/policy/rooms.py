@@ -71,7 +71,6 @@ class PolicyRooms:
         self._tried: dict[str, int] = {}  # entry -> when a join was last tried
         self._problems: dict[str, str | None] = {}  # entry -> last problem logged
         self._checking = False
-        self._ready = False
 
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)

@@ -23,6 +23,8 @@ from tests.integration.helpers import (
     value,
 )
 from tests.integration.matrix import BOT, MatrixUser, wait_until
+from tests.integration.test_cli import cli
+from tests.integration.test_cli import ok as cli_ok
 
 USERNAME_BANNED = "EMAIL_GATE_USERNAME_BANNED"
 RULE = "m.policy.rule.user"
@@ -215,3 +217,16 @@ def test_the_room_bot_says_why_a_name_is_banned(
     assert "rule @roomwhy*:test.local in policy room #community-bans:test.local" in reply, reply
     assert "(raid)" in reply, reply
     assert "is not banned" in mod.ask_bot(mod_room, "!gate why innocent")
+
+
+def test_the_cli_says_why_a_name_is_banned(
+    synapse: SynapseServer, publisher: MatrixUser, room: str, mod: MatrixUser
+) -> None:
+    publish(publisher, room, "@cliwhy?:test.local", reason="bot farm")
+    wait_until(lambda: banned(synapse, "cliwhy1"), "the rule", 10)
+    text = cli_ok(cli(synapse, mod.access_token, "bans", "why", "cliwhy1"))
+    assert "@cliwhy1:test.local is banned by:" in text, text
+    assert "rule @cliwhy?:test.local in policy room #community-bans:test.local" in text, text
+    assert f"({room}, m.policy.rule.user" in text and "(bot farm)" in text, text
+    listed = cli_ok(cli(synapse, mod.access_token, "bans", "list", "--all"))
+    assert "@cliwhy?:test.local" in listed and "#community-bans:test.local" in listed, listed
