@@ -547,6 +547,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
         "either password or password_file, not both",
     ),
     ({"bot_localpart": "Email Gate"}, "bot_localpart", "'Email Gate'"),
+    ({"policy_rooms": "#bans:example.org"}, "policy_rooms", "list"),
+    ({"policy_rooms": ["#bans:example.org", "bans"]}, "policy_rooms", "item 1"),
+    ({"policy_rooms": ["!abc:example.org", "!abc:example.org"]}, "policy_rooms", "twice"),
+    ({"policy_rooms": ["@user:example.org"]}, "policy_rooms", "room alias"),
     ({"mail_retry_initial": "2d"}, "mail_retry_initial", "mail_retry_for"),
     ({"mail_sweep_interval": "100ms"}, "mail_sweep_interval", "at least 500ms"),
     ({"branding": {"logo_url": "https://cdn.example/l.png"}}, "branding.logo_url", "path"),
@@ -632,3 +636,9 @@ def test_unknown_key_suggests_the_closest(raw: dict[str, Any], key: str, suggest
 
 def test_unknown_key_without_a_close_match_has_no_suggestion() -> None:
     assert config_error({"xyzzy": 1}).msg == "email_gate: xyzzy: unknown key"
+
+
+def test_policy_rooms_take_aliases_and_room_ids_of_every_room_version() -> None:
+    rooms = ["#community-bans:example.org", "!abc:example.org", "!" + "A1-_b" * 9]
+    assert GateConfig.parse({"policy_rooms": rooms}).policy_rooms == tuple(rooms)
+    assert GateConfig.parse({}).policy_rooms == ()
