@@ -34,7 +34,11 @@ _rule_keys = itertools.count()
 @pytest.fixture(scope="module")
 def gate_config() -> dict[str, Any]:
     return {
-        "policy_rooms": ["#community-bans:test.local", "!nosuchroom:test.local"],
+        "policy_rooms": [
+            "#community-bans:test.local",
+            "!nosuchroom:test.local",
+            "#private-bans:test.local",
+        ],
         "moderators": ["@mod:test.local"],
         "moderation_room": "#moderation:test.local",
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
@@ -230,3 +234,18 @@ def test_the_cli_says_why_a_name_is_banned(
     assert f"({room}, m.policy.rule.user" in text and "(bot farm)" in text, text
     listed = cli_ok(cli(synapse, mod.access_token, "bans", "list", "--all"))
     assert "@cliwhy?:test.local" in listed and "#community-bans:test.local" in listed, listed
+
+
+def test_a_private_room_made_after_start_up_is_followed_once_the_bot_is_invited(
+    synapse: SynapseServer, publisher: MatrixUser
+) -> None:
+    wait_until(
+        lambda: "policy room #private-bans:test.local: alias not found" in synapse.log_text(),
+        "the alias to be missing at first",
+        10,
+    )
+    private = publisher.create_room(alias="private-bans", invite=(BOT,))
+    # Joined on the invite, not at the next retry 30 s later.
+    wait_until(lambda: BOT in publisher.joined(private), "the bot to accept the invite", 10)
+    publish(publisher, private, "@privatelist:test.local")
+    wait_until(lambda: banned(synapse, "privatelist"), "the private room's rule", 10)
