@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from synapse_email_gate.rules.usernames import PatternSet
+from synapse_email_gate.rules.usernames import PatternError, PatternSet
 
 # The current type first, then the legacy ones Mjolnir and Draupnir still read.
 RULE_TYPES = ("m.policy.rule.user", "m.room.rule.user", "org.matrix.mjolnir.rule.user")
@@ -33,6 +33,7 @@ _EVERYONE_PROBES = ("x", "0", "zz9-._=/+")
 OTHER_SERVER = "names another server"
 NOT_A_USER = "not a user ID"
 EVERYONE = "matches every name on this server"
+UNUSABLE = "cannot be matched"
 
 
 @attrs.frozen
@@ -67,6 +68,10 @@ def parse_rule(
         return None
     entity = content.get("entity")
     if not isinstance(entity, str) or not entity or len(entity) > MAX_ENTITY_LENGTH:
+        return None
+    try:
+        entity.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no Matrix ID holds one
         return None
     if content.get("recommendation") not in BAN_RECOMMENDATIONS:
         return None
@@ -134,16 +139,28 @@ class RoomRules:
                 applied.append(rule)
             else:
                 ignored.append((rule, reason))
-        by_pattern: dict[str, list[int]] = {}
-        for index, rule in enumerate(applied):
-            by_pattern.setdefault(glob_regex(rule.entity.lower()), []).append(index)
-        return cls(
-            server_name,
-            tuple(applied),
-            tuple(ignored),
-            PatternSet.compile(list(by_pattern)),
-            tuple(tuple(owners) for owners in by_pattern.values()),
-        )
+        while True:
+            by_pattern: dict[str, list[int]] = {}
+            for index, rule in enumerate(applied):
+                by_pattern.setdefault(glob_regex(rule.entity.lower()), []).append(index)
+            try:
+                patterns = PatternSet.compile(list(by_pattern))
+            except PatternError as e:
+                # Not expected of an escaped glob; if RE2 refuses one anyway, that
+                # rule is set aside rather than the whole list.
+                if e.index is None:
+                    raise
+                bad = set(list(by_pattern.values())[e.index])
+                ignored += [(applied[i], f"{UNUSABLE}: {e.reason}") for i in sorted(bad)]
+                applied = [rule for i, rule in enumerate(applied) if i not in bad]
+                continue
+            return cls(
+                server_name,
+                tuple(applied),
+                tuple(ignored),
+                patterns,
+                tuple(tuple(owners) for owners in by_pattern.values()),
+            )
 
     @classmethod
     def empty(cls, server_name: str = "") -> RoomRules:

@@ -83,3 +83,7 @@ def test_rules_that_cannot_or_must_not_apply_here_are_kept_aside() -> None:
 def test_no_rules_match_nothing() -> None:
     assert RoomRules.empty(SERVER).matching("anyone") == []
     assert compiled().first_match("anyone") is None
+
+
+def test_an_entity_no_matrix_id_can_hold_is_not_a_rule() -> None:
+    assert rule("@a\udc00:test.local") is None
