@@ -139,6 +139,7 @@ class PolicyRooms:
             )
         except Exception:
             logger.exception("policy room %s: could not read its state", room_id)
+            metrics.policy_room_failed(self._api.server_name, self._entry_of(room_id))
             self._dirty.add(room_id)
             return
         finally:
