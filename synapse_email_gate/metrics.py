@@ -125,7 +125,7 @@ POLICY_ROOM_JOINED = _make(
 POLICY_ROOM_FAILURES = _make(
     Counter,
     "policy_room_failures",
-    "Failed attempts to look up or join a policy room (background-tasks process).",
+    "Failed attempts to look up, join (background-tasks process) or read a policy room.",
     ("room",),
 )
 POLICY_RELOADS = _make(
