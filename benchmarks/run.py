@@ -32,6 +32,7 @@ from common import Context, Result, load_generator, say
 
 BENCHMARKS = [
     "vetting",
+    "policy_rooms",
     "latency",
     "history",
     "flood",

@@ -110,6 +110,24 @@ BATCHED_REQUESTS = _make(
     "Requests those transactions served, by step; divided by batches: the mean batch size.",
     ("step",),
 )
+POLICY_ROOM_RULES = _make(
+    Gauge,
+    "policy_room_rules",
+    "Ban rules from each policy room in force on this process (0 while the bot is not in it).",
+    ("room",),
+)
+POLICY_ROOM_JOINED = _make(
+    Gauge,
+    "policy_room_joined",
+    "1 when this process reads the policy room with the bot joined to it, else 0.",
+    ("room",),
+)
+POLICY_ROOM_FAILURES = _make(
+    Counter,
+    "policy_room_failures",
+    "Failed attempts to look up, join (background-tasks process) or read a policy room.",
+    ("room",),
+)
 POLICY_RELOADS = _make(
     Counter, "policy_reloads", "Policy reloads, by result (ok, failed).", ("result",)
 )
@@ -167,3 +185,12 @@ def batch_committed(server_name: str, step: str, size: int) -> None:
 
 def policy_reloaded(server_name: str, ok: bool) -> None:
     POLICY_RELOADS.labels(result="ok" if ok else "failed", server_name=server_name).inc()
+
+
+def policy_room_state(server_name: str, room: str, joined: bool, rules: int) -> None:
+    POLICY_ROOM_JOINED.labels(room=room, server_name=server_name).set(1 if joined else 0)
+    POLICY_ROOM_RULES.labels(room=room, server_name=server_name).set(rules)
+
+
+def policy_room_failed(server_name: str, room: str) -> None:
+    POLICY_ROOM_FAILURES.labels(room=room, server_name=server_name).inc()

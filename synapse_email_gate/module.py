@@ -30,6 +30,7 @@ from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
+from synapse_email_gate.policy.rooms import PolicyRooms
 from synapse_email_gate.policy.sync import PolicySync
 from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
@@ -44,6 +45,7 @@ from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
 from synapse_email_gate.storage.outbox import OutboxStore
+from synapse_email_gate.storage.policy_rooms import PolicyRoomStore
 from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
@@ -90,6 +92,17 @@ class EmailGate:
             requests,
         )
         self._policy_sync = PolicySync(self._policy, self._revoker, state, moderation)
+        self._policy_rooms: PolicyRooms | None = None
+        if config.policy_rooms:
+            self._policy_rooms = PolicyRooms(
+                api,
+                config.policy_rooms,
+                f"@{config.bot_localpart}:{api.server_name}",
+                self._policy,
+                self._revoker,
+                PolicyRoomStore(db),
+            )
+            self._policy_rooms.register()
         self._bridge = AsyncioThread(reactor)
         pages_config = config.pages
         translations = Translations.load(
@@ -144,6 +157,7 @@ class EmailGate:
             tokens,
             requests,
             page_base_url,
+            self._policy_rooms,
         )
         self._room = self._moderation_room(moderation_service, moderators, state)
         self._service = RequestService(
@@ -199,6 +213,13 @@ class EmailGate:
         api.looping_background_call(
             self._sweep, config.mail_sweep_interval_ms, desc="email_gate_sweep"
         )
+        if self._policy_rooms is not None:
+            api.looping_background_call(
+                self._when_schema(self._policy_rooms.check),
+                config.policy_check_interval_ms,
+                desc="email_gate_policy_rooms",
+                run_on_all_instances=True,
+            )
         housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
             self._when_schema(housekeeping.purge),
@@ -238,11 +259,25 @@ class EmailGate:
             self._api.run_as_background_process(
                 "email_gate_revoke", self._revoker.revoke_banned, SYSTEM_ACTOR, "start-up"
             )
-        if self._room is not None:
+        if self._room is not None or self._policy_rooms is not None:
             # Not awaited: registering the bot runs our own on_user_registration,
             # which waits for this very function to finish.
-            self._api.run_as_background_process("email_gate_bot", self._room.ensure_bot)
+            self._api.run_as_background_process("email_gate_bot", self._ensure_bot)
         return True
+
+    async def _ensure_bot(self) -> None:
+        """On the background instance at start-up: the bot user (of the moderation
+        room and the policy rooms) exists."""
+        if not self._api.should_run_background_tasks():
+            return
+        localpart = self._config.bot_localpart
+        bot = f"@{localpart}:{self._api.server_name}"
+        try:
+            if await self._api.check_user_exists(bot) is None:
+                await self._api.register_user(localpart, displayname="Registration gate")
+                logger.info("bot %s created", bot)
+        except Exception:
+            logger.exception("could not create the bot user %s", bot)
 
     async def _schema_ready(self) -> bool:
         try:

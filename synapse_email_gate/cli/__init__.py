@@ -327,6 +327,10 @@ def _bans(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="every entry in force: homeserver.yaml, policy_file and stored, with its source",
     )
+    why = tree.leaf(
+        bans, "why", cmd.bans_why, "which bans refuse a username: patterns and policy room rules"
+    )
+    why.add_argument("username", metavar="NAME", help="a localpart or @name:server")
     add = tree.leaf(bans, "add", cmd.bans_add, "add a ban; it applies at once, on every process")
     add.add_argument("kind", choices=("username", "email", "ip"), help="what MATCH is")
     add.add_argument(

@@ -274,6 +274,15 @@ def _check_module(path: str, prefix: str, raw: object, report: Report, server_na
             report.problems.append(Problem(path, prefix + key, message))
     if not problems:
         report.valid.append(f"{path}: {prefix}{MODULE_NAME} config")
+        settings = raw if isinstance(raw, dict) else {}
+        rooms = settings.get("policy_rooms")
+        if isinstance(rooms, list) and rooms:
+            bot = settings.get("bot_localpart") or "email-gate"
+            report.valid.append(
+                f"{path}: {prefix}policy_rooms: {len(rooms)} room(s), well formed; whether"
+                f" the bot ({bot}) can join them shows in the log, the metrics and"
+                " GET admin/policy once Synapse runs"
+            )
     policy_file = raw.get("policy_file") if isinstance(raw, dict) else None
     if isinstance(policy_file, str):
         _check_policy_file(policy_file, report)

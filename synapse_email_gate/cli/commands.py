@@ -255,6 +255,11 @@ def bans_list(ctx: Context) -> int:
     return _listing(ctx, answer, "bans", fmt.BAN_COLUMNS, empty)
 
 
+def bans_why(ctx: Context) -> int:
+    answer = ctx.api.get("policy/why", {"username": ctx.args.username})
+    return show(ctx, answer, lambda: fmt.why_lines(answer) if isinstance(answer, dict) else "")
+
+
 def bans_add(ctx: Context) -> int:
     args = ctx.args
     body: dict[str, Any] = {"kind": args.kind, "match": args.match}

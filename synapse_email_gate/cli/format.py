@@ -252,7 +252,34 @@ def policy_rows(policy: Row) -> list[dict[str, Any]]:
         entries = policy.get(key)
         if isinstance(entries, list):
             rows += [{**entry, "kind": kind} for entry in entries if isinstance(entry, dict)]
+    room_rules = policy.get("policy_room_rules")
+    if isinstance(room_rules, list):
+        rows += [
+            {**rule, "kind": "username", "match": rule.get("entity"), "source": rule.get("room")}
+            for rule in room_rules
+            if isinstance(rule, dict)
+        ]
     return rows
+
+
+def why_lines(answer: Row) -> str:
+    """GET admin/policy/why: one line per ban that refuses the name."""
+    matches = [m for m in answer.get("matches") or [] if isinstance(m, dict)]
+    user_id = clean(answer.get("user_id"))
+    if not matches:
+        return f"{user_id} is not banned"
+    lines = [f"{user_id} is banned by:"]
+    for m in matches:
+        reason = f" ({clean(m.get('reason'))})" if m.get("reason") else ""
+        if m.get("source") == "policy_room":
+            lines.append(
+                f"  rule {clean(m.get('entity'))} in policy room {clean(m.get('room'))}"
+                f" ({clean(m.get('room_id'))}, {clean(m.get('type'))},"
+                f" state key {clean(m.get('state_key'))!r}, by {clean(m.get('sender'))}){reason}"
+            )
+        else:
+            lines.append(f"  {clean(m.get('source'))} pattern {clean(m.get('match'))!r}{reason}")
+    return "\n".join(lines)
 
 
 MODERATOR_COLUMNS: list[Column] = [

@@ -166,6 +166,7 @@ class GateConfig:
     moderation_room: str | None = None
     bot_localpart: str = "email-gate"
     command_prefix: str = "!gate"
+    policy_rooms: tuple[str, ...] = ()
     retention: RetentionConfig = RetentionConfig()
     mail_retry_for_ms: int = _DAY_MS
     mail_retry_initial_ms: int = 30_000
@@ -199,6 +200,7 @@ class GateConfig:
             moderation_room=section.convert("moderation_room", None, room),
             bot_localpart=section.convert("bot_localpart", "email-gate", localpart),
             command_prefix=section.convert("command_prefix", "!gate", _command_prefix),
+            policy_rooms=section.convert("policy_rooms", (), _policy_rooms),
             retention=RetentionConfig.from_section(section.section("retention")),
             mail_retry_for_ms=section.duration_ms("mail_retry_for", _DAY_MS, _MINUTE_MS),
             mail_retry_initial_ms=section.duration_ms("mail_retry_initial", 30_000, 1_000),
@@ -210,6 +212,26 @@ class GateConfig:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")
         section.finish()
         return config
+
+
+# Room version 12 room IDs have no server part: `!` and a hash in unpadded url-safe base64.
+_SERVERLESS_ROOM_ID = re.compile(r"^![A-Za-z0-9_\-]{20,}$")
+
+
+def _policy_rooms(value: object) -> tuple[str, ...]:
+    entries = string_list(value)
+    for index, entry in enumerate(entries):
+        try:
+            room(entry)
+        except ValueError:
+            if not _SERVERLESS_ROOM_ID.match(entry):
+                raise ValueError(
+                    f"item {index}: expected a room alias (#bans:example.org) or room ID"
+                    f" (!abc:example.org), got {entry!r}"
+                ) from None
+        if entries.index(entry) != index:
+            raise ValueError(f"item {index}: {entry!r} is listed twice")
+    return entries
 
 
 def _is_loopback(host: str) -> bool:

@@ -48,7 +48,6 @@ class ModerationRoom:
         self._api = api
         self._room = room
         self._bot = f"@{bot_localpart}:{api.server_name}"
-        self._bot_localpart = bot_localpart
         self._commands = room_commands.RoomCommands(service, prefix)
         self._moderators = moderators
         self._state = state
@@ -58,17 +57,6 @@ class ModerationRoom:
 
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
-
-    async def ensure_bot(self) -> None:
-        """On the background instance at start-up: the bot user exists."""
-        if not self._api.should_run_background_tasks():
-            return
-        try:
-            if await self._api.check_user_exists(self._bot) is None:
-                await self._api.register_user(self._bot_localpart, displayname="Registration gate")
-                logger.info("moderation bot %s created", self._bot)
-        except Exception:
-            logger.exception("could not create the moderation bot user %s", self._bot)
 
     async def _resolve_room(self, fresh: bool = False) -> str | None:
         """The room's ID; `fresh` looks the alias up again (it may have moved)."""

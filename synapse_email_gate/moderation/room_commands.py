@@ -50,6 +50,7 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} moderators                        entries added at run time
 {p} moderators allow|disallow ENTRY   (server admins only)
 {p} reload                            re-read the policy file everywhere
+{p} why NAME                          which bans refuse a username (local and policy rooms)
 Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
@@ -171,12 +172,31 @@ async def _dispatch(service: ModerationService, actor: str, words: list[str], p:
         return "\n".join(lines) or "No stored bans."
     if command == "moderators":
         return await _moderators(service, actor, args, p)
+    if command == "why":
+        return _why(service.why(_one(args, "why NAME", p)))
     if command == "reload":
         result = await service.reload(actor)
         if not result.ok:
             return "Reload refused: " + result.message
         return f"Reloaded: {result.message}; {_revoked(result.revoked)}."
     raise UsageError(f"Unknown command {command!r}.")
+
+
+def _why(answer: dict[str, Any]) -> str:
+    matches = answer["matches"]
+    if not matches:
+        return f"{answer['user_id']} is not banned."
+    lines = [f"{answer['user_id']} is banned by:"]
+    for match in matches:
+        reason = f" ({match['reason']})" if match.get("reason") else ""
+        if match["source"] == "policy_room":
+            lines.append(
+                f"- rule {match['entity']} in policy room {match['room']} "
+                f"({match['type']}, state key {match['state_key']!r}, by {match['sender']}){reason}"
+            )
+        else:
+            lines.append(f"- {match['source']} pattern {match['match']!r}{reason}")
+    return "\n".join(lines)
 
 
 async def _token(service: ModerationService, actor: str, args: list[str], p: str) -> str:

@@ -20,9 +20,11 @@ from synapse_email_gate.config.policy_lists import (
 from synapse_email_gate.mail.compose import registration_link
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import ReloadResult
+from synapse_email_gate.policy.rooms import PolicyRooms
 from synapse_email_gate.policy.sync import PolicySync
 from synapse_email_gate.rules.identifiers import new_id, new_token
 from synapse_email_gate.rules.moderator_entries import entry_problem, is_plain_user_id
+from synapse_email_gate.rules.policy_rules import RoomRule
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
 from synapse_email_gate.storage.requests import Decision, RequestStore
@@ -83,9 +85,11 @@ class ModerationService:
         tokens: TokenStore,
         requests: RequestStore,
         page_base_url: str,
+        policy_rooms: PolicyRooms | None = None,
     ) -> None:
         self._api = api
         self._policy = policy
+        self._policy_rooms = policy_rooms
         self._delivery = delivery
         self._token_lifetime_ms = token_lifetime_ms
         self._moderation = moderation
@@ -355,8 +359,8 @@ class ModerationService:
         ]
 
     def policy_entries(self) -> dict[str, list[dict[str, Any]]]:
-        """Every ban in force, from homeserver.yaml, the policy file and the database,
-        with its reason and expiry (for moderators only)."""
+        """Every ban in force, from homeserver.yaml, the policy file, the database and
+        the policy rooms, with its reason and expiry (for moderators only)."""
         now = self._now()
         view: dict[str, list[dict[str, Any]]] = {kind.key: [] for kind in BAN_KINDS}
         view["allowed_email_domains"] = []
@@ -375,7 +379,38 @@ class ModerationService:
             view["allowed_email_domains"] += [
                 {"match": domain, "source": source} for domain in lists.allowed_email_domains
             ]
+        room_rules = self._policy.current.room_rules
+        view["policy_rooms"] = [] if self._policy_rooms is None else self._policy_rooms.status()
+        view["policy_room_rules"] = [_room_rule(rule) for rule in room_rules.rules]
+        view["policy_room_rules_ignored"] = [
+            {**_room_rule(rule), "ignored": why} for rule, why in room_rules.ignored
+        ]
         return view
+
+    def why(self, name: object) -> dict[str, Any]:
+        """Every ban that refuses this username, local pattern or policy room rule."""
+        if not isinstance(name, str) or not name.strip():
+            raise bad("username must be a non-empty string")
+        localpart = name.strip().lower().removeprefix("@")
+        localpart = localpart.removesuffix(f":{self._api.server_name}")
+        policy = self._policy.current
+        patterns = {policy.usernames.sources[i] for i in policy.usernames.match_indices(localpart)}
+        matches: list[dict[str, Any]] = [
+            {"source": source, "match": entry.match, "reason": entry.reason}
+            for source, lists in self._policy.layers().items()
+            for entry in lists.banned_usernames
+            if entry.match in patterns
+        ]
+        matches += [
+            {"source": "policy_room", **_room_rule(rule)}
+            for rule in policy.room_rules.matching(localpart)
+        ]
+        return {
+            "username": localpart,
+            "user_id": f"@{localpart}:{self._api.server_name}",
+            "banned": bool(matches),
+            "matches": matches,
+        }
 
     async def add_ban(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         kind, match, reason = ban_kind(body.get("kind")), body.get("match"), body.get("reason")
@@ -523,6 +558,19 @@ def describe_token(row: dict[str, Any], now_ms: int, page_base_url: str) -> dict
     else:
         token["expires"] = f"in {describe_duration(expiry - now_ms)} ({format_utc(expiry)})"
     return token
+
+
+def _room_rule(rule: RoomRule) -> dict[str, Any]:
+    return {
+        "room": rule.room,
+        "room_id": rule.room_id,
+        "type": rule.event_type,
+        "state_key": rule.state_key,
+        "entity": rule.entity,
+        "reason": rule.reason,
+        "sender": rule.sender,
+        "event_id": rule.event_id,
+    }
 
 
 def _page_size(limit: int) -> int:

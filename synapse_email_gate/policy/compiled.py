@@ -2,6 +2,9 @@
 
 A `Policy` is built from layers of `PolicyLists` (homeserver.yaml first, then
 `policy_file`): ban lists are united; scalar settings from later layers win.
+The ban rules of the followed policy rooms (`room_rules`) count with the
+username bans; they change on their own (policy/rooms.py) and are carried over
+when the lists are compiled again.
 Each decision returns a reason code (docs/api.md#reason-codes) or None.
 """
 
@@ -19,6 +22,7 @@ from synapse_email_gate.rules.addresses import (
     domain_verdict,
 )
 from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.rules.policy_rules import RoomRules
 from synapse_email_gate.rules.usernames import UsernamePatterns
 
 
@@ -32,9 +36,12 @@ class Policy:
     rate_limits: RateLimits
     # When the next ban entry runs out; the policy must be rebuilt then.
     next_expiry_ts: int | None = None
+    room_rules: RoomRules = attrs.field(factory=RoomRules.empty)
 
     @staticmethod
-    def build(layers: Sequence[PolicyLists], now_ms: int) -> Policy:
+    def build(
+        layers: Sequence[PolicyLists], now_ms: int, room_rules: RoomRules | None = None
+    ) -> Policy:
         """Compile the union of the active entries; raises ValueError naming a bad entry."""
         block_disposable = True
         lookalikes = "literal"
@@ -60,11 +67,16 @@ class Policy:
             block_disposable=block_disposable,
             rate_limits=rate_limits,
             next_expiry_ts=min(expiries, default=None),
+            room_rules=room_rules if room_rules is not None else RoomRules.empty(),
         )
 
     def username_ban(self, localpart: str) -> str | None:
-        """The ban pattern a localpart matches, if any."""
-        return self.usernames.first_match(localpart)
+        """The ban pattern (or policy room rule) a localpart matches, if any."""
+        pattern = self.usernames.first_match(localpart)
+        if pattern is not None:
+            return pattern
+        rule = self.room_rules.first_match(localpart)
+        return None if rule is None else rule.describe()
 
     def ip_ban(self, ip: str) -> str | None:
         return self.ips.first_match(ip)

@@ -21,6 +21,7 @@ from synapse_email_gate import metrics
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section
 from synapse_email_gate.policy.compiled import Policy
+from synapse_email_gate.rules.policy_rules import RoomRules
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class LivePolicy:
             lists = read_policy_file(self._file)
             if _identity(self._file) != identity:
                 raise ValueError(f"{self._file}: changed while being read; try again")
-            policy = Policy.build([self._base, lists, self._stored_lists], self._now_ms())
+            policy = Policy.build(
+                [self._base, lists, self._stored_lists], self._now_ms(), self.current.room_rules
+            )
         except ValueError as e:
             logger.error("policy file refused, previous policy stays in force: %s", e)
             metrics.policy_reloaded(self._server_name, ok=False)
@@ -118,8 +121,15 @@ class LivePolicy:
 
     def _rebuild(self) -> None:
         self.current = Policy.build(
-            [self._base, self._file_lists, self._stored_lists], self._now_ms()
+            [self._base, self._file_lists, self._stored_lists],
+            self._now_ms(),
+            self.current.room_rules,
         )
+
+    def set_room_rules(self, rules: RoomRules) -> None:
+        """The ban rules of the followed policy rooms (policy/rooms.py); the lists
+        are not compiled again."""
+        self.current = attrs.evolve(self.current, room_rules=rules)
 
     def _reload_if_changed(self) -> bool:
         if self._file is None:

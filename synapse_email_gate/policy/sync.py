@@ -13,6 +13,7 @@ then find nothing left to revoke, and the answer counts every revocation.
 from __future__ import annotations
 
 from synapse_email_gate.config.policy_lists import PolicyLists
+from synapse_email_gate.policy.compiled import Policy
 from synapse_email_gate.policy.live import LivePolicy, ReloadResult
 from synapse_email_gate.policy.revocation import Revoker
 from synapse_email_gate.storage.moderation import ModerationStore
@@ -32,6 +33,10 @@ class PolicySync:
         self._state = state
         self._moderation = moderation
         self._seen: int | None = None
+
+    @property
+    def current(self) -> Policy:
+        return self._policy.current
 
     def layers(self) -> dict[str, PolicyLists]:
         return self._policy.layers()

@@ -219,6 +219,17 @@ _TABLES = [
        ON email_gate_token_uses (token, state)""",
     """CREATE INDEX IF NOT EXISTS email_gate_token_uses_user
        ON email_gate_token_uses (user_id)""",
+    # Per policy_rooms entry: where it leads and whether the bot could join
+    # (storage/policy_rooms.py); written by the background-tasks process only.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_policy_rooms (
+        entry TEXT PRIMARY KEY,
+        room_id TEXT,
+        joined BOOLEAN NOT NULL,
+        problem TEXT,
+        checked_ts BIGINT NOT NULL
+    )
+    """,
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (

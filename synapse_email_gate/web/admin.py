@@ -155,6 +155,9 @@ class AdminHandlers:
         await self._service.remove_ban(a, p[0])
         return 200, {"removed": p[0]}
 
+    async def why(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, self._service.why(query_param(r, "username"))
+
     async def policy(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, self._service.policy_entries()
 
@@ -243,6 +246,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", "bans", AdminHandlers.add_ban),
     AdminRoute("DELETE", "bans/{id}", AdminHandlers.remove_ban),
     AdminRoute("GET", "policy", AdminHandlers.policy),
+    AdminRoute("GET", "policy/why", AdminHandlers.why),
     AdminRoute("GET", "moderators", AdminHandlers.list_moderators),
     AdminRoute("POST", "moderators", AdminHandlers.allow),
     AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),

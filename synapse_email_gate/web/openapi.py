@@ -611,6 +611,31 @@ def _admin() -> dict[str, Schema]:
                 {"200": json_answer("The policy.", ref("Policy"))},
             )
         },
+        "/admin/policy/why": {
+            "get": admin_op(
+                "whyBanned",
+                "Which bans refuse a username: local patterns and policy room rules",
+                {
+                    "200": json_answer(
+                        "The bans that match (none: the name is not banned).",
+                        obj(
+                            ("username", "user_id", "banned", "matches"),
+                            username=STRING,
+                            user_id=STRING,
+                            banned={"type": "boolean"},
+                            matches=array({"type": "object"}),
+                        ),
+                    )
+                },
+                parameters=[
+                    {
+                        **query("username", "a localpart or a Matrix ID of this server"),
+                        "required": True,
+                    }
+                ],
+                refused=INVALID,
+            )
+        },
         "/admin/moderators": {
             "get": admin_op(
                 "listModerators",

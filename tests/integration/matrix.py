@@ -110,8 +110,14 @@ class MatrixUser:
     def kick(self, room_id: str, user_id: str) -> None:
         ok(self._call(lambda c: c.room_kick(room_id, user_id)))
 
-    def put_state(self, room_id: str, event_type: str, content: dict[str, Any]) -> None:
-        ok(self._call(lambda c: c.room_put_state(room_id, event_type, content)))
+    def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> str:
+        sent = ok(self._call(lambda c: c.room_put_state(room_id, event_type, content, state_key)))
+        return str(getattr(sent, "event_id", ""))
+
+    def redact(self, room_id: str, event_id: str) -> None:
+        ok(self._call(lambda c: c.room_redact(room_id, event_id, tx_id=f"r{next(_txn)}")))
 
     def move_alias(self, alias: str, room_id: str) -> None:
         ok(self._call(lambda c: c.room_delete_alias(alias)))

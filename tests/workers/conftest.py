@@ -53,6 +53,9 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+POLICY_ROOM = "#worker-bans:test.local"
+
+
 @pytest.fixture(scope="package")
 def deployment(
     postgres: PostgresCluster, smtp: SmtpCatcher, policy_file: Path
@@ -66,6 +69,7 @@ def deployment(
         "policy_file": str(policy_file),
         "moderators": [MODERATOR],
         "moderation_room": MODERATION_ROOM,
+        "policy_rooms": [POLICY_ROOM],
         # quick retries, so the sweep's work shows within a test
         "mail_sweep_interval": "1s",
         "mail_retry_initial": "1s",

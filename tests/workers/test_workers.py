@@ -405,6 +405,35 @@ def test_room_commands_are_answered_once_and_their_bans_reach_every_process(
     wait_everywhere(deployment, unique("roomban"), INVALID_EMAIL, POLICY_DEADLINE_S)
 
 
+def test_a_policy_room_rule_is_refused_by_every_process_within_seconds(
+    deployment: WorkerDeployment,
+) -> None:
+    """Each process reads the policy room's rules itself (the bot joined it from the
+    background-tasks instance); a rule sent on main applies on the workers too."""
+    publisher = deployment.main.register_user("publisher", "publisher password 1")
+    bot = "@email-gate:test.local"
+    _wait(lambda: http.get(deployment.url(f"/_matrix/client/v3/profile/{bot}")).status == 200)
+    room = _client(
+        deployment,
+        publisher,
+        "POST",
+        "/createRoom",
+        json={"room_alias_name": "worker-bans", "preset": "public_chat"},
+    )["room_id"]
+    members = f"/rooms/{room}/joined_members"
+    _wait(lambda: bot in _client(deployment, publisher, "GET", members)["joined"], 45)
+    name = unique("roomrule")
+    _client(
+        deployment,
+        publisher,
+        "PUT",
+        f"/rooms/{room}/state/m.policy.rule.user/rule:{name}",
+        json={"entity": f"@{name}*:test.local", "recommendation": "m.ban", "reason": "wave"},
+    )
+    took = wait_everywhere(deployment, name + "x", USERNAME_BANNED, POLICY_DEADLINE_S)
+    print(f"policy room rule seen after {took}")
+
+
 def test_the_mail_sweep_runs_only_on_the_background_tasks_instance(
     deployment: WorkerDeployment, mailbox: SmtpCatcher
 ) -> None:

@@ -612,6 +612,17 @@ def test_check_config_accepts_a_good_file(
     assert "warning" not in out
 
 
+def test_check_config_validates_policy_rooms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = homeserver(tmp_path, {"policy_rooms": ["#bans:example.org", "!abc:example.org"]})
+    assert check(good) == 0
+    assert "policy_rooms: 2 room(s), well formed" in capsys.readouterr().out
+    bad = homeserver(tmp_path, {"policy_rooms": ["#bans:example.org", "bans"]})
+    assert check(bad) == 1
+    assert f"{bad}: policy_rooms: item 1: expected a room alias" in capsys.readouterr().out
+
+
 def test_check_config_prints_every_problem_with_its_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -547,6 +547,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
         "either password or password_file, not both",
     ),
     ({"bot_localpart": "Email Gate"}, "bot_localpart", "'Email Gate'"),
+    ({"policy_rooms": "#bans:example.org"}, "policy_rooms", "list"),
+    ({"policy_rooms": ["#bans:example.org", "bans"]}, "policy_rooms", "item 1"),
+    ({"policy_rooms": ["!abc:example.org", "!abc:example.org"]}, "policy_rooms", "twice"),
+    ({"policy_rooms": ["@user:example.org"]}, "policy_rooms", "room alias"),
     ({"mail_retry_initial": "2d"}, "mail_retry_initial", "mail_retry_for"),
     ({"mail_sweep_interval": "100ms"}, "mail_sweep_interval", "at least 500ms"),
     ({"branding": {"logo_url": "https://cdn.example/l.png"}}, "branding.logo_url", "path"),
@@ -640,3 +644,9 @@ def test_the_command_prefix_is_one_word() -> None:
     for bad in ("", "two words", "x" * 33, 5):
         error = config_error({"command_prefix": bad})
         assert error.msg.startswith("email_gate: command_prefix: expected one word"), error
+
+
+def test_policy_rooms_take_aliases_and_room_ids_of_every_room_version() -> None:
+    rooms = ["#community-bans:example.org", "!abc:example.org", "!" + "A1-_b" * 9]
+    assert GateConfig.parse({"policy_rooms": rooms}).policy_rooms == tuple(rooms)
+    assert GateConfig.parse({}).policy_rooms == ()
