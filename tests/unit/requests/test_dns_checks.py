@@ -68,3 +68,17 @@ def test_failures_are_logged_at_most_once_a_second(caplog: pytest.LogCaptureFixt
         "dnsbl: DNS servfail asking zen.example.org; the request is let through (fail open)"
         " (and 9 more since the last such line)",
     ]
+
+
+def test_off_makes_no_resolver_and_no_checks() -> None:
+    from twisted.internet import reactor
+
+    from synapse_email_gate.config.gate import GateConfig
+
+    assert dns_checks.dns_checks(GateConfig.parse({}), reactor, "test.local") == (None, None)
+    only_mail = GateConfig.parse(
+        {"mail_domain_check": {"enabled": True}, "dns": {"servers": ["127.0.0.1:5353"]}}
+    )
+    dnsbl, mail_domains = dns_checks.dns_checks(only_mail, reactor, "test.local")
+    assert dnsbl is None
+    assert isinstance(mail_domains, dns_checks.MailDomains)
