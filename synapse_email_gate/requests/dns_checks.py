@@ -35,7 +35,7 @@ from synapse_email_gate.rules.dns import (
     MxRecord,
     mail_domain_problem,
     normalise_zone,
-    reverse_name,
+    reverse_address,
     strictest,
 )
 
@@ -183,21 +183,21 @@ class Dnsbl:
         self._log = FailureLog("dnsbl")
 
     async def action(self, ip: str) -> DnsblAction | None:
+        reversed_ip = reverse_address(ip)
+        if reversed_ip is None:
+            return None
         found: list[DnsblAction] = []
         missing = []
         for zone in self._zones:
-            name = reverse_name(ip, zone.zone)
-            if name is None:
-                return None
+            name = f"{reversed_ip}.{zone.zone}"
             listed = self._cache.get(name)
             if listed is None:
                 missing.append((zone, name))
                 continue
-            self._hits.inc()
             if listed:
-                if zone.action == "refuse":
-                    return "refuse"
                 found.append(zone.action)
+        if len(missing) < len(self._zones):
+            self._hits.inc(len(self._zones) - len(missing))
         if missing:
             replies = await wait([self._lookups.ask(name, dns.A) for _, name in missing])
             for (zone, name), reply in zip(missing, replies, strict=True):

@@ -1,6 +1,6 @@
 """DNS names and verdicts for the reputation checks; no resolver here.
 
-- `reverse_name`: the name a DNS blocklist is asked about an address (RFC 5782):
+- `reverse_address`: how a DNS blocklist is asked about an address (RFC 5782):
   the IPv4 octets reversed, or the 32 nibbles of an IPv6 address reversed, then
   the zone. An IPv4-mapped IPv6 address is asked as the IPv4 address.
 - `ListingAnswers`: which answers of a zone mean "listed".
@@ -33,8 +33,9 @@ NULL_MX = "null_mx"  # "MX 0 ." (RFC 7505): the domain says it accepts no mail
 THROWAWAY_MX = "throwaway_mx"  # its mail goes to a known throwaway provider
 
 
-def reverse_name(ip: str, zone: str) -> str | None:
-    """`203.0.113.7`, `zen.example.org` -> `7.113.0.203.zen.example.org`; None if no address."""
+def reverse_address(ip: str) -> str | None:
+    """`203.0.113.7` -> `7.113.0.203` (a zone's name follows), IPv6 in nibbles; None if
+    no address."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -45,7 +46,7 @@ def reverse_name(ip: str, zone: str) -> str | None:
         labels = str(address).split(".")
     else:
         labels = list(address.exploded.replace(":", ""))
-    return ".".join([*reversed(labels), zone])
+    return ".".join(reversed(labels))
 
 
 def normalise_zone(zone: str) -> str:

@@ -44,11 +44,11 @@ _names = itertools.count()
 
 
 def reverse(ip: str, zone: str) -> str:
-    from synapse_email_gate.rules.dns import reverse_name
+    from synapse_email_gate.rules.dns import reverse_address
 
-    name = reverse_name(ip, zone)
-    assert name is not None
-    return name
+    reversed_ip = reverse_address(ip)
+    assert reversed_ip is not None
+    return f"{reversed_ip}.{zone}"
 
 
 @pytest.fixture(scope="module")
