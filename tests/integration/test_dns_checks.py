@@ -36,6 +36,7 @@ CHALLENGED = "203.0.113.11"
 HELD = "203.0.113.12"  # listed for approval
 SLOW = "203.0.113.20"  # the refuse zone never answers for it
 BROKEN = "203.0.113.30"  # the refuse zone answers SERVFAIL for it
+HALF_BROKEN = "203.0.113.31"  # SERVFAIL in the refuse zone, listed in the challenge zone
 CLEAN = "203.0.113.40"
 THROWAWAY_MX = "mx.throwaway.example.com"
 DIFFICULTY = 6
@@ -60,6 +61,8 @@ def dns() -> Iterator[DnsServer]:
         server.a(reverse(HELD, APPROVAL), "127.0.0.2")
         server.answer(reverse(SLOW, REFUSE), "A", SILENT)
         server.answer(reverse(BROKEN, REFUSE), "A", SERVFAIL)
+        server.answer(reverse(HALF_BROKEN, REFUSE), "A", SERVFAIL)
+        server.a(reverse(HALF_BROKEN, CHALLENGE), "127.0.0.2")
         # mail domains
         server.mx("good.example.net", (10, "mx.good.test"))
         server.mx("nullmx.example.net", (0, "."))
@@ -169,6 +172,12 @@ def test_a_failing_zone_fails_open_and_is_counted(
     asked = dns.queries(reverse(ip, REFUSE))
     assert ask(synapse, ip).status == 202
     assert dns.queries(reverse(ip, REFUSE)) == asked + 1
+
+
+def test_a_failing_zone_leaves_the_others_in_force(synapse: SynapseServer) -> None:
+    answer = ask(synapse, HALF_BROKEN)
+    assert answer.status == 400, answer
+    assert answer.json()["errcode"] == "EMAIL_GATE_CHALLENGE_REQUIRED"
 
 
 def test_challenge_zone_requires_the_challenge(synapse: SynapseServer) -> None:
