@@ -87,7 +87,8 @@ class Lookups:
             dns.AAAA: self._resolver.lookupIPV6Address,
             dns.MX: self._resolver.lookupMailExchange,
         }[qtype]
-        d = lookup(name)
+        # maybeDeferred: a name the resolver cannot even encode fails like any other.
+        d = defer.maybeDeferred(lookup, name)
         d.addCallbacks(_records, _failed, callbackArgs=(qtype,))
         return cast("defer.Deferred[Reply]", d)
 
@@ -198,7 +199,7 @@ class Dnsbl:
                 found.append(zone.action)
         if len(missing) < len(self._zones):
             self._hits.inc(len(self._zones) - len(missing))
-        if missing:
+        if missing and "refuse" not in found:  # a known refusal needs no more answers
             replies = await wait([self._lookups.ask(name, dns.A) for _, name in missing])
             for (zone, name), reply in zip(missing, replies, strict=True):
                 if isinstance(reply, Failed):
