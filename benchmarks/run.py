@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/run.py flood mail      # chosen benchmarks
     .venv/bin/python benchmarks/run.py --json out.json # also write every figure
 
-Benchmarks: vetting, latency, history, flood, accepted, registration, mail,
+Benchmarks: vetting, latency, dns, history, flood, accepted, registration, mail,
 memory (see each bench_<name>.py). Figures are medians of --runs runs (5 by
 default). Real Synapse processes (tests/harness) on 127.0.0.1, a private
 PostgreSQL cluster, an SMTP catcher; load from wrk when installed (apt-get
@@ -34,6 +34,7 @@ BENCHMARKS = [
     "vetting",
     "policy_rooms",
     "latency",
+    "dns",
     "history",
     "flood",
     "accepted",

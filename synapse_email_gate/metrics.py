@@ -128,6 +128,33 @@ POLICY_ROOM_FAILURES = _make(
     "Failed attempts to look up, join (background-tasks process) or read a policy room.",
     ("room",),
 )
+DNSBL_LOOKUPS = _make(
+    Counter,
+    "dnsbl_lookups",
+    "DNS blocklist queries (answers not in the cache), by zone and result: listed, "
+    "not_listed, timeout, servfail, error.",
+    ("zone", "result"),
+)
+MAIL_DOMAIN_LOOKUPS = _make(
+    Counter,
+    "mail_domain_lookups",
+    "Mail-domain DNS checks (domains not in the cache), by result: ok, no_mail_host, "
+    "null_mx, throwaway_mx, timeout, servfail, error.",
+    ("result",),
+)
+DNS_CACHE_HITS = _make(
+    Counter,
+    "dns_cache_hits",
+    "DNS check answers taken from the cache, by check: dnsbl (per zone asked), mail_domain.",
+    ("check",),
+)
+DNS_FAIL_OPEN = _make(
+    Counter,
+    "dns_fail_open",
+    "DNS checks that failed and let the request through, by check (dnsbl, mail_domain) "
+    "and reason (timeout, servfail, error).",
+    ("check", "reason"),
+)
 POLICY_RELOADS = _make(
     Counter, "policy_reloads", "Policy reloads, by result (ok, failed).", ("result",)
 )
@@ -194,3 +221,15 @@ def policy_room_state(server_name: str, room: str, joined: bool, rules: int) -> 
 
 def policy_room_failed(server_name: str, room: str) -> None:
     POLICY_ROOM_FAILURES.labels(room=room, server_name=server_name).inc()
+
+
+def dnsbl_lookup(server_name: str, zone: str, result: str) -> None:
+    DNSBL_LOOKUPS.labels(zone=zone, result=result, server_name=server_name).inc()
+
+
+def mail_domain_lookup(server_name: str, result: str) -> None:
+    MAIL_DOMAIN_LOOKUPS.labels(result=result, server_name=server_name).inc()
+
+
+def dns_fail_open(server_name: str, check: str, reason: str) -> None:
+    DNS_FAIL_OPEN.labels(check=check, reason=reason, server_name=server_name).inc()

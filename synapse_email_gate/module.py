@@ -36,6 +36,7 @@ from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
+from synapse_email_gate.requests.dns_checks import dns_checks
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.requests.usernames import UsernameCheck
@@ -160,6 +161,10 @@ class EmailGate:
             self._policy_rooms,
         )
         self._room = self._moderation_room(moderation_service, moderators, state)
+        challenges = ChallengeGate(
+            api, config.challenge, state, on_demand=config.dnsbl.uses("challenge")
+        )
+        dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
         self._service = RequestService(
             api,
             config,
@@ -169,8 +174,10 @@ class EmailGate:
             IntakeStore(db),
             IssueStore(db, lambda: self._policy.current.email_ban),
             on_pending=self._room.announce_pending if self._room is not None else None,
+            dnsbl=dnsbl,
+            mail_domains=mail_domains,
+            challenges=challenges,
         )
-        challenges = ChallengeGate(api, config.challenge, state)
         pages = RequestHandlers(
             api,
             self._service,

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 import attrs
 from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
+from synapse_email_gate.config.dns import DnsblConfig, DnsConfig, MailDomainConfig
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
@@ -174,6 +175,9 @@ class GateConfig:
     privacy: PrivacyConfig = PrivacyConfig()
     # branding, clients, password, after_registration, web_registration, translations
     pages: PagesConfig = PagesConfig()
+    dns: DnsConfig = DnsConfig()
+    dnsbl: DnsblConfig = DnsblConfig()
+    mail_domain_check: MailDomainConfig = MailDomainConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -207,6 +211,9 @@ class GateConfig:
             mail_sweep_interval_ms=section.duration_ms("mail_sweep_interval", 10_000, 500),
             privacy=PrivacyConfig.from_section(section.section("privacy")),
             pages=PagesConfig.from_section(section),
+            dns=DnsConfig.from_section(section.section("dns")),
+            dnsbl=DnsblConfig.from_section(section.section("dnsbl")),
+            mail_domain_check=MailDomainConfig.from_section(section.section("mail_domain_check")),
         )
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")

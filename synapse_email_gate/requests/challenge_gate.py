@@ -30,10 +30,15 @@ _MAX_REMEMBERED = 50_000
 
 
 class ChallengeGate:
-    def __init__(self, api: ModuleApi, config: ChallengeConfig, state: StateStore) -> None:
+    def __init__(
+        self, api: ModuleApi, config: ChallengeConfig, state: StateStore, on_demand: bool = False
+    ) -> None:
         self._api = api
         self._config = config
         self._state = state
+        # Off for everyone, but a blocklist may require it of some clients
+        # (dnsbl action `challenge`): challenges are then handed out all the same.
+        self._on_demand = on_demand
         self._key: bytes | None = (
             proof_of_work.derive_key(config.secret) if config.secret is not None else None
         )
@@ -88,9 +93,17 @@ class ChallengeGate:
                 after,
             )
 
-    async def check(self, challenge_value: object, nonce: object) -> Refusal | None:
-        """None when the challenge is off or solved now for the first time; else the refusal."""
-        if not self._config.enabled:
+    @property
+    def available(self) -> bool:
+        """Whether challenges are handed out (`GET api/challenge`)."""
+        return self._config.enabled or self._on_demand
+
+    async def check(
+        self, challenge_value: object, nonce: object, required: bool = False
+    ) -> Refusal | None:
+        """None when the challenge is off (and not `required` of this request) or solved
+        now for the first time; else the refusal."""
+        if not (self._config.enabled or required):
             return None
         if not challenge_value or not nonce:
             logger.info("request refused: reason=challenge_required")

@@ -28,6 +28,8 @@ from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.requests import outcomes
+from synapse_email_gate.requests.challenge_gate import ChallengeGate
+from synapse_email_gate.requests.dns_checks import Dnsbl, MailDomains
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
@@ -50,6 +52,9 @@ class RequestInput:
     email: str
     lang: str = "en"
     reason: str = ""
+    # The proof-of-work fields as sent, for a client a blocklist sends to the challenge.
+    challenge: object = None
+    nonce: object = None
 
 
 class RequestService:
@@ -63,9 +68,17 @@ class RequestService:
         intake: IntakeStore,
         issue: IssueStore,
         on_pending: Callable[[PendingRequest], Awaitable[None]] | None = None,
+        *,
+        dnsbl: Dnsbl | None = None,
+        mail_domains: MailDomains | None = None,
+        challenges: ChallengeGate | None = None,
     ) -> None:
-        """`on_pending` is told about each request that starts waiting for a moderator."""
+        """`on_pending` is told about each request that starts waiting for a moderator.
+        `dnsbl` and `mail_domains` are None when off: then they cost nothing at all."""
         self._api = api
+        self._dnsbl = dnsbl
+        self._mail_domains = mail_domains
+        self._challenges = challenges
         self._config = config
         self._policy = policy
         self._delivery = delivery
@@ -97,6 +110,17 @@ class RequestService:
         wait = self._known_wait(limits, now)
         if wait:
             return self._limited(wait)
+        approval = self._config.approval == "required"
+        if self._dnsbl is not None:
+            action = await self._dnsbl.action(ip)
+            if action == "refuse":
+                self._refused("dnsbl_listed", flood=True)
+                return outcomes.ip_banned()
+            if action == "challenge":
+                unsolved = await self._challenge_for_listed(form)
+                if unsolved is not None:
+                    return unsolved
+            approval = approval or action == "approval"
 
         if self._config.approval == "required":
             minimum = self._config.approval_reason_min_length
@@ -121,6 +145,11 @@ class RequestService:
         if domain_problem is not None:
             self._refused(domain_problem)
             return _domain_refusal(domain_problem)
+        if self._mail_domains is not None:
+            mail_problem = await self._mail_domains.problem(email.domain)
+            if mail_problem is not None:
+                self._refused(mail_problem)
+                return _mail_domain_refusal(mail_problem)
 
         request = NewRequest(
             id=new_id(),
@@ -150,17 +179,49 @@ class RequestService:
         logger.info("request %s received for %r: reason=accepted", request.id, localpart)
         metrics.request_answered(self._api.server_name, "accepted", "accepted")
         # Assessed after the answer, with the next issue batch (no task per request).
-        assessed = self._issue.enqueue(self._issue_params(request.id, email))
-        assessed.addCallbacks(self._assessed, self._not_assessed, errbackArgs=(request.id,))
+        assessed = self._issue.enqueue(self._issue_params(request.id, approval, email))
+        assessed.addCallbacks(
+            self._assessed,
+            self._not_assessed,
+            callbackArgs=(approval,),
+            errbackArgs=(request.id,),
+        )
         return outcomes.ACCEPTED
 
-    async def process(self, request_id: str) -> None:
-        """Assess the email side of a recorded request; issue and mail a token if due."""
-        self._assessed(await self._issue.issue(self._issue_params(request_id)))
+    async def _challenge_for_listed(self, form: RequestInput) -> Refusal | None:
+        """A blocklist wants the challenge solved. With the challenge on for everyone the
+        page or API has checked it already; else it is checked now."""
+        if self._challenges is None or self._challenges.enabled:
+            return None
+        unsolved = await self._challenges.check(form.challenge, form.nonce, required=True)
+        if unsolved is not None:
+            metrics.request_answered(self._api.server_name, "refused", "dnsbl_challenge")
+        return unsolved
 
-    def _issue_params(self, request_id: str, email: ParsedEmail | None = None) -> IssueParams:
-        policy = self._policy.current
+    async def challenge_wanted(self, ip: str) -> bool:
+        """Whether the page should offer the challenge to this client."""
+        if self._challenges is not None and self._challenges.enabled:
+            return True
+        if self._dnsbl is None or self._challenges is None or not self._challenges.available:
+            return False
+        return await self._dnsbl.action(ip) == "challenge"
+
+    async def process(self, request_id: str, ip: str | None = None) -> None:
+        """Assess the email side of a recorded request; issue and mail a token if due.
+
+        `ip`, the address it came from, is asked about again when a blocklist may
+        send it to approval."""
         approval = self._config.approval == "required"
+        if not approval and ip is not None and self._dnsbl is not None:
+            approval = await self._dnsbl.action(ip) == "approval"
+        self._assessed(await self._issue.issue(self._issue_params(request_id, approval)), approval)
+
+    def _issue_params(
+        self, request_id: str, approval: bool, email: ParsedEmail | None = None
+    ) -> IssueParams:
+        """`approval`: the address is checked first and a moderator decides (with
+        `approval: required`, or for a client a blocklist sends to approval)."""
+        policy = self._policy.current
         return IssueParams(
             request_id=request_id,
             now_ms=self._api.get_current_time_msec(),
@@ -175,7 +236,7 @@ class RequestService:
             parsed_email=email,
         )
 
-    def _assessed(self, issued: IssueOutcome) -> None:
+    def _assessed(self, issued: IssueOutcome, approval: bool) -> None:
         if isinstance(issued, NotIssued):
             logger.info("request %s: no mail, reason=%s", issued.request_id, issued.reason)
             metrics.request_processed(self._api.server_name, "suppressed", issued.reason)
@@ -183,7 +244,7 @@ class RequestService:
         if issued is None:
             return
         request_id = issued.request_id
-        if self._config.approval == "required":
+        if approval:
             logger.info("request %s: address check queued for %r", request_id, issued.localpart)
             metrics.request_processed(self._api.server_name, "verifying", "verifying")
         else:
@@ -221,9 +282,8 @@ class RequestService:
     async def process_orphans(self) -> None:
         """Finish requests whose process died between the answer and `process`."""
         cutoff = self._api.get_current_time_msec() - ORPHAN_AFTER_MS
-        ids = await self._requests.orphans(cutoff, 100)
-        for request_id in ids:
-            await self.process(request_id)
+        for request_id, ip in await self._requests.orphans(cutoff, 100):
+            await self.process(request_id, ip)
 
     def _email_key(self, email: ParsedEmail) -> str:
         """The identity rules use: the normalised address, or its keyed hash."""
@@ -307,6 +367,21 @@ def _domain_refusal(reason: str) -> Refusal:
         "Addresses at this domain are not accepted here. Please use another address.",
         "email",
     )
+
+
+def _mail_domain_refusal(reason: str) -> Refusal:
+    """A domain DNS says takes no personal mail: answered as a disposable one."""
+    if reason == "no_mail_host":
+        message = (
+            "Mail cannot be delivered to this domain: it has no mail server. "
+            "Please check the address, or use another one."
+        )
+    else:
+        message = (
+            "Addresses at this domain do not receive personal mail here. "
+            "Please use a permanent address."
+        )
+    return Refusal(400, outcomes.DOMAIN_DISPOSABLE, message, "email")
 
 
 class FloodLog:

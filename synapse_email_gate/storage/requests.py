@@ -81,15 +81,18 @@ def request_lang_txn(txn: LoggingTransaction, request_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def received_request_ids_txn(txn: LoggingTransaction, older_than_ms: int, limit: int) -> list[str]:
+def received_requests_txn(
+    txn: LoggingTransaction, older_than_ms: int, limit: int
+) -> list[tuple[str, str]]:
+    """(id, client IP) of requests still `received` since before `older_than_ms`."""
     txn.execute(
         """
-        SELECT id FROM email_gate_requests WHERE status = 'received' AND created_ts < ?
+        SELECT id, ip FROM email_gate_requests WHERE status = 'received' AND created_ts < ?
         ORDER BY created_ts LIMIT ?
         """,
         (older_than_ms, limit),
     )
-    return [str(row[0]) for row in txn.fetchall()]
+    return [(str(row[0]), str(row[1])) for row in txn.fetchall()]
 
 
 # --- registration ---------------------------------------------------------
@@ -414,10 +417,11 @@ class RequestStore:
             "email_gate_verify", verify_address_txn, code, now_ms, notices
         )
 
-    async def orphans(self, older_than_ms: int, limit: int) -> list[str]:
-        """Requests still `received` since before `older_than_ms`: their process died."""
+    async def orphans(self, older_than_ms: int, limit: int) -> list[tuple[str, str]]:
+        """(id, client IP) of requests still `received` since before `older_than_ms`:
+        their process died."""
         return await self._runner.run(
-            "email_gate_orphans", received_request_ids_txn, older_than_ms, limit
+            "email_gate_orphans", received_requests_txn, older_than_ms, limit
         )
 
     async def decide(self, decision: Decision) -> str | None:

@@ -54,6 +54,8 @@ PAGE_TEMPLATES = [
     "email_gate_verify_page.html",
 ]
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# A refusal with one of these re-renders the form with the challenge on it.
+_CHALLENGE_ERRCODES = "EMAIL_GATE_CHALLENGE_"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 
@@ -81,14 +83,16 @@ class RequestHandlers:
             if path.suffix in _STATIC_TYPES
         }
 
-    def _page_vars(self, lang: str = "en", path: str = "/") -> dict[str, object]:
+    def _page_vars(
+        self, lang: str = "en", path: str = "/", challenge: bool | None = None
+    ) -> dict[str, object]:
         return {
             **self._kit.variables(lang, path),
             "server_name": self._api.server_name,
             "base_path": BASE_PATH,
             "approval": self._service.approval_required,
             "reason_min": self._service.reason_min_length,
-            "challenge": self._challenges.enabled,
+            "challenge": self._challenges.enabled if challenge is None else challenge,
         }
 
     async def _challenge_refusal(self, fields: Mapping[str, object]) -> Refusal | None:
@@ -115,7 +119,9 @@ class RequestHandlers:
     async def page(self, request: SynapseRequest) -> None:
         csrf = new_csrf()
         lang = self._kit.language(request)
-        self._render_form(request, 200, csrf, lang, set_cookie=True)
+        # A client a blocklist sends to the challenge sees it even when it is off.
+        challenge = await self._service.challenge_wanted(self.client_ip(request))
+        self._render_form(request, 200, csrf, lang, set_cookie=True, challenge=challenge)
 
     def _render_form(
         self,
@@ -128,9 +134,10 @@ class RequestHandlers:
         values: RequestInput | None = None,
         refusal: Refusal | None = None,
         consent: bool = False,
+        challenge: bool | None = None,
     ) -> None:
         html = self._form.render(
-            **self._page_vars(lang),
+            **self._page_vars(lang, challenge=challenge),
             csrf=csrf,
             username=values.username if values else "",
             email=values.email if values else "",
@@ -163,7 +170,12 @@ class RequestHandlers:
             return
         unsolved = await self._challenge_refusal(fields)
         form_input, refusal = _read_input(
-            fields.get("username"), fields.get("email"), fields.get("reason"), lang
+            fields.get("username"),
+            fields.get("email"),
+            fields.get("reason"),
+            lang,
+            fields.get("challenge"),
+            fields.get("nonce"),
         )
         refusal = refusal or self._consent_refusal(fields)
         outcome = (
@@ -179,6 +191,7 @@ class RequestHandlers:
                 values=form_input,
                 refusal=outcome,
                 consent=fields.get("consent") == "yes",
+                challenge=True if outcome.errcode.startswith(_CHALLENGE_ERRCODES) else None,
             )
         elif isinstance(outcome, Refusal):
             self._render_refused(request, outcome, lang)
@@ -224,7 +237,12 @@ class RequestHandlers:
             return unsolved
         lang = self._kit.api_language(request, data.get("lang"))
         form_input, refusal = _read_input(
-            data.get("username"), data.get("email"), data.get("reason"), lang
+            data.get("username"),
+            data.get("email"),
+            data.get("reason"),
+            lang,
+            data.get("challenge"),
+            data.get("nonce"),
         )
         return refusal or await self._service.submit(form_input, self.client_ip(request))
 
@@ -260,7 +278,7 @@ class RequestHandlers:
 
     async def challenge(self, request: SynapseRequest) -> None:
         """GET api/challenge: a fresh challenge for the page or a script."""
-        if not self._challenges.enabled:
+        if not self._challenges.available:
             respond_json(
                 request,
                 404,
@@ -292,7 +310,12 @@ class RequestHandlers:
 
 
 def _read_input(
-    username: object, email: object, reason: object = None, lang: str = "en"
+    username: object,
+    email: object,
+    reason: object = None,
+    lang: str = "en",
+    challenge: object = None,
+    nonce: object = None,
 ) -> tuple[RequestInput, Refusal | None]:
     """Type and length checks shared by the form and the API."""
     form_input = RequestInput(
@@ -300,6 +323,8 @@ def _read_input(
         email=email if isinstance(email, str) else "",
         lang=lang,
         reason=reason if isinstance(reason, str) else "",
+        challenge=challenge,
+        nonce=nonce,
     )
     for name, value in (("username", username), ("email", email)):
         if value is None or value == "":

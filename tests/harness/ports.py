@@ -82,3 +82,29 @@ def port_from(preferred: int, host: str = "127.0.0.1", tries: int = 50) -> int:
                 continue
             return port
     raise OSError(f"no free port in {preferred}..{preferred + tries - 1}")
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on ``host`` that is free now and that this process has not handed out
+    before, chosen like ``free_port`` (below the ephemeral range, per xdist worker)."""
+    ports = _own_ports()
+    if len(ports) >= 100:
+        for _ in range(200):
+            port = ports[_rng.randrange(len(ports))]
+            if port not in _handed_out and _udp_bindable(host, port):
+                _handed_out.add(port)
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        _handed_out.add(port)
+        return port
+
+
+def _udp_bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True

@@ -76,6 +76,9 @@ def test_the_example_shows_the_defaults_where_it_says_so(password_file: str) -> 
         "mail_sweep_interval_ms",
         "approval_reason_min_length",
         "bot_localpart",
+        "dns",
+        "dnsbl",
+        "mail_domain_check",
     ):
         assert getattr(shown, name) == getattr(defaults, name), name
     assert shown.smtp.timeout_seconds == defaults.smtp.timeout_seconds
