@@ -271,3 +271,11 @@ def test_docs_name_the_supported_range(name: str) -> None:
     assert oldest in (ROOT / name).read_text()
     requires = _setup_cfg()["options"]["install_requires"]
     assert f"matrix-synapse>={oldest}" in requires
+
+
+def test_test_command_runs_the_oldest_synapse() -> None:
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    (tested,) = re.findall(r'OLDEST_SYNAPSE="\$\{OLDEST_SYNAPSE:-([0-9.]+)\}"', script)
+    assert _version(tested) == OLDEST_SYNAPSE
+    assert 'SYNAPSE_PIN="matrix-synapse==$OLDEST_SYNAPSE"' in script
+    assert "tests/integration" in script.split("OLDEST_SYNAPSE=", 1)[1]
