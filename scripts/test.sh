@@ -65,7 +65,8 @@ OLDEST_SYNAPSE="${OLDEST_SYNAPSE:-1.136.0}"
 echo "==> pytest tests/integration on Synapse $OLDEST_SYNAPSE (.venv-oldest)"
 VENV=.venv-oldest SYNAPSE_PIN="matrix-synapse==$OLDEST_SYNAPSE" \
     SYNAPSE_CONSTRAINTS=scripts/oldest-constraints.txt source scripts/_venv.sh
-python -c "import synapse, sys; sys.exit(synapse.__version__ != '$OLDEST_SYNAPSE')" \
+python -c "import importlib.metadata as m, sys
+sys.exit(m.version('matrix-synapse') != '$OLDEST_SYNAPSE')" \
     || { echo "Synapse in .venv-oldest is not $OLDEST_SYNAPSE" >&2; exit 1; }
 pytest -n 2 --dist loadscope "${timeout_args[@]}" tests/integration || status=$?
 exit "$status"
