@@ -243,7 +243,9 @@ def test_malformed_addresses_are_refused_and_send_nothing(
     for i, address in enumerate(MALFORMED):
         answer = ask_from(synapse, f"malformed{i}", address, "203.0.113.80")
         assert answer.status == 400, (address, answer)
-        assert answer.json()["errcode"] == "EMAIL_GATE_INVALID_EMAIL", (address, answer)
+        # A NUL is refused by the JSON reader for any field, before the address is read.
+        expected = "M_BAD_JSON" if "\x00" in address else "EMAIL_GATE_INVALID_EMAIL"
+        assert answer.json()["errcode"] == expected, (address, answer)
     assert recorded_requests(synapse, "malformed%") == []
     time.sleep(0.3)
     assert mailbox.messages == []
