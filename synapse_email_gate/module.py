@@ -111,7 +111,7 @@ class EmailGate:
         )
         kit = PageKit(api, pages_config, translations)
         # Where the pages are: the links in mails and the invite links.
-        page_base_url = f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/"
+        page_base_url = kit.page_url
         composer = MailComposer(
             lambda names: api.read_templates(names, TEMPLATE_DIR),
             server_name=api.server_name,
@@ -206,7 +206,7 @@ class EmailGate:
             moderators,
             moderation_service,
             admin_page,
-            {"server_name": api.server_name, "base_path": BASE_PATH},
+            kit.admin_variables(),
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))

@@ -1,7 +1,8 @@
 """Config of the pages, the mails' language and registering on the web.
 
-Keys (docs/configuration.md, "The pages"): `branding`, `clients`, `password`,
-`after_registration`, `web_registration`, `translations_dir`, `default_language`.
+Keys (docs/configuration.md, "The pages"): `branding`, `theme`, `public_url`, `clients`,
+`password`, `after_registration`, `web_registration`, `translations_dir`,
+`default_language`.
 Each bad value stops Synapse with a ConfigError naming its key.
 """
 
@@ -9,13 +10,18 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import attrs
 
+from synapse_email_gate.config.brand_files import ImageFile, read_image
 from synapse_email_gate.config.i18n import LANGUAGE_CODE, TranslationError, Translations
 from synapse_email_gate.config.reader import Section, room, string_list, user_id
+from synapse_email_gate.config.theme import ThemeConfig
+
+T = TypeVar("T")
 
 CLIENT_URL_FIELDS = frozenset({"homeserver_url", "server_name", "user_id", "localpart"})
 
@@ -38,17 +44,37 @@ DEFAULT_CLIENTS = (
 
 
 @attrs.frozen
+class LegalDocument:
+    """A document the person is asked to read (and accept, with consent_required).
+
+    `title` is a plain text or one per language; empty for the older keys
+    (`rules_url`, ...), whose title is the translation `page.<key>`."""
+
+    url: str
+    title: Mapping[str, str] = attrs.field(factory=dict)
+    key: str = "document"
+
+    def title_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
+        return text_in(self.title, lang, default_lang)
+
+
+# The older spelling: three fixed keys, shown in this order before `legal_documents`.
+LEGACY_LEGAL_KEYS = ("rules", "terms", "privacy")
+
+
+@attrs.frozen
 class BrandingConfig:
     """What the pages and mails show of the server."""
 
     display_name: str | None = None
     logo_url: str | None = None
     logo_alt: str | None = None
+    # Served by the module itself; logo_file wins over logo_url.
+    logo_file: ImageFile | None = None
+    favicon_file: ImageFile | None = None
     # A plain text, or one per language: {"en": "...", "de": "..."}.
     intro: Mapping[str, str] = attrs.field(factory=dict)
-    rules_url: str | None = None
-    terms_url: str | None = None
-    privacy_url: str | None = None
+    legal_documents: tuple[LegalDocument, ...] = ()
     consent_required: bool = False
 
     def intro_in(self, lang: str, default_lang: str) -> tuple[str, str | None]:
@@ -58,24 +84,27 @@ class BrandingConfig:
     @staticmethod
     def from_section(section: Section) -> BrandingConfig:
         logo_url = section.convert("logo_url", None, _same_origin_path)
-        links = {
-            key: section.convert(key, None, _link)
-            for key in ("rules_url", "terms_url", "privacy_url")
-        }
-        has_links = any(links.values())
-        consent = section.boolean("consent_required", has_links)
-        if consent and not has_links:
+        documents = [
+            LegalDocument(url=url, key=key)
+            for key in LEGACY_LEGAL_KEYS
+            if (url := section.convert(f"{key}_url", None, _link)) is not None
+        ]
+        documents += section.convert("legal_documents", [], _legal_documents)
+        consent = section.boolean("consent_required", bool(documents))
+        if consent and not documents:
             raise section.error(
-                "consent_required", "needs at least one of rules_url, terms_url, privacy_url"
+                "consent_required",
+                "needs at least one document: legal_documents (or rules_url, terms_url, "
+                "privacy_url)",
             )
         config = BrandingConfig(
             display_name=section.convert("display_name", None, _one_line),
             logo_url=logo_url,
             logo_alt=section.convert("logo_alt", None, _one_line),
+            logo_file=section.convert("logo_file", None, lambda v: read_image("logo", v)),
+            favicon_file=section.convert("favicon_file", None, lambda v: read_image("favicon", v)),
             intro=section.convert("intro", dict[str, str](), _per_language_text),
-            rules_url=links["rules_url"],
-            terms_url=links["terms_url"],
-            privacy_url=links["privacy_url"],
+            legal_documents=tuple(documents),
             consent_required=consent,
         )
         section.finish()
@@ -155,6 +184,9 @@ class WebRegistrationConfig:
 @attrs.frozen
 class PagesConfig:
     branding: BrandingConfig = BrandingConfig()
+    theme: ThemeConfig = ThemeConfig()
+    # Where people reach the pages (a separate sign-up origin); None: below public_baseurl.
+    public_url: str | None = None
     clients: tuple[ClientLink, ...] = DEFAULT_CLIENTS
     password: PasswordConfig = PasswordConfig()
     after_registration: AfterRegistrationConfig = AfterRegistrationConfig()
@@ -173,6 +205,8 @@ class PagesConfig:
             raise section.error(key, str(e)) from e
         return PagesConfig(
             branding=BrandingConfig.from_section(section.section("branding")),
+            theme=ThemeConfig.from_section(section.section("theme")),
+            public_url=section.convert("public_url", None, _public_url),
             clients=section.convert("clients", DEFAULT_CLIENTS, _clients),
             password=PasswordConfig.from_section(section.section("password")),
             after_registration=AfterRegistrationConfig.from_section(
@@ -239,6 +273,41 @@ def _base_url(value: object) -> str:
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
         raise ValueError(f"expected a URL like http://127.0.0.1:8008/, got {value!r}")
     return value if value.endswith("/") else value + "/"
+
+
+def _public_url(value: object) -> str:
+    url = _base_url(value)
+    parts = urlsplit(url)
+    if parts.fragment or parts.username or parts.password:
+        raise ValueError(f"expected a URL like https://join.example.org/, got {value!r}")
+    return url
+
+
+def _legal_documents(value: object) -> list[LegalDocument]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of {{title: ..., url: ...}}, got {type(value).__name__}")
+    documents = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping) or set(item) != {"title", "url"}:
+            raise TypeError(f"item {index}: expected {{title: ..., url: ...}}, got {item!r}")
+        title = _item_field(index, "title", item["title"], _one_line_texts)
+        url = _item_field(index, "url", item["url"], _link)
+        documents.append(LegalDocument(url=url, title=title))
+    return documents
+
+
+def _item_field(index: int, name: str, value: object, convert: Callable[[object], T]) -> T:
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"item {index}: {name}: {e}") from e
+
+
+def _one_line_texts(value: object) -> dict[str, str]:
+    texts = _per_language_text(value)
+    if any("\n" in text or "\r" in text for text in texts.values()):
+        raise ValueError("must be one line")
+    return texts
 
 
 def _language_code(value: object) -> str:

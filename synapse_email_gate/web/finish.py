@@ -81,7 +81,6 @@ from synapse_email_gate.web.http import (
     set_cookie_header,
 )
 from synapse_email_gate.web.pages import PageKit, error_text
-from synapse_email_gate.web.resource import BASE_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class FinishHandlers:
         self._tokens = tokens
         base = config.web_registration.client_api_url or api.public_baseurl
         self._register_url = base + "_matrix/client/v3/register"
-        self._secure_cookies = api.public_baseurl.startswith("https://")
+        self._secure_cookies = kit.secure
 
     # --- the landing page --------------------------------------------------
 
@@ -208,7 +207,7 @@ class FinishHandlers:
             headers["Retry-After"] = str(retry_after_s)
         if set_cookie:
             headers["Set-Cookie"] = set_cookie_header(
-                CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies
+                CSRF_COOKIE, csrf, self._kit.cookie_path, self._secure_cookies
             )
         if status is None:
             status = 404 if state == "invalid" else 200

@@ -41,8 +41,7 @@ from synapse_email_gate.web.http import (
     respond_json,
     set_cookie_header,
 )
-from synapse_email_gate.web.pages import PageKit
-from synapse_email_gate.web.resource import BASE_PATH
+from synapse_email_gate.web.pages import Asset, PageKit
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,12 @@ PAGE_TEMPLATES = [
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # A refusal with one of these re-renders the form with the challenge on it.
 _CHALLENGE_ERRCODES = "EMAIL_GATE_CHALLENGE_"
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_STATIC_CACHE = {"Cache-Control": "public, max-age=3600"}
 
 
 class RequestHandlers:
@@ -75,13 +79,15 @@ class RequestHandlers:
         self._kit = kit
         self._form, self._sent, self._refused, self._verify = templates
         self._trusted_proxies = trusted_proxies
-        self._secure_cookies = api.public_baseurl.startswith("https://")
-        self._own_origin = origin_of(api.public_baseurl)
-        self._static = {
-            path.name: path.read_bytes()
+        self._secure_cookies = kit.secure
+        # The page posts from its own origin: the sign-up origin when there is one.
+        self._own_origins = {origin_of(api.public_baseurl), origin_of(kit.page_url)}
+        static_files = {
+            path.name: Asset(_STATIC_TYPES[path.suffix], path.read_bytes(), _STATIC_CACHE)
             for path in _STATIC_DIR.iterdir()
             if path.suffix in _STATIC_TYPES
         }
+        self._static = {**static_files, **kit.assets}
 
     def _page_vars(
         self, lang: str = "en", path: str = "/", challenge: bool | None = None
@@ -89,7 +95,7 @@ class RequestHandlers:
         return {
             **self._kit.variables(lang, path),
             "server_name": self._api.server_name,
-            "base_path": BASE_PATH,
+            "base_path": self._kit.base_path,
             "approval": self._service.approval_required,
             "reason_min": self._service.reason_min_length,
             "challenge": self._challenges.enabled if challenge is None else challenge,
@@ -148,7 +154,7 @@ class RequestHandlers:
         headers = {}
         if set_cookie:
             headers["Set-Cookie"] = set_cookie_header(
-                CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies
+                CSRF_COOKIE, csrf, self._kit.cookie_path, self._secure_cookies
             )
         respond_html(request, status, html, headers)
 
@@ -222,7 +228,7 @@ class RequestHandlers:
         # Synapse answers every CORS preflight with "*": without this, any website
         # could make its visitors' browsers send requests from their addresses.
         origin = request.getHeader("Origin")
-        if origin is not None and origin != self._own_origin:
+        if origin is not None and origin not in self._own_origins:
             return Refusal(403, outcomes.ORIGIN, "Requests from other websites are not accepted.")
         body = read_body(request)
         if body is None:
@@ -256,7 +262,9 @@ class RequestHandlers:
         html = self._verify.render(
             **self._page_vars(lang, "/verify"), code=code, csrf=csrf, state="confirm"
         )
-        cookie_header = set_cookie_header(CSRF_COOKIE, csrf, BASE_PATH + "/", self._secure_cookies)
+        cookie_header = set_cookie_header(
+            CSRF_COOKIE, csrf, self._kit.cookie_path, self._secure_cookies
+        )
         respond_html(request, 200, html, {"Set-Cookie": cookie_header})
 
     async def verify_post(self, request: SynapseRequest) -> None:
@@ -301,12 +309,11 @@ class RequestHandlers:
 
     async def static(self, request: SynapseRequest) -> None:
         name = (request.postpath or [b""])[-1].decode("utf-8", errors="replace")
-        body = self._static.get(name)
-        if body is None:
+        asset = self._static.get(name)
+        if asset is None:
             respond_json(request, 404, {"errcode": "M_NOT_FOUND", "error": "No such file"})
             return
-        content = _STATIC_TYPES[Path(name).suffix]
-        respond(request, 200, content, body, {"Cache-Control": "public, max-age=3600"})
+        respond(request, 200, asset.content_type, asset.body, asset.headers)
 
 
 def _read_input(

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
+import attrs
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
@@ -19,6 +20,21 @@ from synapse_email_gate.web.http import cookie, query_param
 from synapse_email_gate.web.resource import BASE_PATH
 
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
+# Shown when no favicon is configured, so that browsers do not ask for /favicon.ico.
+BUILT_IN_FAVICON = "email_gate_favicon.svg"
+# The names of these change with their content (see config/brand_files.py).
+_IMMUTABLE = "public, max-age=31536000, immutable"
+# An SVG opened on its own is a document of our origin: no script, no loads.
+_IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+
+@attrs.frozen
+class Asset:
+    """A file the module makes from its config and serves below static/."""
+
+    content_type: str
+    body: bytes = attrs.field(repr=False)
+    headers: Mapping[str, str]
 
 
 class PageKit:
@@ -26,7 +42,40 @@ class PageKit:
         self._api = api
         self._config = config
         self.translations = translations
-        self._secure = api.public_baseurl.startswith("https://")
+        # Where people reach the pages: `public_url` (a sign-up origin behind a proxy
+        # that maps its path to BASE_PATH), else BASE_PATH below public_baseurl.
+        self.page_url = config.public_url or f"{api.public_baseurl}{BASE_PATH.lstrip('/')}/"
+        # The pages' links, form actions and cookies are below this path of page_url.
+        self.base_path = (
+            urlsplit(config.public_url).path.rstrip("/") if config.public_url else BASE_PATH
+        )
+        self.cookie_path = self.base_path + "/"
+        self.secure = self.page_url.startswith("https://")
+        self.assets = _assets(config)
+        branding = config.branding
+        self._logo_url = branding.logo_url
+        if branding.logo_file is not None:
+            self._logo_url = f"{self.base_path}/static/{branding.logo_file.name}"
+        favicon = branding.favicon_file
+        self._favicon_url = (
+            f"{self.base_path}/static/{favicon.name if favicon else BUILT_IN_FAVICON}"
+        )
+        self._favicon_type = favicon.content_type if favicon else "image/svg+xml"
+        self._theme_name = config.theme.stylesheet_name()
+        stylesheet = config.theme.stylesheet()
+        self._theme_url = f"{self.base_path}/static/{self._theme_name}" if stylesheet else None
+
+    def admin_variables(self) -> dict[str, object]:
+        """The admin page stays at BASE_PATH on the homeserver, whatever public_url says."""
+        favicon = self._config.branding.favicon_file
+        name = favicon.name if favicon else BUILT_IN_FAVICON
+        return {
+            "server_name": self._api.server_name,
+            "base_path": BASE_PATH,
+            "favicon_url": f"{BASE_PATH}/static/{name}",
+            "favicon_type": self._favicon_type,
+            **({"theme_url": f"{BASE_PATH}/static/{self._theme_name}"} if self._theme_url else {}),
+        }
 
     @property
     def config(self) -> PagesConfig:
@@ -48,11 +97,11 @@ class PageKit:
             request.addCookie(
                 LANG_COOKIE,
                 lang,
-                path=BASE_PATH + "/",
+                path=self.cookie_path,
                 max_age=str(LANG_COOKIE_MAX_AGE_S),
                 httpOnly=True,
                 sameSite="lax",
-                secure=self._secure,
+                secure=self.secure,
             )
         return lang
 
@@ -77,18 +126,24 @@ class PageKit:
         translate = self.translator(lang)
         branding = self._config.branding
         links = []
-        for key, url in (
-            ("rules", branding.rules_url),
-            ("terms", branding.terms_url),
-            ("privacy", branding.privacy_url),
-        ):
-            if url:
-                links.append({"key": key, "url": url, "text": translate(f"page.{key}")})
+        for document in branding.legal_documents:
+            title, title_lang = document.title_in(translate.code, self._config.default_language)
+            links.append(
+                {
+                    "key": document.key,
+                    "url": document.url,
+                    "text": title or translate(f"page.{document.key}"),
+                    "lang": title_lang if title and title_lang != translate.code else None,
+                }
+            )
         languages = [
             {
                 "code": language.code,
                 "name": language.name,
-                "url": BASE_PATH + path + "?" + urlencode({**(query or {}), "lang": language.code}),
+                "url": self.base_path
+                + path
+                + "?"
+                + urlencode({**(query or {}), "lang": language.code}),
                 "current": language.code == translate.code,
             }
             for language in self.translations.languages()
@@ -97,7 +152,7 @@ class PageKit:
         return {
             "server_name": self._api.server_name,
             "display_name": self.display_name,
-            "base_path": BASE_PATH,
+            "base_path": self.base_path,
             "lang": translate.code,
             "dir": translate.dir,
             "_": translate,
@@ -105,7 +160,10 @@ class PageKit:
             "languages": languages,
             "legal_links": links,
             "consent_required": branding.consent_required,
-            "logo_url": branding.logo_url,
+            "logo_url": self._logo_url,
+            "favicon_url": self._favicon_url,
+            "favicon_type": self._favicon_type,
+            "theme_url": self._theme_url,
             "logo_alt": branding.logo_alt or translate("page.logo_alt", server=self.display_name),
             "intro": intro,
             "intro_lang": intro_lang if intro_lang != translate.code else None,
@@ -124,6 +182,20 @@ class PageKit:
             {"name": client.name, "url": client.render(**encoded)}
             for client in self._config.clients
         ]
+
+
+def _assets(config: PagesConfig) -> dict[str, Asset]:
+    assets = {}
+    for image in (config.branding.logo_file, config.branding.favicon_file):
+        if image is not None:
+            headers = {"Cache-Control": _IMMUTABLE, "Content-Security-Policy": _IMAGE_CSP}
+            assets[image.name] = Asset(image.content_type, image.body, headers)
+    stylesheet = config.theme.stylesheet()
+    if stylesheet:
+        assets[config.theme.stylesheet_name()] = Asset(
+            "text/css; charset=utf-8", stylesheet.encode(), {"Cache-Control": _IMMUTABLE}
+        )
+    return assets
 
 
 def error_text(translate: Translator) -> Callable[..., str]:
