@@ -234,12 +234,16 @@ def test_nginx_snippet_passes_nginx_t(tmp_path: Path) -> None:
     assert "test is successful" in result.stderr
 
 
-def test_nginx_snippet_in_the_doc_is_the_contrib_file() -> None:
-    contrib = [
-        line.strip() for line in (CONTRIB / "nginx" / "matrix.conf").read_text().splitlines()
-    ]
-    (block,) = _doc_blocks("nginx")
-    for line in block.splitlines():
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("index", "name"), [(0, "matrix.conf"), (1, "join.conf")])
+def test_nginx_snippets_in_the_doc_are_the_contrib_files(index: int, name: str) -> None:
+    blocks = _doc_blocks("nginx")
+    assert len(blocks) == 2
+    contrib = _lines(CONTRIB / "nginx" / name)
+    for line in blocks[index].splitlines():
         assert line.strip() in contrib, line
 
 
@@ -258,11 +262,26 @@ def test_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
     assert formatted.stdout == text, "caddy fmt would change the Caddyfile"
 
 
-def test_caddyfile_in_the_doc_is_the_contrib_file() -> None:
-    contrib = [line.strip() for line in (CONTRIB / "caddy" / "Caddyfile").read_text().splitlines()]
-    (block,) = _doc_blocks("caddy")
-    for line in block.splitlines():
+@pytest.mark.parametrize(("index", "name"), [(0, "Caddyfile"), (1, "join.Caddyfile")])
+def test_caddyfiles_in_the_doc_are_the_contrib_files(index: int, name: str) -> None:
+    blocks = _doc_blocks("caddy")
+    assert len(blocks) == 2
+    contrib = _lines(CONTRIB / "caddy" / name)
+    for line in blocks[index].splitlines():
         assert line.strip() in contrib, line
+
+
+def test_join_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
+    caddy = shutil.which("caddy")
+    assert caddy is not None, "caddy is installed by scripts/test.sh (Debian package)"
+    caddyfile = CONTRIB / "caddy" / "join.Caddyfile"
+    text = caddyfile.read_text()
+    assert "rewrite * /_synapse/client/email_gate{uri}" in text
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    result = _run(caddy, "validate", "--adapter", "caddyfile", "--config", caddyfile, env=env)
+    assert result.returncode == 0, result.stderr
+    formatted = _run(caddy, "fmt", caddyfile, env=env)
+    assert formatted.stdout == text, "caddy fmt would change the Caddyfile"
 
 
 @pytest.mark.parametrize("name", ["README.md", "docs/deployment.md"])
