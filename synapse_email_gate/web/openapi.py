@@ -329,14 +329,21 @@ def _public() -> dict[str, Schema]:
             "get": {
                 "operationId": "staticFile",
                 "tags": ["pages"],
-                "summary": "The pages' CSS and JavaScript",
-                "parameters": [path_param("file", "the file name, like `gate.css`")],
+                "summary": "The pages' CSS and JavaScript, favicon, logo and theme",
+                "description": (
+                    "The module's own files, and those its config makes: the logo and "
+                    "favicon (`logo-<hash>.png`, `favicon-<hash>.svg`, ...) and the theme "
+                    "(`theme-<hash>.css`), whose names change with their content."
+                ),
+                "parameters": [path_param("file", "the file name, like `email_gate.css`")],
                 "responses": {
                     "200": {
                         "description": "The file.",
                         "content": {
                             "text/css; charset=utf-8": {"schema": STRING},
                             "text/javascript; charset=utf-8": {"schema": STRING},
+                            "image/svg+xml": {"schema": STRING},
+                            "image/*": {"schema": {"type": "string", "format": "binary"}},
                         },
                     },
                     "404": error("No such file.", "M_NOT_FOUND", "M_UNRECOGNIZED"),
