@@ -120,3 +120,30 @@ def test_without_a_favicon_the_page_uses_the_built_in_one(
     assert page.locator("link[rel=stylesheet]").count() == 1
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(235, 219, 178)"  # gruvbox light bg1
+
+
+def test_colours_over_the_default_preset_follow_the_scheme(
+    make_synapse: Callable[..., SynapseServer], new_page: Callable[..., Page]
+) -> None:
+    themed = make_synapse(
+        {
+            "theme": {
+                "colours": {"background": "#fbf1c7", "accent": "#8f3f71"},
+                "dark_colours": {"background": "#32302f"},
+            }
+        }
+    )
+    seen = {}
+    for scheme in ("light", "dark"):
+        page = new_page(color_scheme=scheme)
+        page.goto(themed.gate_url)
+        seen[scheme] = page.evaluate(
+            """() => [getComputedStyle(document.body).backgroundColor,
+                      getComputedStyle(document.querySelector("button[type=submit]")).backgroundColor,
+                      getComputedStyle(document.body).color]"""
+        )
+    assert seen == {
+        # background and accent configured; the text is the preset's, per scheme
+        "light": ["rgb(251, 241, 199)", "rgb(143, 63, 113)", "rgb(60, 56, 54)"],
+        "dark": ["rgb(50, 48, 47)", "rgb(143, 63, 113)", "rgb(235, 219, 178)"],
+    }
