@@ -1,10 +1,11 @@
 """A word token read aloud, typed by hand in headless Chromium: the page without a
 token asks for one, takes it with capitals and spaces, and leads to the invite
 form, which makes the account. axe-core finds no serious or critical violation
-on the page that asks."""
+on the page that asks. The moderation page makes word tokens too."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from synapse_email_gate.rules.words import wordlist
 from tests.browser.test_pages import axe
 from tests.harness import http
 from tests.harness.synapse import SynapseServer
@@ -56,3 +58,21 @@ def test_a_word_token_typed_by_hand_leads_to_the_invite_form(
         page.get_by_role("button", name="Create my account").click()
     expect(page.get_by_role("heading", name="Your account is ready")).to_be_visible()
     assert login(synapse, "browserwords", PASSWORD).status == 200
+
+
+def test_the_moderation_page_makes_a_word_token(
+    synapse: SynapseServer, page: Page, screenshot: Callable[[Page, str], Path]
+) -> None:
+    synapse.register_user("wordpagemod", "wordpagemod-password-1", admin=True)
+    page.goto(synapse.gate_url + "admin")
+    page.get_by_label("Username").fill("wordpagemod")
+    page.get_by_label("Password").fill("wordpagemod-password-1")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Words to read aloud").check()
+    page.get_by_role("button", name="Create invite token").click()
+    expect(page.locator("#admin-status")).to_contain_text("Created invite token")
+    created = page.locator("#admin-status").inner_text().split()[3]
+    assert re.fullmatch(r"[a-z]{3,8}(-[a-z]{3,8}){4}", created), created
+    assert all(word in wordlist() for word in created.split("-"))
+    expect(page.locator("#tokens tbody")).to_contain_text(created)
+    screenshot(page, "admin-word-token")
