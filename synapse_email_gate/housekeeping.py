@@ -34,14 +34,29 @@ class Housekeeping:
         ]
         return int(min(max(times, default=_MAX_REFILL_MS), _MAX_REFILL_MS))
 
-    async def purge(self) -> None:
+    async def purge(
+        self, older_than_ms: int | None = None, dry_run: bool = False
+    ) -> dict[str, int]:
+        """The retention purge: the hourly one, and the manual one of moderators
+        (`POST admin/purge`, the CLI, the room), which may take a tighter age than
+        `retention` for the requests and addresses; how many rows of each kind went
+        (or would go, in a dry run)."""
         retention = self._config.retention
-        deleted = await self._requests.purge(
+        unfinished_ms, finished_ms = retention.unfinished_ms, retention.finished_ms
+        if older_than_ms is not None:
+            unfinished_ms = min(unfinished_ms, older_than_ms)
+            finished_ms = min(finished_ms, older_than_ms)
+        counts = await self._requests.purge(
             self._api.get_current_time_msec(),
-            retention.unfinished_ms,
-            retention.finished_ms,
+            unfinished_ms,
+            finished_ms,
             self._config.email_cooldown_ms,
             self.bucket_refill_ms(),
+            dry_run,
         )
-        if deleted:
-            logger.info("retention: %d old requests deleted", deleted)
+        if counts["requests"] and not dry_run:
+            logger.info("retention: %d old requests deleted", counts["requests"])
+        return counts
+
+    async def scheduled_purge(self) -> None:
+        await self.purge()

@@ -149,6 +149,7 @@ class EmailGate:
             consumeErrors=True,
         )
         moderators = Moderators(api, config.moderators, moderation)
+        housekeeping = Housekeeping(api, config, self._policy, requests)
         moderation_service = ModerationService(
             api,
             self._policy_sync,
@@ -159,6 +160,7 @@ class EmailGate:
             requests,
             page_base_url,
             self._policy_rooms,
+            purge=housekeeping.purge,
         )
         self._room = self._moderation_room(moderation_service, moderators, state)
         challenges = ChallengeGate(
@@ -227,9 +229,8 @@ class EmailGate:
                 desc="email_gate_policy_rooms",
                 run_on_all_instances=True,
             )
-        housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
-            self._when_schema(housekeeping.purge),
+            self._when_schema(housekeeping.scheduled_purge),
             config.retention.purge_interval_ms,
             desc="email_gate_purge",
         )

@@ -210,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     _bans(tree, commands)
     _moderators(tree, commands)
     tree.leaf(commands, "reload", cmd.reload, "re-read policy_file now, on every process")
+    purge = tree.leaf(
+        commands,
+        "purge",
+        cmd.purge,
+        "the retention purge now (server admins only)",
+        epilog="The same deletions as the hourly purge under `retention`; --older-than tightens\n"
+        "the ages of requests and addresses. Try --dry-run first: it counts, deleting nothing.",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    purge.add_argument(
+        "--older-than", metavar="AGE", help="requests older than this go too (30d; at least 1h)"
+    )
     audit = tree.leaf(
         commands, "audit", cmd.audit, "the audit log of moderator actions, newest first"
     )
@@ -268,6 +280,15 @@ def _tokens(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentP
     chosen = create.add_mutually_exclusive_group()
     chosen.add_argument("--token", dest="new_token", metavar="T", help="the token text itself")
     chosen.add_argument("--length", type=_positive, metavar="N", help="random token of N chars")
+    chosen.add_argument(
+        "--words",
+        type=_positive,
+        nargs="?",
+        const=0,
+        metavar="N",
+        help="a token of N words read aloud, like maple-river-copper-seven-lantern (4 to 7,"
+        " default 5)",
+    )
     create.add_argument("--count", type=_positive, default=1, metavar="N", help="create N tokens")
     create.add_argument("-q", "--quiet", action="store_true", help="print only the tokens")
     edit = tree.leaf(

@@ -117,6 +117,10 @@ def tokens_create(ctx: Context) -> int:
         body["token"] = args.new_token
     if args.length is not None:
         body["length"] = args.length
+    if args.words is not None:
+        body["style"] = "words"
+        if args.words:  # `--words` alone: the server's default count
+            body["words"] = args.words
     created: list[Any] = []
     try:
         for _ in range(args.count):
@@ -192,6 +196,25 @@ def tokens_delete_all(ctx: Context) -> int:
     answer = ctx.api.post("tokens/delete_all", {"confirm": DELETE_ALL_CONFIRMATION})
     count = answer.get("deleted_count") if isinstance(answer, dict) else None
     return show(ctx, answer, lambda: f"deleted {count} tokens")
+
+
+# --- purge --------------------------------------------------------------------------
+
+
+def purge(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {"dry_run": bool(args.dry_run)}
+    if args.older_than is not None:
+        body["older_than"] = args.older_than
+    answer = ctx.api.post("purge", body)
+    counts = answer.get("counts") if isinstance(answer, dict) else None
+
+    def human() -> str:
+        rows = counts.items() if isinstance(counts, dict) else ()
+        head = "would delete (dry run):" if args.dry_run else "deleted:"
+        return "\n".join([head, *(f"  {fmt.clean(kind)}: {fmt.clean(n)}" for kind, n in rows)])
+
+    return show(ctx, answer, human)
 
 
 # --- requests -------------------------------------------------------------------

@@ -32,9 +32,11 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} show ID                           one request with its history
 {p} approve ID                        approve a pending request (the token is mailed)
 {p} deny ID [MESSAGE]                 deny it (a polite mail, with MESSAGE if given)
-{p} token create [USES] [EXPIRY]      an invite token and its link (default: 1 use, 7d)
+{p} token create [USES] [EXPIRY] [words[=N]]
+                                      an invite token and its link (default: 1 use, 7d)
                                         EXPIRY: 7d, 2026-12-31 or never
                                         (unlimited / never: server admins only)
+                                        words: a token of N words (4-7, default 5) to read aloud
 {p} token list                        valid invite tokens
 {p} token show TOKEN                  one token: uses, state, who made it, its accounts
 {p} token edit TOKEN [uses=N|unlimited] [expiry=WHEN]
@@ -51,6 +53,8 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} moderators allow|disallow ENTRY   (server admins only)
 {p} reload                            re-read the policy file everywhere
 {p} why NAME                          which bans refuse a username (local and policy rooms)
+{p} purge [AGE]                       the retention purge now, AGE (30d) tightening it: counts
+                                        first, then asks for a confirmation (server admins only)
 Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
@@ -87,6 +91,8 @@ class RoomCommands:
         self.prefix = prefix
         self._clock = clock
         self._phrases: dict[str, tuple[str, float]] = {}
+        # `purge` phrases: (phrase, deadline, the AGE they confirm), one per moderator.
+        self._purges: dict[str, tuple[str, float, str | None]] = {}
 
     @property
     def help(self) -> str:
@@ -109,7 +115,32 @@ class RoomCommands:
             return self.help
         if words[:2] == ["token", "delete-all"]:
             return await self._delete_all(actor, words[2:])
+        if words[0] == "purge":
+            return await self._purge(actor, words[1:])
         return await _dispatch(self._service, actor, words, self.prefix)
+
+    async def _purge(self, actor: str, args: list[str]) -> str:
+        """`purge [AGE]` counts (a dry run) and hands out a phrase; `purge confirm
+        PHRASE` runs the purge it counted, with the same AGE."""
+        if args[:1] == ["confirm"]:
+            waiting = self._purges.pop(actor, None)  # one try per phrase
+            if waiting is None or waiting[1] < self._clock():
+                return f"No confirmation is waiting: send `{self.prefix} purge` first."
+            if len(args) != 2 or not secrets.compare_digest(args[1], waiting[0]):
+                return "That is not the confirmation phrase; nothing was purged."
+            done = await self._service.purge(actor, _purge_body(waiting[2], dry_run=False))
+            return "Purged: " + _counts(done["counts"]) + "."
+        if len(args) > 1:
+            raise UsageError(f"Usage: {self.prefix} purge [AGE]")
+        age = args[0] if args else None
+        counted = await self._service.purge(actor, _purge_body(age, dry_run=True))
+        phrase = secrets.token_hex(4)
+        self._purges[actor] = (phrase, self._clock() + CONFIRM_WITHIN_S, age)
+        rule = "the retention rules" if age is None else f"the retention rules, tightened to {age}"
+        return (
+            f"A purge under {rule} would delete: {_counts(counted['counts'])}."
+            f" To go ahead, send within a minute:\n{self.prefix} purge confirm {phrase}"
+        )
 
     async def _delete_all(self, actor: str, args: list[str]) -> str:
         if not args:
@@ -204,6 +235,17 @@ async def _token(service: ModerationService, actor: str, args: list[str], p: str
     rest = args[1:]
     if sub == "create":
         body: dict[str, Any] = {}
+        style = [word for word in rest if word == "words" or word.startswith("words=")]
+        rest = [word for word in rest if word not in style]
+        if len(style) > 1 or len(rest) > 2:
+            raise UsageError(f"Usage: {p} token create [USES] [EXPIRY] [words[=N]]")
+        if style:
+            body["style"] = "words"
+            count = style[0].removeprefix("words").removeprefix("=")
+            if count:
+                if not count.isdigit():
+                    raise UsageError("words=N needs a number of words, like words=5.")
+                body["words"] = int(count)
         if rest:
             body["uses_allowed"] = _uses_word(rest[0])
         if len(rest) > 1:
@@ -270,6 +312,17 @@ async def _moderators(service: ModerationService, actor: str, args: list[str], p
         await service.disallow(actor, entry)
         return f"Disallowed {entry}."
     raise UsageError(f"Unknown moderators command {sub!r}.")
+
+
+def _purge_body(age: str | None, dry_run: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if age is not None:
+        body["older_than"] = age
+    return body
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
 
 
 def _uses_word(word: str) -> int | None:

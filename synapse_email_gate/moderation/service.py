@@ -4,6 +4,7 @@ commands all go through here, so each action has one code path and one audit ent
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -25,6 +26,13 @@ from synapse_email_gate.policy.sync import PolicySync
 from synapse_email_gate.rules.identifiers import new_id, new_token
 from synapse_email_gate.rules.moderator_entries import entry_problem, is_plain_user_id
 from synapse_email_gate.rules.policy_rules import RoomRule
+from synapse_email_gate.rules.words import (
+    DEFAULT_WORDS,
+    MAX_WORDS,
+    MIN_WORDS,
+    entropy_bits,
+    new_word_token,
+)
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.moderation import ModerationStore, StoredBan
 from synapse_email_gate.storage.requests import Decision, RequestStore
@@ -52,6 +60,12 @@ MAX_PAGE = 500
 # Synapse keeps uses_allowed in a 32-bit INT; times stay within JSON's safe integers.
 MAX_USES = 2**31 - 1
 MAX_TIME_MS = 2**53 - 1
+TOKEN_STYLES = ("random", "words")
+# The manual purge may tighten `retention`, down to what its config allows.
+MIN_PURGE_AGE_MS = 3_600_000
+
+# Housekeeping.purge(older_than_ms, dry_run) -> rows of each kind deleted.
+Purge = Callable[[int | None, bool], Awaitable[dict[str, int]]]
 
 
 class AdminError(Exception):
@@ -86,8 +100,10 @@ class ModerationService:
         requests: RequestStore,
         page_base_url: str,
         policy_rooms: PolicyRooms | None = None,
+        purge: Purge | None = None,
     ) -> None:
         self._api = api
+        self._purge = purge
         self._policy = policy
         self._policy_rooms = policy_rooms
         self._delivery = delivery
@@ -189,19 +205,7 @@ class ModerationService:
         return self._describe(rows[0], now)
 
     async def create_token(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
-        token = body.get("token")
-        length = body.get("length", 16)
-        lengths = f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}"
-        if token is not None and (not isinstance(token, str) or not _TOKEN_TEXT.match(token)):
-            raise bad(f"token must be {lengths} characters of A-Z a-z 0-9 . _ ~ -")
-        if token is None or "length" in body:
-            if (
-                isinstance(length, bool)
-                or not isinstance(length, int)
-                or not MIN_TOKEN_LENGTH <= length <= MAX_TOKEN_LENGTH
-            ):
-                raise bad(f"length must be an integer from {lengths}")
-            token = token if token is not None else new_token(length)
+        token = _new_token_text(body)
         uses = _uses_allowed(body.get("uses_allowed", 1))
         expiry_ts = self._expiry(body)
         if (uses is None or expiry_ts is None) and not await self._is_admin(actor):
@@ -338,6 +342,37 @@ class ModerationService:
         count = await self._tokens.delete_all(self._now())
         await self._audit(actor, "token.delete_all", None, f"{count} deleted")
         return count
+
+    # --- purge ----------------------------------------------------------------
+
+    async def purge(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The retention purge, now (server admins only): `dry_run` (default true)
+        counts what would go and deletes nothing; `older_than` tightens the ages of
+        `retention` for requests and addresses. The same code as the hourly purge."""
+        if not await self._is_admin(actor):
+            raise admin_only("purge old records")
+        unknown = sorted(set(body) - {"dry_run", "older_than"})
+        if unknown:
+            raise bad(f"unknown field(s): {', '.join(unknown)}")
+        dry_run = body.get("dry_run", True)
+        if not isinstance(dry_run, bool):
+            raise bad("dry_run must be true or false")
+        older_than_ms = None
+        if body.get("older_than") is not None:
+            try:
+                older_than_ms = parse_duration_ms(body["older_than"])
+            except ValueError:
+                raise bad("older_than must be a duration like 30d or 12h") from None
+            if older_than_ms < MIN_PURGE_AGE_MS:
+                raise bad("older_than must be at least 1h")
+        if self._purge is None:
+            raise AdminError(503, "M_UNKNOWN", "the purge is not available on this process")
+        counts = await self._purge(older_than_ms, dry_run)
+        if not dry_run:
+            detail = " ".join(f"{kind}={n}" for kind, n in counts.items())
+            older = "retention" if older_than_ms is None else body["older_than"]
+            await self._audit(actor, "purge", None, f"older_than={older} {detail}")
+        return {"dry_run": dry_run, "older_than_ms": older_than_ms, "counts": counts}
 
     # --- bans ---------------------------------------------------------------
 
@@ -499,6 +534,43 @@ class ModerationService:
 
     async def audit_log(self, limit: int, offset: int) -> list[dict[str, Any]]:
         return await self._moderation.audit_log(_page_size(limit), max(0, offset))
+
+
+def _new_token_text(body: dict[str, Any]) -> str:
+    """The token `POST admin/tokens` makes: the one given (`token`), random letters
+    and digits (`length`, default 16), or words (`"style": "words"`, `words`)."""
+    style = body.get("style", "random")
+    if style not in TOKEN_STYLES:
+        raise bad(f"style must be one of {', '.join(TOKEN_STYLES)}")
+    if style == "words":
+        if "token" in body or "length" in body:
+            raise bad('"style": "words" draws the token from the word list: give words only')
+        count = body.get("words", DEFAULT_WORDS)
+        if isinstance(count, bool) or not isinstance(count, int):
+            count = 0
+        if not MIN_WORDS <= count <= MAX_WORDS:
+            bits = entropy_bits(MIN_WORDS)
+            raise bad(
+                f"words must be an integer from {MIN_WORDS} to {MAX_WORDS} (11 bits a word:"
+                f" fewer than {MIN_WORDS} words, {bits:.0f} bits, could be guessed)"
+            )
+        return new_word_token(count)
+    if "words" in body:
+        raise bad('words goes with "style": "words"')
+    token = body.get("token")
+    length = body.get("length", 16)
+    lengths = f"{MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH}"
+    if token is not None and (not isinstance(token, str) or not _TOKEN_TEXT.match(token)):
+        raise bad(f"token must be {lengths} characters of A-Z a-z 0-9 . _ ~ -")
+    if token is None or "length" in body:
+        if (
+            isinstance(length, bool)
+            or not isinstance(length, int)
+            or not MIN_TOKEN_LENGTH <= length <= MAX_TOKEN_LENGTH
+        ):
+            raise bad(f"length must be an integer from {lengths}")
+        token = token if token is not None else new_token(length)
+    return str(token)
 
 
 def _uses_allowed(value: object) -> int | None:

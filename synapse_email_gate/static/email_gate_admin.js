@@ -147,7 +147,9 @@
     event.preventDefault();
     var uses = parseInt(document.getElementById("token-uses").value, 10) || 1;
     var expiry = document.getElementById("token-expiry").value || "7d";
-    api("POST", "tokens", { uses_allowed: uses, expiry: expiry })
+    var body = { uses_allowed: uses, expiry: expiry };
+    if (document.getElementById("token-words").checked) { body.style = "words"; }
+    api("POST", "tokens", body)
       .then(function (t) {
         say("Created invite token " + t.token + " (expires " + t.expires + "). Invite link: " + t.link);
         refresh();

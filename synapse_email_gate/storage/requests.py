@@ -233,6 +233,20 @@ def revoke_requests_txn(
 # --- housekeeping ----------------------------------------------------------
 
 
+PURGED = (
+    "requests",
+    "mails",
+    "reservations",
+    "addresses",
+    "buckets",
+    "used_challenges",
+    "handled_events",
+    "tokens",
+    "synapse_token_rows",
+    "lapsed_claims",
+)
+
+
 def purge_txn(
     txn: LoggingTransaction,
     now_ms: int,
@@ -240,13 +254,21 @@ def purge_txn(
     finished_ms: int,
     cooldown_ms: int,
     bucket_refill_ms: int,
-) -> int:
-    """Delete requests past retention, their mails, and stale reservations and buckets.
+) -> dict[str, int]:
+    """Delete requests past retention, their mails, and stale reservations and buckets;
+    how many rows of each kind (`PURGED`) went.
 
     Addresses that produced an account are kept (one account per address);
     others are forgotten with the unfinished requests.
     """
-    txn.execute(
+    counts: dict[str, int] = {}
+
+    def delete(kind: str, sql: str, params: tuple[int, ...] = ()) -> None:
+        txn.execute(sql, params)
+        counts[kind] = txn.rowcount
+
+    delete(
+        "requests",
         """
         DELETE FROM email_gate_requests
         WHERE (status = 'registered' AND updated_ts < ?)
@@ -255,26 +277,46 @@ def purge_txn(
         """,
         (now_ms - finished_ms, now_ms - unfinished_ms, now_ms),
     )
-    deleted = txn.rowcount
-    txn.execute(
+    delete(
+        "mails",
         """
         DELETE FROM email_gate_outbox WHERE NOT EXISTS (
             SELECT 1 FROM email_gate_requests r WHERE r.id = email_gate_outbox.request_id
         )
-        """
+        """,
     )
-    txn.execute("DELETE FROM email_gate_reservations WHERE expires_ts < ?", (now_ms,))
-    txn.execute("DELETE FROM email_gate_handled_events WHERE ts < ?", (now_ms - 86_400_000,))
-    txn.execute(
+    delete("reservations", "DELETE FROM email_gate_reservations WHERE expires_ts < ?", (now_ms,))
+    delete(
+        "handled_events",
+        "DELETE FROM email_gate_handled_events WHERE ts < ?",
+        (now_ms - 86_400_000,),
+    )
+    delete(
+        "addresses",
         "DELETE FROM email_gate_addresses WHERE accounts = 0 AND last_sent_ts < ?",
         (now_ms - max(unfinished_ms, cooldown_ms),),
     )
     # A bucket untouched for its whole refill time is full again: forget it.
-    txn.execute("DELETE FROM email_gate_buckets WHERE updated_ts < ?", (now_ms - bucket_refill_ms,))
+    refilled_before = now_ms - bucket_refill_ms
+    delete("buckets", "DELETE FROM email_gate_buckets WHERE updated_ts < ?", (refilled_before,))
     # An expired challenge is refused anyway: its id need not be remembered.
-    txn.execute("DELETE FROM email_gate_used_challenges WHERE expires_ts < ?", (now_ms,))
-    tokens.purge_txn(txn, now_ms)
-    return deleted
+    delete(
+        "used_challenges", "DELETE FROM email_gate_used_challenges WHERE expires_ts < ?", (now_ms,)
+    )
+    counts.update(tokens.purge_txn(txn, now_ms))
+    return {kind: counts[kind] for kind in PURGED}
+
+
+class _DryRun(Exception):
+    """Raised inside the dry run's transaction so that it rolls back."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__("dry run")
+        self.counts = counts
+
+
+def _dry_purge_txn(txn: LoggingTransaction, *args: int) -> dict[str, int]:
+    raise _DryRun(purge_txn(txn, *args))
 
 
 # --- approval -----------------------------------------------------------------
@@ -456,14 +498,16 @@ class RequestStore:
         finished_ms: int,
         cooldown_ms: int,
         bucket_refill_ms: int,
-    ) -> int:
-        """The retention purge (`purge_txn`); how many requests it deleted."""
-        return await self._runner.run(
-            "email_gate_purge",
-            purge_txn,
-            now_ms,
-            unfinished_ms,
-            finished_ms,
-            cooldown_ms,
-            bucket_refill_ms,
-        )
+        dry_run: bool = False,
+    ) -> dict[str, int]:
+        """The retention purge (`purge_txn`): how many rows of each kind went. A dry
+        run makes the same deletions in a transaction that is rolled back, so its
+        counts are exactly what a purge at that moment deletes."""
+        args = (now_ms, unfinished_ms, finished_ms, cooldown_ms, bucket_refill_ms)
+        if not dry_run:
+            return await self._runner.run("email_gate_purge", purge_txn, *args)
+        try:
+            await self._runner.run("email_gate_purge_dry_run", _dry_purge_txn, *args)
+        except _DryRun as rolled_back:
+            return rolled_back.counts
+        raise AssertionError("the dry run's transaction must roll back")

@@ -706,8 +706,8 @@ def usable_txn(txn: LoggingTransaction, token: str, now_ms: int) -> bool:
 # --- housekeeping ---------------------------------------------------------------------
 
 
-def purge_txn(txn: LoggingTransaction, now_ms: int) -> None:
-    """Forget what no registration can need any more.
+def purge_txn(txn: LoggingTransaction, now_ms: int) -> dict[str, int]:
+    """Forget what no registration can need any more; how many rows of each kind went.
 
     - Synapse's rows of our tokens that stopped working longer ago than any
       interactive-auth session lives (expiry_time is moved to the moment a token
@@ -726,6 +726,7 @@ def purge_txn(txn: LoggingTransaction, now_ms: int) -> None:
         """,
         (dead_before, DISABLED, dead_before),
     )
+    counts = {"synapse_token_rows": txn.rowcount}
     txn.execute(
         """
         DELETE FROM email_gate_tokens
@@ -737,10 +738,13 @@ def purge_txn(txn: LoggingTransaction, now_ms: int) -> None:
         """,
         (dead_before, DISABLED, dead_before),
     )
+    counts["tokens"] = txn.rowcount
     txn.execute(
         "DELETE FROM email_gate_token_uses WHERE state = 'claimed' AND lease_until_ts < ?",
         (now_ms - KEEP_LAPSED_CLAIM_MS,),
     )
+    counts["lapsed_claims"] = txn.rowcount
+    return counts
 
 
 class TokenStore:

@@ -179,6 +179,9 @@ class AdminHandlers:
             raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
         return 200, {"status": "reloaded", "message": result.message, "revoked": result.revoked}
 
+    async def purge(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._service.purge(a, b)
+
     async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
@@ -252,6 +255,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),
     AdminRoute("POST", "reload", AdminHandlers.reload),
     AdminRoute("GET", "audit", AdminHandlers.audit),
+    AdminRoute("POST", "purge", AdminHandlers.purge),
 )
 
 

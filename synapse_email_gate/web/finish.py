@@ -62,6 +62,7 @@ from synapse_email_gate.requests.registration import (
 from synapse_email_gate.requests.service import rate_limit_key
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.rules.words import typed_word_token
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.requests import RequestStore, TokenDetails
 from synapse_email_gate.storage.tokens import InviteLanding, TokenStore
@@ -150,11 +151,22 @@ class FinishHandlers:
 
     async def landing(self, request: SynapseRequest) -> None:
         lang = self._kit.language(request)
-        token = (query_param(request, "token") or "").strip()
+        token = await self._as_known(query_param(request, "token") or "")
         csrf = csrf_cookie(request)
         if not _CSRF_SHAPE.match(csrf):
             csrf = new_csrf()
         await self._render(request, lang, token, csrf, set_cookie=True)
+
+    async def _as_known(self, typed: str) -> str:
+        """The token as sent, or the word token a person meant by typing it with
+        capitals or spaces (`Maple River Copper Seven`), when only that one exists.
+        Only a text made of listed words is ever rewritten; Synapse itself and
+        Matrix clients take the token verbatim."""
+        token = typed.strip()
+        meant = typed_word_token(token)
+        if meant is None or meant == token or await self._token(token) is not None:
+            return token
+        return meant
 
     async def _details(self, token: str) -> TokenDetails | None:
         if not token or len(token) > 64:
@@ -263,7 +275,7 @@ class FinishHandlers:
         body = read_body(request)
         fields = form_fields(body or b"")
         lang = self._kit.language(request, fields.get("lang"))
-        token = fields.get("token", "").strip()[:64]
+        token = await self._as_known(fields.get("token", "")[:200])
         translate = self._kit.translator(lang)
         csrf = csrf_cookie(request)
         if (

@@ -16,7 +16,7 @@ from typing import Any
 
 from synapse_email_gate.moderation.service import ADMIN_ONLY, REQUEST_STATUSES
 from synapse_email_gate.requests import outcomes
-from synapse_email_gate.rules import proof_of_work
+from synapse_email_gate.rules import proof_of_work, words
 from synapse_email_gate.web.resource import BASE_PATH
 
 Schema = dict[str, Any]
@@ -688,6 +688,36 @@ def _admin() -> dict[str, Schema]:
                 refused=("EMAIL_GATE_POLICY_INVALID",),
             )
         },
+        "/admin/purge": {
+            "post": admin_op(
+                "purge",
+                "Server admins: the retention purge now (a dry run unless dry_run is false)",
+                {
+                    "200": json_answer(
+                        "What went, or in a dry run what would go.",
+                        obj(
+                            ("dry_run", "older_than_ms", "counts"),
+                            dry_run={"type": "boolean"},
+                            older_than_ms=nullable("integer"),
+                            counts={
+                                "type": "object",
+                                "description": "rows deleted (or that would be), by kind",
+                                "additionalProperties": INTEGER,
+                            },
+                        ),
+                    ),
+                },
+                body=obj(
+                    dry_run={"type": "boolean", "description": "default true: count only"},
+                    older_than={
+                        "type": ["string", "integer", "null"],
+                        "description": "a tighter age than `retention` (`30d`, at least `1h`)",
+                    },
+                ),
+                refused=INVALID,
+                admin_only=True,
+            )
+        },
         "/admin/audit": {
             "get": admin_op(
                 "auditLog",
@@ -863,6 +893,18 @@ def _schemas() -> dict[str, Schema]:
             disabled={"type": "boolean", "description": "true to disable, false to enable"},
         ),
         "NewToken": obj(
+            style={
+                "enum": ["random", "words"],
+                "description": "`words`: a token of words from the BIP-39 list, like"
+                " `maple-river-copper-seven-lantern` (not with token or length)",
+            },
+            words={
+                "type": "integer",
+                "minimum": words.MIN_WORDS,
+                "maximum": words.MAX_WORDS,
+                "description": f"with style words: how many (default {words.DEFAULT_WORDS},"
+                " 11 bits each)",
+            },
             token={"type": "string", "pattern": "^[A-Za-z0-9._~-]{12,64}$"},
             length={"type": "integer", "minimum": 12, "maximum": 64},
             uses_allowed=nullable("integer", minimum=0),

@@ -239,7 +239,7 @@ def test_purge_keeps_what_retention_allows_and_deletes_the_rest(txn: Txn) -> Non
     deleted = requests.purge_txn(txn, NOW, 7 * day, 90 * day, HOUR, day)
     txn.execute("SELECT id FROM email_gate_requests ORDER BY id")
     assert [row[0] for row in txn.fetchall()] == ["new-finished", "new-unfinished"]
-    assert deleted == 2
+    assert deleted["requests"] == 2
     txn.execute("SELECT request_id FROM email_gate_outbox ORDER BY request_id")
     assert [row[0] for row in txn.fetchall()] == ["new-finished"]
     txn.execute("SELECT email_key FROM email_gate_addresses ORDER BY email_key")

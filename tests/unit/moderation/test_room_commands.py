@@ -1,5 +1,5 @@
-"""Room commands without a room: the prefix, and the `token delete-all` phrase
-(its one try and its minute). The commands themselves run against a real
+"""Room commands without a room: the prefix, and the `token delete-all` and
+`purge` phrases (their one try and their minute). The commands themselves run against a real
 Synapse in tests/integration/test_moderation_room.py."""
 
 from __future__ import annotations
@@ -49,3 +49,40 @@ def test_the_delete_all_phrase_works_once_and_within_a_minute() -> None:
     phrase = say("token", "delete-all").rsplit(" ", 1)[1]
     assert "not the confirmation phrase" in say("token", "delete-all", phrase + "x")
     assert "No confirmation is waiting" in say("token", "delete-all", phrase)
+
+
+class _PurgeOnly:
+    """The one service method `purge` reaches; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    async def purge(self, actor: str, body: dict[str, object]) -> dict[str, object]:
+        self.calls.append((actor, body))
+        return {"counts": {"requests": 2, "used_challenges": 1}}
+
+
+def test_the_purge_phrase_confirms_its_own_age_once_for_its_moderator_within_a_minute() -> None:
+    now = [1000.0]
+    service = _PurgeOnly()
+    commands = RoomCommands(cast(ModerationService, service), clock=lambda: now[0])
+
+    def say(*words: str, actor: str = "@ops:example.org") -> str:
+        return asyncio.run(commands.run(actor, list(words)))
+
+    asked = say("purge", "30d")
+    assert "tightened to 30d would delete: 2 requests, 1 used challenges" in asked, asked
+    assert service.calls == [("@ops:example.org", {"dry_run": True, "older_than": "30d"})]
+    phrase = asked.rsplit(" ", 1)[1]
+    assert "!gate purge confirm " + phrase in asked
+    assert "No confirmation is waiting" in say("purge", "confirm", phrase, actor="@b:x.org")
+    assert say("purge", "confirm", phrase) == "Purged: 2 requests, 1 used challenges."
+    assert service.calls[-1] == ("@ops:example.org", {"dry_run": False, "older_than": "30d"})
+    assert "No confirmation is waiting" in say("purge", "confirm", phrase)
+
+    phrase = say("purge").rsplit(" ", 1)[1]
+    assert service.calls[-1] == ("@ops:example.org", {"dry_run": True})
+    now[0] += CONFIRM_WITHIN_S + 1
+    assert "No confirmation is waiting" in say("purge", "confirm", phrase)
+    assert "Usage: !gate purge [AGE]" in say("purge", "30d", "extra")
+    assert len(service.calls) == 3  # neither late nor malformed asks reached the service
