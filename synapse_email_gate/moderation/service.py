@@ -19,6 +19,7 @@ from synapse_email_gate.config.policy_lists import (
 )
 from synapse_email_gate.mail.compose import registration_link
 from synapse_email_gate.mail.delivery import MailDelivery
+from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.policy.live import ReloadResult
 from synapse_email_gate.policy.rooms import PolicyRooms
 from synapse_email_gate.policy.sync import PolicySync
@@ -86,8 +87,10 @@ class ModerationService:
         requests: RequestStore,
         page_base_url: str,
         policy_rooms: PolicyRooms | None = None,
+        probation: Probation | None = None,
     ) -> None:
         self._api = api
+        self._probation = probation
         self._policy = policy
         self._policy_rooms = policy_rooms
         self._delivery = delivery
@@ -286,6 +289,9 @@ class ModerationService:
                 for token, accounts in made.items()
             ],
             "invited": [a["user_id"] for accounts in made.values() for a in accounts],
+            "probation": None
+            if self._probation is None
+            else await self._probation.status(user_id, link.get("registered_ts")),
         }
 
     def _expiry(self, body: dict[str, Any]) -> int | None:
