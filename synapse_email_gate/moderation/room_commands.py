@@ -391,7 +391,7 @@ def _account_list(listing: dict[str, Any]) -> str:
     if not rows:
         return "No account made through the gate matches."
     lines = [
-        f"{a['user_id']}  {a['registered']}  {_ip(a['registration_ip'])}"
+        f"{a['user_id']}  {a['registered']}  {_ip(a['request_ip'] or a['registration_ip'])}"
         f"  {mask_email(a['email']) if a['email'] else '-'}{_flags(a)}"
         for a in rows
     ]
