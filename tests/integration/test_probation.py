@@ -156,9 +156,18 @@ def test_probation_ends_by_itself(
     assert errcode(newbie.create_room()) is None
 
 
-def test_probation_off_leaves_new_accounts_alone(
-    make_synapse: Callable[..., SynapseServer], mailbox: SmtpCatcher
+def test_accounts_made_before_probation_was_switched_on_are_unaffected(
+    make_synapse: Callable[..., SynapseServer], mailbox: SmtpCatcher, synapse_db: str
 ) -> None:
-    server = make_synapse({"rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}}})
-    newbie = gate_account(server, mailbox, "free", "free@example.org")
-    assert errcode(newbie.create_room()) is None
+    server = make_synapse(
+        {"rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}}}, db=synapse_db
+    )
+    veteran = gate_account(server, mailbox, "veteran", "veteran@example.org")
+    assert errcode(veteran.create_room()) is None  # probation is off by default
+
+    server.module_config["probation"] = {"duration": "1h"}
+    server.write_config()
+    server.restart()
+    newbie = gate_account(server, mailbox, "latecomer", "latecomer@example.org")
+    assert errcode(newbie.create_room()) == "M_FORBIDDEN"
+    assert errcode(veteran.create_room()) is None
