@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from synapse.module_api import ModuleApi
 
+from synapse_email_gate import metrics
 from synapse_email_gate.config.durations import format_utc, parse_duration_ms
 from synapse_email_gate.config.policy_lists import parse_timestamp_ms
 from synapse_email_gate.moderation.account_actions import ACTIONS, IRREVERSIBLE, SynapseAccounts
@@ -276,6 +277,7 @@ class AccountService:
                 failed.append({"user_id": user_id, "error": str(e) or type(e).__name__})
                 continue
             done.append(user_id)
+            metrics.account_changed(self._api.server_name, action)
             await self._audit(actor, f"account.{action}", user_id, f"mass action {confirm}")
         await self._audit(
             actor,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
 
+from synapse_email_gate import metrics
 from synapse_email_gate.config.durations import format_utc
 from synapse_email_gate.config.probation import ProbationConfig
 from synapse_email_gate.storage.accounts import AccountStore
@@ -117,10 +118,11 @@ class Probation:
             return None
         return registered_ts + self._config.duration_ms
 
-    def _refusal(self, user_id: str, what: str) -> Verdict:
+    def _refusal(self, user_id: str, what: str, metric: str) -> Verdict:
         until = self.until(user_id)
         if until is None:
             return NOT_SPAM
+        metrics.probation_refused(self._api.server_name, metric)
         return (
             Codes.FORBIDDEN,
             {
@@ -130,10 +132,10 @@ class Probation:
         )
 
     async def user_may_create_room(self, user_id: str, _room_config: Any = None) -> Verdict:
-        return self._refusal(user_id, "create rooms")
+        return self._refusal(user_id, "create rooms", "create_room")
 
     async def user_may_invite(self, inviter: str, _invitee: str, _room_id: str) -> Verdict:
-        return self._refusal(inviter, "invite")
+        return self._refusal(inviter, "invite", "invite")
 
     async def check_event_for_spam(self, event: Any) -> Verdict:
         sender = event.sender
@@ -146,6 +148,7 @@ class Probation:
         if len(sent) >= self._config.messages_per_minute:
             retry_after = (sent[0] + _WINDOW_MS - now) if sent else _WINDOW_MS
             limit = self._config.messages_per_minute
+            metrics.probation_refused(self._api.server_name, "message")
             return (
                 Codes.LIMIT_EXCEEDED,
                 {

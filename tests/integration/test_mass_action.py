@@ -19,7 +19,7 @@ from tests.integration.accounts_helpers import (
     gate_account,
     ordinary_account,
 )
-from tests.integration.helpers import login, register, registered
+from tests.integration.helpers import login, register, registered, scrape, value
 
 MODERATOR = "@mod:test.local"
 PASSWORD = "correct horse battery"  # what helpers.register sets
@@ -164,6 +164,7 @@ def test_a_dry_run_changes_nothing_and_lock_needs_its_confirm(
         c.user_id for c in accounts
     }
 
+    assert value(scrape(synapse), "synapse_email_gate_account_actions_total", action="lock") >= 2
     unlocked = confirmed(synapse, mod_token, "unlock", filter_)
     assert set(unlocked["affected"]) == {c.user_id for c in accounts}
     assert all(c.whoami().status == 200 for c in accounts)

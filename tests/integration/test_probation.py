@@ -18,10 +18,11 @@ from tests.integration.accounts_helpers import (
     gate_account,
     ordinary_account,
 )
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import scrape, value, wait_until
 
 MODERATOR = "@mod:test.local"
 PER_MINUTE = 3
+REFUSALS = "synapse_email_gate_probation_refusals_total"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,10 @@ def test_a_new_gate_account_may_not_create_rooms_or_invite(
     refused = newbie.invite(room_id, host.synapse.user_id("mod"))
     assert errcode(refused) == "M_FORBIDDEN", refused
     assert "probation" in refused.message
+    samples = scrape(synapse)
+    for what in ("create_room", "invite"):
+        counted = value(samples, REFUSALS, what=what)
+        assert counted >= 1, (what, counted)
 
 
 def test_a_new_gate_account_may_send_only_so_many_messages_a_minute(

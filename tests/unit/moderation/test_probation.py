@@ -31,6 +31,10 @@ class Event:
         return self._state
 
 
+class Api(FakeApi):
+    server_name = "test.local"
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -53,7 +57,7 @@ def probation(api: FakeApi, per_minute: int = 2) -> Probation:
 
 
 def test_only_accounts_made_since_it_was_switched_on_are_on_probation(tmp_path: Path) -> None:
-    api = FakeApi(tmp_path / "gate.db")
+    api = Api(tmp_path / "gate.db")
     account(api, "@veteran:test.local", NOW - 1000)
     gate = probation(api)
     run(gate.start())  # switched on at NOW
@@ -74,7 +78,7 @@ def test_only_accounts_made_since_it_was_switched_on_are_on_probation(tmp_path: 
 
 
 def test_messages_in_a_sliding_minute(tmp_path: Path) -> None:
-    api = FakeApi(tmp_path / "gate.db")
+    api = Api(tmp_path / "gate.db")
     gate = probation(api, per_minute=2)
     run(gate.start())
     gate.noted(NEWBIE)  # made on this process: on probation before any refresh
@@ -92,7 +96,7 @@ def test_messages_in_a_sliding_minute(tmp_path: Path) -> None:
 
 
 def test_a_lift_ends_it_and_is_remembered(tmp_path: Path) -> None:
-    api = FakeApi(tmp_path / "gate.db")
+    api = Api(tmp_path / "gate.db")
     gate = probation(api)
     run(gate.start())
     account(api, NEWBIE, api.now)
@@ -108,7 +112,7 @@ def test_a_lift_ends_it_and_is_remembered(tmp_path: Path) -> None:
 
 
 def test_off_registers_nothing_and_answers_no_probation(tmp_path: Path) -> None:
-    api = FakeApi(tmp_path / "gate.db")
+    api = Api(tmp_path / "gate.db")
     gate = Probation(api, ProbationConfig(), AccountStore(Runner(api)))  # type: ignore[arg-type]
     gate.register()  # nothing to register: FakeApi has no spam-checker hook
     gate.noted(NEWBIE)
