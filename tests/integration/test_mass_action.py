@@ -6,6 +6,7 @@ is for server admins only; every action is audited."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +20,14 @@ from tests.integration.accounts_helpers import (
     gate_account,
     ordinary_account,
 )
-from tests.integration.helpers import login, register, registered, scrape, value
+from tests.integration.helpers import (
+    login,
+    register,
+    registered,
+    scrape,
+    value,
+    wait_until,
+)
 
 MODERATOR = "@mod:test.local"
 PASSWORD = "correct horse battery"  # what helpers.register sets
@@ -229,3 +237,28 @@ def synapse_admin_put(
         json=body,
     )
     return int(answer.status)
+
+
+def test_with_hashed_addresses_the_listing_shows_no_address(
+    make_synapse: Callable[..., SynapseServer], mailbox: SmtpCatcher, synapse_db: str
+) -> None:
+    server = make_synapse(
+        {
+            "moderators": [MODERATOR],
+            "privacy": {"hash_emails": True, "hash_secret": "a-long-enough-secret-1"},
+            "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
+        },
+        db=synapse_db,
+    )
+    token = server.register_user("mod", "mod-password-1")
+    private = gate_account(server, mailbox, "private", "me@hidden.example")
+
+    def shown() -> dict[str, Any] | None:
+        (account,) = listed(server, token, "since=0")["accounts"]
+        return account if account["email_hashed"] else None
+
+    wait_until(shown, "the address to be replaced by its hash")
+    account = shown()
+    assert account is not None
+    assert (account["user_id"], account["email"]) == (private.user_id, None)
+    assert listed(server, token, "domain=hidden.example")["accounts"] == []
