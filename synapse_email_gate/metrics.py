@@ -233,3 +233,25 @@ def mail_domain_lookup(server_name: str, result: str) -> None:
 
 def dns_fail_open(server_name: str, check: str, reason: str) -> None:
     DNS_FAIL_OPEN.labels(check=check, reason=reason, server_name=server_name).inc()
+
+
+PROBATION_REFUSALS = _make(
+    Counter,
+    "probation_refusals",
+    "What accounts on probation were refused, by what: create_room, invite, message.",
+    ("what",),
+)
+ACCOUNT_ACTIONS = _make(
+    Counter,
+    "account_actions",
+    "Accounts changed by mass action, by action: lock, unlock, suspend, unsuspend, deactivate.",
+    ("action",),
+)
+
+
+def probation_refused(server_name: str, what: str) -> None:
+    PROBATION_REFUSALS.labels(what=what, server_name=server_name).inc()
+
+
+def account_changed(server_name: str, action: str) -> None:
+    ACCOUNT_ACTIONS.labels(action=action, server_name=server_name).inc()

@@ -25,7 +25,10 @@ from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.moderation.account_actions import SynapseAccounts
+from synapse_email_gate.moderation.accounts import AccountService
 from synapse_email_gate.moderation.moderators import Moderators
+from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.policy.live import LivePolicy
@@ -41,6 +44,7 @@ from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.storage.accounts import AccountStore
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
@@ -133,6 +137,9 @@ class EmailGate:
             api, pages_config.after_registration, pages_config.default_language, requests
         )
         seal = AddressSeal(api, state)
+        account_store = AccountStore(db)
+        self._probation = Probation(api, config.probation, account_store)
+        self._probation.register()
         hooks = RegistrationHooks(
             api,
             self._policy,
@@ -141,6 +148,7 @@ class EmailGate:
             requests,
             self._schema_ready,
             after.run if after.active else None,
+            self._probation.noted,
         )
         hooks.register()
 
@@ -160,9 +168,18 @@ class EmailGate:
             requests,
             page_base_url,
             self._policy_rooms,
+            probation=self._probation,
             purge=housekeeping.purge,
         )
-        self._room = self._moderation_room(moderation_service, moderators, state)
+        accounts = AccountService(
+            api,
+            account_store,
+            moderation,
+            self._probation,
+            SynapseAccounts(api),
+            f"@{config.bot_localpart}:{api.server_name}",
+        )
+        self._room = self._moderation_room(moderation_service, accounts, moderators, state)
         challenges = ChallengeGate(
             api, config.challenge, state, on_demand=config.dnsbl.uses("challenge")
         )
@@ -207,6 +224,7 @@ class EmailGate:
             api,
             moderators,
             moderation_service,
+            accounts,
             admin_page,
             kit.admin_variables(),
         )
@@ -229,6 +247,13 @@ class EmailGate:
                 desc="email_gate_policy_rooms",
                 run_on_all_instances=True,
             )
+        if config.probation.enabled:
+            api.looping_background_call(
+                self._when_schema(self._probation.refresh),
+                config.probation.refresh_interval_ms,
+                desc="email_gate_probation",
+                run_on_all_instances=True,
+            )
         api.looping_background_call(
             self._when_schema(housekeeping.scheduled_purge),
             config.retention.purge_interval_ms,
@@ -243,7 +268,11 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: ModerationService, moderators: Moderators, state: StateStore
+        self,
+        service: ModerationService,
+        accounts: AccountService,
+        moderators: Moderators,
+        state: StateStore,
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -255,6 +284,7 @@ class EmailGate:
             moderators,
             state,
             self._config.command_prefix,
+            accounts,
         )
         room.register()
         return room
@@ -262,6 +292,7 @@ class EmailGate:
     async def _create_schema(self) -> bool:
         await self._schema_store.create()
         await self._policy_sync.follow()
+        await self._probation.start()
         if self._api.should_run_background_tasks():
             # Bans in homeserver.yaml may have changed with this start.
             self._api.run_as_background_process(

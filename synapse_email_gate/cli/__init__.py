@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "which token brought an account in (and who made it), and whom it invited",
     )
     account.add_argument("user_id", metavar="@USER:SERVER")
+    _mass_action(tree, accounts)
     _requests(tree, commands)
     _bans(tree, commands)
     _moderators(tree, commands)
@@ -248,6 +249,50 @@ def build_parser() -> argparse.ArgumentParser:
         "checked anyway",
     )
     return parser
+
+
+def _account_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ip", help="registered from, or asked from, this IP address")
+    parser.add_argument("--cidr", metavar="NET", help="from this network, like 198.51.100.0/24")
+    parser.add_argument("--domain", help="the request's address is at this domain (or below)")
+    parser.add_argument("--with-token", dest="token", metavar="TOKEN", help="made with TOKEN")
+    parser.add_argument(
+        "--since", metavar="WHEN", help="registered at or after: 2026-12-31, ...T18:00Z, or 24h"
+    )
+    parser.add_argument("--until", metavar="WHEN", help="registered before (the same forms)")
+
+
+def _mass_action(
+    tree: _Tree, accounts: argparse._SubParsersAction[argparse.ArgumentParser]
+) -> None:
+    lift = tree.leaf(
+        accounts, "lift-probation", cmd.accounts_lift_probation, "end an account's probation now"
+    )
+    lift.add_argument("user_id", metavar="@USER:SERVER")
+    listing = tree.leaf(
+        accounts, "list", cmd.accounts_list, "accounts made through the gate that match a filter"
+    )
+    _account_filter(listing)
+    listing.add_argument("--limit", type=_positive, metavar="N", help="at most N (default 100)")
+    for action, text in (
+        ("lock", "lock accounts (Synapse refuses their access tokens until unlocked)"),
+        ("unlock", "unlock accounts"),
+        ("suspend", "suspend accounts (they may read and leave, not send)"),
+        ("unsuspend", "lift the suspension of accounts"),
+        ("deactivate", "deactivate accounts, for good (server admins only)"),
+    ):
+        parser = tree.leaf(
+            accounts,
+            action,
+            cmd.accounts_action,
+            text,
+            epilog="Without --confirm: a dry run that lists the accounts it would change and"
+            " prints\nthe command that does it (with --confirm CODE). Server admins and the"
+            " bot are never changed.",
+        )
+        parser.set_defaults(account_action=action)
+        _account_filter(parser)
+        parser.add_argument("--confirm", metavar="CODE", help="the code the dry run printed")
 
 
 def _tokens(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,6 +4,7 @@ then a table (or the raw JSON with `--json`). See docs/cli.md."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,61 @@ def tokens_show(ctx: Context) -> int:
     elif found:
         out("\n\n".join(fmt.token_fields(token) for token in found))
     return status
+
+
+_FILTER_OPTIONS = {
+    "ip": "--ip",
+    "cidr": "--cidr",
+    "domain": "--domain",
+    "token": "--with-token",
+    "since": "--since",
+    "until": "--until",
+}
+
+
+def _account_filter(ctx: Context) -> dict[str, str]:
+    return {
+        key: getattr(ctx.args, key)
+        for key in _FILTER_OPTIONS
+        if getattr(ctx.args, key, None) is not None
+    }
+
+
+def accounts_lift_probation(ctx: Context) -> int:
+    answer = ctx.api.post(f"accounts/{segment(ctx.args.user_id)}/probation", {"lift": True})
+    return show(ctx, answer, lambda: f"probation of {ctx.args.user_id} lifted")
+
+
+def accounts_list(ctx: Context) -> int:
+    query: dict[str, str | int | None] = {**_account_filter(ctx), "limit": ctx.args.limit}
+    answer = ctx.api.get("accounts", query)
+    return _listing(ctx, answer, "accounts", fmt.LISTED_ACCOUNT_COLUMNS, "No matching accounts.")
+
+
+def accounts_action(ctx: Context) -> int:
+    action: str = ctx.args.account_action
+    found = _account_filter(ctx)
+    if not found:
+        raise UsageError(
+            f"accounts {action}: name at least one filter ({', '.join(_FILTER_OPTIONS.values())})"
+        )
+    body: dict[str, Any] = {"filter": found, "action": action, "dry_run": ctx.args.confirm is None}
+    if ctx.args.confirm is not None:
+        body["confirm"] = ctx.args.confirm
+    answer = ctx.api.post("accounts/action", body)
+
+    def human() -> str:
+        return fmt.account_action(answer, _again(action, found))
+
+    return show(ctx, answer, human)
+
+
+def _again(action: str, found: dict[str, str]) -> str:
+    """The command line that runs the action the dry run showed."""
+    words = ["synapse-email-gate", "accounts", action]
+    for key, value in found.items():
+        words += [_FILTER_OPTIONS[key], shlex.quote(value)]
+    return " ".join(words)
 
 
 def accounts_show(ctx: Context) -> int:

@@ -132,6 +132,7 @@ def account_details(account: Row) -> str:
             ("registered", when(account.get("registered_ts"))),
             ("from", account.get("ip")),
             ("via", account.get("via")),
+            ("probation", _probation(account.get("probation"))),
         ]
     )
     made = account.get("tokens_created")
@@ -147,6 +148,54 @@ def account_details(account: Row) -> str:
         ]
         text += "\n\nTokens it made:\n" + table(rows, columns)
     return text
+
+
+def _probation(probation: object) -> str | None:
+    return str(probation.get("status")) if isinstance(probation, Mapping) else None
+
+
+def _account_flags(a: Row) -> str | None:
+    flags = [f for f in ("admin", "deactivated", "locked", "suspended") if a.get(f)]
+    if a.get("probation_until_ts") is not None:
+        flags.append("probation")
+    return ", ".join(flags) or None
+
+
+LISTED_ACCOUNT_COLUMNS: list[Column] = [
+    ("REGISTERED", lambda a: when(a.get("registered_ts"))),
+    ("ACCOUNT", lambda a: a.get("user_id")),
+    ("EMAIL", lambda a: "(hashed)" if a.get("email_hashed") else a.get("email")),
+    ("IP", lambda a: a.get("request_ip") or a.get("registration_ip")),
+    ("TOKEN", lambda a: a.get("token")),
+    ("STATE", _account_flags),
+]
+
+
+def account_action(answer: Any, again: str) -> str:
+    """A dry run (what would change, and the command that does it) or what was done."""
+    if not isinstance(answer, Mapping):
+        return clean(answer)
+    action = clean(answer.get("action"))
+    affected = [clean(a) for a in answer.get("affected") or []]
+    skipped = [s for s in answer.get("skipped") or [] if isinstance(s, Mapping)]
+    lines = [f"- {a}" for a in affected]
+    lines += [f"  skipped {clean(s.get('user_id'))}: {clean(s.get('why'))}" for s in skipped]
+    if answer.get("dry_run"):
+        head = f"dry run: {action} would change {len(affected)} account(s)"
+        if not affected:
+            return "\n".join([head, *lines])
+        return "\n".join(
+            [
+                head,
+                *lines,
+                "",
+                "to do it, run:",
+                f"{again} --confirm {clean(answer.get('confirm'))}",
+            ]
+        )
+    failed = [f for f in answer.get("failed") or [] if isinstance(f, Mapping)]
+    lines += [f"  FAILED {clean(f.get('user_id'))}: {clean(f.get('error'))}" for f in failed]
+    return "\n".join([f"{action}: changed {len(affected)} account(s)", *lines])
 
 
 REQUEST_COLUMNS: list[Column] = [

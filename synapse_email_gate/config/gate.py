@@ -19,6 +19,7 @@ from synapse.config import ConfigError  # not the module API's: see config/reade
 from synapse_email_gate.config.dns import DnsblConfig, DnsConfig, MailDomainConfig
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
+from synapse_email_gate.config.probation import ProbationConfig
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
 from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
 from synapse_email_gate.rules.ips import IpRules
@@ -178,6 +179,7 @@ class GateConfig:
     dns: DnsConfig = DnsConfig()
     dnsbl: DnsblConfig = DnsblConfig()
     mail_domain_check: MailDomainConfig = MailDomainConfig()
+    probation: ProbationConfig = ProbationConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -214,6 +216,7 @@ class GateConfig:
             dns=DnsConfig.from_section(section.section("dns")),
             dnsbl=DnsblConfig.from_section(section.section("dnsbl")),
             mail_domain_check=MailDomainConfig.from_section(section.section("mail_domain_check")),
+            probation=ProbationConfig.from_section(section.section("probation")),
         )
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")

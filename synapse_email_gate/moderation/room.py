@@ -24,6 +24,7 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation import room_commands
+from synapse_email_gate.moderation.accounts import AccountService
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import ModerationService
 from synapse_email_gate.rules.moderator_entries import is_local_user
@@ -44,11 +45,12 @@ class ModerationRoom:
         moderators: Moderators,
         state: StateStore,
         prefix: str = room_commands.PREFIX,
+        accounts: AccountService | None = None,
     ) -> None:
         self._api = api
         self._room = room
         self._bot = f"@{bot_localpart}:{api.server_name}"
-        self._commands = room_commands.RoomCommands(service, prefix)
+        self._commands = room_commands.RoomCommands(service, prefix, accounts=accounts)
         self._moderators = moderators
         self._state = state
         self._room_id: str | None = room if room.startswith("!") else None

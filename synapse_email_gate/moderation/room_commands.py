@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
 from synapse_email_gate.moderation.service import (
     DELETE_ALL_CONFIRMATION,
     AdminError,
@@ -46,6 +47,13 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} token delete TOKEN...             delete tokens
 {p} token delete-all                  delete EVERY token (asks for a confirmation first)
 {p} account @USER:SERVER              which token brought an account in, and whom it invited
+{p} account @USER:SERVER lift-probation   end the account's probation now
+{p} accounts FILTER...                accounts made through the gate that FILTER matches
+                                        FILTER: ip=IP cidr=NET domain=DOMAIN token=TOKEN
+                                        since=WHEN until=WHEN (2026-12-31, 24h ago: since=24h)
+{p} accounts lock|unlock|suspend|unsuspend|deactivate FILTER...
+                                        a dry run; it says how to confirm (deactivate:
+                                        server admins only)
 {p} ban username|email|ip MATCH [REASON]
 {p} unban ID                          remove a ban added here or through the API
 {p} bans                              list stored bans
@@ -86,8 +94,10 @@ class RoomCommands:
         service: ModerationService,
         prefix: str = PREFIX,
         clock: Callable[[], float] = time.monotonic,
+        accounts: AccountService | None = None,
     ) -> None:
         self._service = service
+        self._accounts = accounts
         self.prefix = prefix
         self._clock = clock
         self._phrases: dict[str, tuple[str, float]] = {}
@@ -117,6 +127,11 @@ class RoomCommands:
             return await self._delete_all(actor, words[2:])
         if words[0] == "purge":
             return await self._purge(actor, words[1:])
+        if self._accounts is not None and words[0] == "accounts":
+            return await _accounts(self._accounts, actor, words[1:], self.prefix)
+        if self._accounts is not None and words[0] == "account" and words[2:] == ["lift-probation"]:
+            await self._accounts.lift_probation(actor, words[1], {"lift": True})
+            return f"Probation of {words[1]} lifted."
         return await _dispatch(self._service, actor, words, self.prefix)
 
     async def _purge(self, actor: str, args: list[str]) -> str:
@@ -375,10 +390,75 @@ def _account(a: dict[str, Any]) -> str:
         lines = [
             f"{a['user_id']} came in with {a['token_kind']} {which}{by} (from {_ip(a['ip'])})."
         ]
+    probation = a.get("probation")
+    if probation is not None:
+        lines.append(f"Probation: {probation['status']}.")
     for made in a["tokens_created"]:
         accounts = ", ".join(made["accounts"]) or "no account yet"
         lines.append(f"- made token {made['token']}: {accounts}")
     return "\n".join(lines)
+
+
+_ACCOUNT_ACTIONS = ("lock", "unlock", "suspend", "unsuspend", "deactivate")
+
+
+async def _accounts(accounts: AccountService, actor: str, args: list[str], p: str) -> str:
+    """`accounts FILTER...` lists; `accounts ACTION FILTER...` is a dry run that names
+    the `confirm=` to send back; with it, the action runs."""
+    action = args[0] if args and args[0] in _ACCOUNT_ACTIONS else None
+    pairs = args[1:] if action is not None else args
+    raw: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or (key not in FILTER_KEYS and key != "confirm"):
+            raise UsageError(
+                f"Usage: {p} accounts [ACTION] KEY=VALUE... with keys {', '.join(FILTER_KEYS)}"
+            )
+        raw[key] = value
+    confirm = raw.pop("confirm", None)
+    if action is None:
+        if confirm is not None:
+            raise UsageError(f"Usage: {p} accounts ACTION KEY=VALUE... confirm=CODE")
+        listing = await accounts.list_accounts(accounts.parse_filter(raw), 20)
+        return _account_list(listing)
+    body: dict[str, Any] = {"filter": raw, "action": action, "dry_run": confirm is None}
+    if confirm is not None:
+        body["confirm"] = confirm
+    done = await accounts.act(actor, body)
+    if done["dry_run"]:
+        if not done["affected"]:
+            return f"Dry run: {action} would change no account ({len(done['skipped'])} skipped)."
+        names = ", ".join(done["affected"][:20]) + (" ..." if len(done["affected"]) > 20 else "")
+        words = " ".join(f"{k}={v}" for k, v in raw.items())
+        return (
+            f"Dry run: {action} would change {len(done['affected'])} account(s): {names}"
+            f" ({len(done['skipped'])} skipped). To go ahead, send:\n"
+            f"{p} accounts {action} {words} confirm={done['confirm']}"
+        )
+    failed = f", {len(done['failed'])} failed" if done["failed"] else ""
+    return f"Done: {action} changed {len(done['affected'])} account(s){failed}."
+
+
+def _account_list(listing: dict[str, Any]) -> str:
+    rows = listing["accounts"]
+    if not rows:
+        return "No account made through the gate matches."
+    lines = [
+        f"{a['user_id']}  {a['registered']}  {_ip(a['request_ip'] or a['registration_ip'])}"
+        f"  {mask_email(a['email']) if a['email'] else '-'}{_flags(a)}"
+        for a in rows
+    ]
+    more = listing["count"] - len(rows)
+    if more > 0:
+        lines.append(f"... and {more} more (the admin API lists them all)")
+    return "\n".join(lines)
+
+
+def _flags(a: dict[str, Any]) -> str:
+    flags = [f for f in ("admin", "deactivated", "locked", "suspended") if a[f]]
+    if a["probation_until_ts"] is not None:
+        flags.append("on probation")
+    return f"  ({', '.join(flags)})" if flags else ""
 
 
 def _ip(ip: object) -> str:

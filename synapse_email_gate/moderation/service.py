@@ -20,6 +20,7 @@ from synapse_email_gate.config.policy_lists import (
 )
 from synapse_email_gate.mail.compose import registration_link
 from synapse_email_gate.mail.delivery import MailDelivery
+from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.policy.live import ReloadResult
 from synapse_email_gate.policy.rooms import PolicyRooms
 from synapse_email_gate.policy.sync import PolicySync
@@ -101,9 +102,11 @@ class ModerationService:
         page_base_url: str,
         policy_rooms: PolicyRooms | None = None,
         purge: Purge | None = None,
+        probation: Probation | None = None,
     ) -> None:
         self._api = api
         self._purge = purge
+        self._probation = probation
         self._policy = policy
         self._policy_rooms = policy_rooms
         self._delivery = delivery
@@ -290,6 +293,9 @@ class ModerationService:
                 for token, accounts in made.items()
             ],
             "invited": [a["user_id"] for accounts in made.values() for a in accounts],
+            "probation": None
+            if self._probation is None
+            else await self._probation.status(user_id, link.get("registered_ts")),
         }
 
     def _expiry(self, body: dict[str, Any]) -> int | None:

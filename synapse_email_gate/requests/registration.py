@@ -171,8 +171,10 @@ class RegistrationHooks:
         requests: RequestStore,
         tables_ready: Callable[[], Awaitable[bool]],
         after: Callable[[str, str | None], Awaitable[None]] | None = None,
+        made: Callable[[str], None] | None = None,
     ) -> None:
-        """`tables_ready` waits until the module's tables exist (False if they never will)."""
+        """`tables_ready` waits until the module's tables exist (False if they never will);
+        `made` hears of each account the gate made on this process (probation)."""
         self._api = api
         self._policy = policy
         self._seal = seal
@@ -180,6 +182,7 @@ class RegistrationHooks:
         self._requests = requests
         self._tables_ready = tables_ready
         self._after = after
+        self._made = made
         self._verdicts = Verdicts()
 
     def register(self) -> None:
@@ -295,6 +298,8 @@ class RegistrationHooks:
                 "; the token is used up" if confirmed.used_up else "",
             )
             metrics.token_used(self._api.server_name, confirmed.kind)
+            if self._made is not None:
+                self._made(user_id)
             if self._after is not None:
                 self._api.run_as_background_process(
                     "email_gate_after_registration", self._after, user_id, confirmed.request_id

@@ -230,6 +230,17 @@ _TABLES = [
         checked_ts BIGINT NOT NULL
     )
     """,
+    # Probation lifted early by a moderator (storage/accounts.py).
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_probation_lifts (
+        user_id TEXT PRIMARY KEY,
+        lifted_ts BIGINT NOT NULL,
+        lifted_by TEXT NOT NULL
+    )
+    """,
+    # Who registered lately: probation and mass action read accounts by time.
+    """CREATE INDEX IF NOT EXISTS email_gate_token_uses_used
+       ON email_gate_token_uses (used_ts)""",
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (

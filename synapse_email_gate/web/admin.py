@@ -16,6 +16,7 @@ from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
+from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.web.http import (
@@ -42,12 +43,14 @@ class AdminHandlers:
         api: ModuleApi,
         moderators: Moderators,
         service: ModerationService,
+        accounts: AccountService,
         page: jinja2.Template,
         page_vars: dict[str, object],
     ) -> None:
         self._api = api
         self._moderators = moderators
         self._service = service
+        self._accounts = accounts
         self._page = page.render(**page_vars)
 
     async def page(self, request: SynapseRequest) -> None:
@@ -128,6 +131,25 @@ class AdminHandlers:
 
     async def show_account(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.show_account(p[0])
+
+    async def lift_probation(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        await self._accounts.lift_probation(a, p[0], b)
+        return 200, await self._service.show_account(p[0])
+
+    async def list_accounts(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        raw = {key: query_param(r, key) for key in FILTER_KEYS}
+        unknown = sorted(
+            name.decode("utf-8", "replace")
+            for name in (r.args or {})
+            if name.decode("utf-8", "replace") not in (*FILTER_KEYS, "limit")
+        )
+        if unknown:
+            raise AdminError(400, "M_INVALID_PARAM", f"unknown filter(s): {', '.join(unknown)}")
+        found = self._accounts.parse_filter({k: v for k, v in raw.items() if v is not None})
+        return 200, await self._accounts.list_accounts(found, _int_param(r, "limit", 100))
+
+    async def account_action(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._accounts.act(a, b)
 
     async def list_bans(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, {"bans": await self._service.list_bans()}
@@ -244,7 +266,10 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("PATCH", "tokens/{token}", AdminHandlers.edit_token),
     AdminRoute("POST", "tokens/{token}", AdminHandlers.edit_token),
     AdminRoute("DELETE", "tokens/{token}", AdminHandlers.delete_token),
+    AdminRoute("GET", "accounts", AdminHandlers.list_accounts),
+    AdminRoute("POST", "accounts/action", AdminHandlers.account_action),
     AdminRoute("GET", "accounts/{user_id}", AdminHandlers.show_account),
+    AdminRoute("POST", "accounts/{user_id}/probation", AdminHandlers.lift_probation),
     AdminRoute("GET", "bans", AdminHandlers.list_bans),
     AdminRoute("POST", "bans", AdminHandlers.add_ban),
     AdminRoute("DELETE", "bans/{id}", AdminHandlers.remove_ban),

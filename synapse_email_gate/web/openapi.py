@@ -570,6 +570,53 @@ def _admin() -> dict[str, Schema]:
                 parameters=[token],
             ),
         },
+        "/admin/accounts": {
+            "get": admin_op(
+                "listAccounts",
+                "The accounts made through the gate that a filter matches, newest first",
+                {"200": json_answer("The accounts.", ref("AccountListing"))},
+                parameters=[
+                    query("ip", "registered from, or asked from, this IP address"),
+                    query("cidr", "from this network, like `198.51.100.0/24`"),
+                    query("domain", "the request's address is at this domain or a subdomain"),
+                    query("token", "made with this token"),
+                    query("since", "registered at or after: a date, date-time, ms or `24h`"),
+                    query("until", "registered before: a date, date-time, ms or `24h`"),
+                    query("limit", "at most this many (1 to 1000, default 100)", INTEGER),
+                ],
+                refused=INVALID,
+            )
+        },
+        "/admin/accounts/action": {
+            "post": admin_op(
+                "accountAction",
+                "Lock, unlock, suspend, unsuspend or deactivate the accounts a filter matches:"
+                " a dry run first, then the same with its `confirm`",
+                {
+                    "200": json_answer("What was (or would be) changed.", ref("AccountAction")),
+                    "409": error(
+                        "The accounts changed since the dry run.", "EMAIL_GATE_NOT_CONFIRMED"
+                    ),
+                },
+                body=ref("AccountActionRequest"),
+                refused=(*INVALID, "EMAIL_GATE_NOT_CONFIRMED", "EMAIL_GATE_TOO_MANY_ACCOUNTS"),
+                admin_only=True,
+            )
+        },
+        "/admin/accounts/{user_id}/probation": {
+            "post": admin_op(
+                "liftProbation",
+                "End an account's probation now",
+                {
+                    "200": json_answer("The account.", ref("Account")),
+                    "404": not_found("account"),
+                    "409": error("Not on probation.", "EMAIL_GATE_NOT_ON_PROBATION"),
+                },
+                parameters=[path_param("user_id", "the Matrix ID, like `@alice:example.org`")],
+                body=obj(("lift",), lift={"const": True}),
+                refused=INVALID,
+            )
+        },
         "/admin/accounts/{user_id}": {
             "get": admin_op(
                 "getAccount",
@@ -940,6 +987,90 @@ def _schemas() -> dict[str, Schema]:
             via={"enum": ["client", "web", None]},
             tokens_created=array(obj(("token", "accounts"), token=STRING, accounts=array(STRING))),
             invited=array(STRING),
+            probation={
+                "description": "null: never on probation",
+                "oneOf": [
+                    {"type": "null"},
+                    obj(
+                        ("active", "until_ts", "lifted_ts", "lifted_by", "status"),
+                        active={"type": "boolean"},
+                        until_ts=INTEGER,
+                        lifted_ts=nullable("integer"),
+                        lifted_by=nullable("string"),
+                        status={"type": "string", "description": "in words"},
+                    ),
+                ],
+            },
+        ),
+        "AccountFilter": obj(
+            ip=STRING,
+            cidr=STRING,
+            domain=STRING,
+            token=STRING,
+            since={"type": ["string", "integer"]},
+            until={"type": ["string", "integer"]},
+        ),
+        "ListedAccount": obj(
+            (
+                "user_id",
+                "registered_ts",
+                "registration_ip",
+                "request_ip",
+                "email",
+                "token",
+                "admin",
+                "locked",
+                "suspended",
+                "deactivated",
+                "protected",
+            ),
+            user_id=STRING,
+            registered_ts=INTEGER,
+            registered={"type": "string", "description": "in words"},
+            registration_ip=nullable("string"),
+            via=nullable("string"),
+            token=nullable("string", description="null for a mailed token"),
+            token_kind=STRING,
+            request_id=nullable("string"),
+            request_ip=nullable("string"),
+            requested_ts=nullable("integer"),
+            email=nullable("string", description="null once only its hash is kept"),
+            email_hashed={"type": "boolean"},
+            admin={"type": "boolean"},
+            locked={"type": "boolean"},
+            suspended={"type": "boolean"},
+            deactivated={"type": "boolean"},
+            exists={"type": "boolean"},
+            protected={
+                "type": "boolean",
+                "description": "a server admin or the bot: never acted on",
+            },
+            probation_until_ts=nullable("integer"),
+        ),
+        "AccountListing": obj(
+            ("filter", "count", "truncated", "accounts"),
+            filter={"type": "object"},
+            count=INTEGER,
+            truncated={"type": "boolean"},
+            accounts=array(ref("ListedAccount")),
+        ),
+        "AccountActionRequest": obj(
+            ("filter", "action"),
+            filter=ref("AccountFilter"),
+            action={"enum": ["lock", "unlock", "suspend", "unsuspend", "deactivate"]},
+            dry_run={"type": "boolean", "description": "default true"},
+            confirm={"type": "string", "description": "the `confirm` of the dry run"},
+        ),
+        "AccountAction": obj(
+            ("action", "dry_run", "matched", "affected", "skipped", "confirm"),
+            action=STRING,
+            dry_run={"type": "boolean"},
+            filter={"type": "object"},
+            matched=INTEGER,
+            affected=array(STRING),
+            skipped=array(obj(("user_id", "why"), user_id=STRING, why=STRING)),
+            failed=array(obj(("user_id", "error"), user_id=STRING, error=STRING)),
+            confirm=STRING,
         ),
         "Ban": obj(
             ("id", "kind", "match", "reason", "expires_ts", "active", "created_by", "created_ts"),
