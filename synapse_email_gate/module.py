@@ -28,9 +28,11 @@ from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.rooms import PolicyRooms
+from synapse_email_gate.policy.surge import SurgeMode
 from synapse_email_gate.policy.sync import PolicySync
 from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
@@ -38,7 +40,7 @@ from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.dns_checks import dns_checks
 from synapse_email_gate.requests.registration import RegistrationHooks
-from synapse_email_gate.requests.service import RequestService
+from synapse_email_gate.requests.service import RequestService, domain_bucket_key
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
@@ -51,6 +53,7 @@ from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.surge import SurgeStore
 from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -160,9 +163,23 @@ class EmailGate:
             page_base_url,
             self._policy_rooms,
         )
-        self._room = self._moderation_room(moderation_service, moderators, state)
+        self._surge_mode = SurgeMode(SurgeStore(db), api.get_current_time_msec)
+        surge = SurgeService(
+            api,
+            config.surge,
+            config.challenge.difficulty,
+            SurgeStore(db),
+            self._surge_mode,
+            self._policy,
+            tell=self._tell_moderators,
+        )
+        self._room = self._moderation_room(moderation_service, moderators, state, surge)
         challenges = ChallengeGate(
-            api, config.challenge, state, on_demand=config.dnsbl.uses("challenge")
+            api,
+            config.challenge,
+            state,
+            on_demand=config.dnsbl.uses("challenge"),
+            surge=self._surge_mode,
         )
         dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
         self._service = RequestService(
@@ -172,11 +189,18 @@ class EmailGate:
             self._delivery,
             requests,
             IntakeStore(db),
-            IssueStore(db, lambda: self._policy.current.email_ban),
+            IssueStore(
+                db,
+                lambda: self._policy.current.email_ban,
+                domain_bucket_key(
+                    config.privacy.hash_secret if config.privacy.hash_emails else None
+                ),
+            ),
             on_pending=self._room.announce_pending if self._room is not None else None,
             dnsbl=dnsbl,
             mail_domains=mail_domains,
             challenges=challenges,
+            surge=self._surge_mode,
         )
         pages = RequestHandlers(
             api,
@@ -207,6 +231,7 @@ class EmailGate:
             moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
+            surge=surge,
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))
@@ -227,6 +252,9 @@ class EmailGate:
                 desc="email_gate_policy_rooms",
                 run_on_all_instances=True,
             )
+        api.looping_background_call(
+            self._when_schema(surge.check), config.surge.check_interval_ms, desc="email_gate_surge"
+        )
         housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
             self._when_schema(housekeeping.purge),
@@ -242,7 +270,11 @@ class EmailGate:
             raise ConfigError(f"email_gate: {e.msg}", e.path) from e
 
     def _moderation_room(
-        self, service: ModerationService, moderators: Moderators, state: StateStore
+        self,
+        service: ModerationService,
+        moderators: Moderators,
+        state: StateStore,
+        surge: SurgeService,
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -254,6 +286,7 @@ class EmailGate:
             moderators,
             state,
             self._config.command_prefix,
+            surge=surge,
         )
         room.register()
         return room
@@ -315,10 +348,18 @@ class EmailGate:
 
         return wrapped
 
+    async def _tell_moderators(self, text: str) -> None:
+        """Tell the moderators about a surge switch: in the moderation room."""
+        if self._room is not None:
+            await self._room.announce(text)
+        else:
+            logger.info("no moderation room to tell: %s", text)
+
     async def _check_policy(self) -> None:
         file_loaded = self._policy.check()
         if not await self._schema_ready():
             return
+        await self._surge_mode.refresh()
         followed = await self._policy_sync.follow()
         # One process revokes what a changed policy_file bans; a change made
         # through the admin API was revoked by the process that made it, and

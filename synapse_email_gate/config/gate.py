@@ -20,6 +20,7 @@ from synapse_email_gate.config.dns import DnsblConfig, DnsConfig, MailDomainConf
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
+from synapse_email_gate.config.surge import SurgeConfig
 from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, syntax_problem
@@ -178,6 +179,7 @@ class GateConfig:
     dns: DnsConfig = DnsConfig()
     dnsbl: DnsblConfig = DnsblConfig()
     mail_domain_check: MailDomainConfig = MailDomainConfig()
+    surge: SurgeConfig = SurgeConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -214,6 +216,7 @@ class GateConfig:
             dns=DnsConfig.from_section(section.section("dns")),
             dnsbl=DnsblConfig.from_section(section.section("dnsbl")),
             mail_domain_check=MailDomainConfig.from_section(section.section("mail_domain_check")),
+            surge=SurgeConfig.from_section(section.section("surge")),
         )
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")

@@ -18,6 +18,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.web.http import (
     MAX_JSON_INT,
     JsonProblem,
@@ -44,8 +45,10 @@ class AdminHandlers:
         service: ModerationService,
         page: jinja2.Template,
         page_vars: dict[str, object],
+        surge: SurgeService | None = None,
     ) -> None:
         self._api = api
+        self._surge = surge
         self._moderators = moderators
         self._service = service
         self._page = page.render(**page_vars)
@@ -179,6 +182,23 @@ class AdminHandlers:
             raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
         return 200, {"status": "reloaded", "message": result.message, "revoked": result.revoked}
 
+    async def surge_status(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._surge_service().status()
+
+    async def surge_switch(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        """`{"on": true, "mode": ..., "duration": ...}` or `{"on": false}`."""
+        on = b.get("on")
+        if not isinstance(on, bool):
+            raise AdminError(400, "M_INVALID_PARAM", "on must be true or false")
+        if on:
+            return 200, await self._surge_service().switch_on(a, b.get("mode"), b.get("duration"))
+        return 200, await self._surge_service().switch_off(a)
+
+    def _surge_service(self) -> SurgeService:
+        if self._surge is None:
+            raise AdminError(404, "M_NOT_FOUND", "the surge switch is not available")
+        return self._surge
+
     async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
@@ -252,6 +272,8 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),
     AdminRoute("POST", "reload", AdminHandlers.reload),
     AdminRoute("GET", "audit", AdminHandlers.audit),
+    AdminRoute("GET", "surge", AdminHandlers.surge_status),
+    AdminRoute("POST", "surge", AdminHandlers.surge_switch),
 )
 
 
