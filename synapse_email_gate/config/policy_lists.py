@@ -43,13 +43,15 @@ DEFAULT_PER_IP = Bucket(burst=5, per_second=5 / 3600)
 DEFAULT_PER_EMAIL = Bucket(burst=2, per_second=1 / 3600)
 DEFAULT_GLOBAL = Bucket(burst=100, per_second=0.5)
 # Unless set, the limit per mail domain (its registrable part) is half the global
-# one: no single domain, however big, can take more than half of what the server
-# hands out, and the biggest free-mail provider is never held back on a normal
-# server. The limit per network (an IPv4 /24, an IPv6 /48) is ten clients' worth
-# of `per_ip`: room for a campus or a carrier NAT, not for a range rotated through.
-# Both follow the limit they derive from when only that one is changed.
+# one: no single domain, however big, takes more than half of what the server hands
+# out. The limit per network (an IPv4 /24, an IPv6 /48) is ten clients' worth of
+# `per_ip`: room for a campus or a carrier NAT, not for a range rotated through.
+# Neither is ever below FLOOR (50 at once, then 50 an hour), so a server with small
+# limits is not held back by these two. Both follow the limit they derive from
+# when only that one is changed.
 DOMAIN_SHARE_OF_GLOBAL = 0.5
 NETWORK_CLIENTS = 10
+FLOOR = Bucket(burst=50, per_second=50 / 3600)
 DEFAULT_IPV4_NETWORK_PREFIX = 24
 DEFAULT_IPV6_NETWORK_PREFIX = 48
 # The web finish page, per person (their address, not the server's): 5 attempts
@@ -147,14 +149,15 @@ class RateLimits:
 
 def _domain_limit(global_: Bucket) -> Bucket:
     return Bucket(
-        burst=max(1, int(global_.burst * DOMAIN_SHARE_OF_GLOBAL)),
-        per_second=global_.per_second * DOMAIN_SHARE_OF_GLOBAL,
+        burst=max(FLOOR.burst, int(global_.burst * DOMAIN_SHARE_OF_GLOBAL)),
+        per_second=max(FLOOR.per_second, global_.per_second * DOMAIN_SHARE_OF_GLOBAL),
     )
 
 
 def _network_limit(per_ip: Bucket) -> Bucket:
     return Bucket(
-        burst=per_ip.burst * NETWORK_CLIENTS, per_second=per_ip.per_second * NETWORK_CLIENTS
+        burst=max(FLOOR.burst, per_ip.burst * NETWORK_CLIENTS),
+        per_second=max(FLOOR.per_second, per_ip.per_second * NETWORK_CLIENTS),
     )
 
 

@@ -88,9 +88,13 @@ def limits(raw: dict[str, Any]) -> Any:
 def test_domain_and_network_limits_follow_global_and_per_ip_unless_set() -> None:
     default = parse({}).policy.rate_limits
     assert default is None  # nothing written: RateLimits() defaults apply
-    derived = limits({"per_ip": {"burst": 3, "per_second": 0.01}, "global": {"burst": 40}})
-    assert derived.network_limit == Bucket(30, 0.1)
-    assert derived.email_domain_limit == Bucket(20, 0.25)
+    derived = limits({"per_ip": {"burst": 30, "per_second": 0.01}, "global": {"burst": 400}})
+    assert derived.network_limit == Bucket(300, 0.1)
+    assert derived.email_domain_limit == Bucket(200, 0.25)
+    # Never below 50 at once and 50 an hour.
+    small = limits({"per_ip": {"burst": 1, "per_second": 0}, "global": {"burst": 4}})
+    assert small.network_limit == Bucket(50, 50 / 3600)
+    assert small.email_domain_limit == Bucket(50, 0.25)
     assert (derived.ipv4_network_prefix, derived.ipv6_network_prefix) == (24, 48)
     given = limits(
         {
@@ -112,8 +116,8 @@ def test_a_policy_file_layer_changes_only_what_it_writes() -> None:
     assert merged.network_limit == Bucket(9, 1.0)
     assert merged.ipv4_network_prefix == 20
     # A layer changing per_ip moves a derived network limit with it.
-    follows = limits({"per_ip": {"burst": 1}}).over(limits({}))
-    assert follows.network_limit.burst == 10
+    follows = limits({"per_ip": {"burst": 8}}).over(limits({}))
+    assert follows.network_limit.burst == 80
 
 
 @pytest.mark.parametrize(
