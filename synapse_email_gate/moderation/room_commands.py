@@ -197,12 +197,14 @@ async def _surge(surge: SurgeService, actor: str, args: list[str], p: str) -> st
     if not args:
         return _surge_state(await surge.status())
     if args[0] == "off" and len(args) == 1:
-        return "Surge switch " + _surge_state(await surge.switch_off(actor))
+        return "Surge switch " + _surge_state(await surge.switch_off(actor, tell=False))
     if args[0] == "on" and len(args) <= 3:
         mode = next((a for a in args[1:] if a in SURGE_MODES), None)
         durations = [a for a in args[1:] if a not in SURGE_MODES]
         duration = durations[0] if durations else None
-        return "Surge switch " + _surge_state(await surge.switch_on(actor, mode, duration))
+        return "Surge switch " + _surge_state(
+            await surge.switch_on(actor, mode, duration, tell=False)
+        )
     raise UsageError(f"Usage: {p} surge [on [challenge|approval] [DURATION] | off]")
 
 

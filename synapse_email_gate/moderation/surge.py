@@ -92,22 +92,25 @@ class SurgeService:
         if new is not None:
             await self._write(state, new, AUTOMATIC, _counts_text(counts, self._config))
 
-    async def switch_on(self, actor: str, mode: object, duration: object) -> dict[str, Any]:
-        """A moderator switches the surge on for `duration` (default: the hold)."""
+    async def switch_on(
+        self, actor: str, mode: object, duration: object, *, tell: bool = True
+    ) -> dict[str, Any]:
+        """A moderator switches the surge on for `duration` (default: the hold).
+        `tell=False`: the switch was made in the moderation room, which sees the answer."""
         chosen = self._config.mode if mode is None else mode
         if chosen not in rules.MODES:
             raise bad(f"mode must be one of {', '.join(rules.MODES)}")
         duration_ms = self._config.hold_ms if duration is None else _duration(duration)
         now = self._now()
         new = rules.switched_on(str(chosen), self._level, rules.MANUAL, "", now, now + duration_ms)
-        await self._write(None, new, actor, f"for {format_duration(duration_ms)}")
+        await self._write(None, new, actor, f"for {format_duration(duration_ms)}", tell)
         return self.describe(new)
 
-    async def switch_off(self, actor: str) -> dict[str, Any]:
+    async def switch_off(self, actor: str, *, tell: bool = True) -> dict[str, Any]:
         """A moderator switches it off; no automatic switch-on for the hold after."""
         now = self._now()
         new = rules.switched_off(self._mode.state, rules.MANUAL, now, self._config.hold_ms)
-        await self._write(None, new, actor, "")
+        await self._write(None, new, actor, "", tell)
         return self.describe(new)
 
     async def status(self) -> dict[str, Any]:
@@ -138,7 +141,12 @@ class SurgeService:
         }
 
     async def _write(
-        self, expected: SurgeState | None, new: SurgeState, actor: str, detail: str
+        self,
+        expected: SurgeState | None,
+        new: SurgeState,
+        actor: str,
+        detail: str,
+        tell: bool = True,
     ) -> None:
         written = await self._store.switch(expected, new, actor, detail)
         if written is None:
@@ -150,7 +158,7 @@ class SurgeService:
         metrics.surge_state(server, written.mode)
         metrics.surge_switched(server, written.on, written.cause)
         logger.warning("surge: %s by %s (%s)", describe_switch(written), actor, detail)
-        if self._tell is not None:
+        if tell and self._tell is not None:
             await self._tell(f"Surge switch: {describe_switch(written)} by {actor}. {detail}")
 
 

@@ -10,6 +10,7 @@ comes first, while nothing else has been asked.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -161,20 +162,22 @@ def test_a_wave_from_one_network_switches_on_the_harder_challenge_and_back(
     )
     assert state["cause"] == "calm"
     assert ask(synapse, "afterwave", "203.0.113.3").status == 202
-    assert wait_for_bot_line(mod, room, "Surge switch: off (calm)")
+    assert wait_for_bot_line(mod, room, re.escape("Surge switch: off (calm)"))
     assert ("surge.off", "surge (automatic)") in audit_actions(synapse, admin_token)
     samples = scrape(synapse)
     assert value(samples, "synapse_email_gate_surge_on", mode="challenge") == 0
 
 
 def test_moderators_switch_approval_on_and_off_through_the_admin_api(
-    synapse: SynapseServer, admin_token: str, mod: MatrixUser, mailbox: SmtpCatcher
+    synapse: SynapseServer, admin_token: str, mod: MatrixUser, room: str, mailbox: SmtpCatcher
 ) -> None:
     answer = switch(synapse, mod.access_token, {"on": True, "mode": "approval", "duration": "5m"})
     assert answer.status == 200, answer
     state = answer.json()
     assert (state["on"], state["mode"], state["cause"]) == (True, "approval", "manual")
     assert state["until_ts"] - state["since_ts"] == 300_000
+    told = wait_for_bot_line(mod, room, re.escape("ON: approval required (manual)"))
+    assert "by @mod:test.local" in told, told
 
     # New requests now wait for a moderator: the address is confirmed first.
     assert ask(synapse, "inapproval", "203.0.113.10").status == 202
@@ -244,3 +247,46 @@ def test_the_cli_switches_the_surge(synapse: SynapseServer, admin_token: str) ->
     assert request_outcome(synapse, "clisurge") == ("verifying", None)
     assert "surge: off" in ok(cli(synapse, admin_token, "surge", "off"))
     assert surge(synapse, admin_token)["on"] is False
+
+
+def test_a_wave_from_one_mail_domain_sends_requests_to_approval(
+    make_synapse: Any, synapse_db: str, smtp: SmtpCatcher
+) -> None:
+    server = make_synapse(
+        {
+            "trusted_proxies": ["127.0.0.1"],
+            "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
+            "surge": {
+                "enabled": True,
+                "window": "10s",
+                "threshold": 0,
+                "per_domain_threshold": 5,
+                "per_network_threshold": 0,
+                "mode": "approval",
+                "hold": "1m",
+                "check_interval": "1s",
+            },
+        },
+        db=synapse_db,
+        metrics=True,
+    )
+    token = server.register_admin("ops", "ops-password-1")
+    # Rotated mailboxes and subdomains of one domain, from addresses all over.
+    for i in range(5):
+        answer = ask_from(server, f"dwave{i}", f"u{i}@mx{i}.wave.example", f"10.{i}.1.1")
+        assert answer.status == 202, answer
+    state = wait_until(lambda: (s := surge(server, token))["on"] and s, "the surge to switch on")
+    assert (state["mode"], state["cause"], state["scope"]) == ("approval", "domain", "wave.example")
+    assert state["level"] is None
+    # Every new request now waits for a moderator, whatever its domain.
+    assert ask_from(server, "dlater", "someone@calm.example", "10.99.1.1").status == 202
+    assert request_outcome(server, "dlater") == ("verifying", None)
+    assert (
+        value(
+            scrape(server),
+            "synapse_email_gate_surge_switches_total",
+            direction="on",
+            cause="domain",
+        )
+        == 1
+    )
