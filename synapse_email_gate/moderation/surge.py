@@ -92,6 +92,22 @@ class SurgeService:
         if new is not None:
             await self._write(state, new, AUTOMATIC, _counts_text(counts, self._config))
 
+    async def switch(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST admin/surge`: `{"on": true, "mode": ..., "duration": ...}` or
+        `{"on": false}`; every field given is checked, also those `off` ignores."""
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise bad("on must be true or false")
+        mode = body.get("mode")
+        if "mode" in body and mode not in rules.MODES:
+            raise bad(f"mode must be one of {', '.join(rules.MODES)}")
+        duration = body.get("duration")
+        if "duration" in body:
+            _duration(duration)
+        if on:
+            return await self.switch_on(actor, mode, duration)
+        return await self.switch_off(actor)
+
     async def switch_on(
         self, actor: str, mode: object, duration: object, *, tell: bool = True
     ) -> dict[str, Any]:
@@ -179,6 +195,8 @@ def _domain_of(address: str) -> str | None:
 
 
 def _duration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise bad("duration must be a duration like 30m or 2h, or a number of seconds")
     try:
         ms = parse_duration_ms(value)
     except (ValueError, TypeError) as e:

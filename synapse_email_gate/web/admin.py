@@ -186,13 +186,7 @@ class AdminHandlers:
         return 200, await self._surge_service().status()
 
     async def surge_switch(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
-        """`{"on": true, "mode": ..., "duration": ...}` or `{"on": false}`."""
-        on = b.get("on")
-        if not isinstance(on, bool):
-            raise AdminError(400, "M_INVALID_PARAM", "on must be true or false")
-        if on:
-            return 200, await self._surge_service().switch_on(a, b.get("mode"), b.get("duration"))
-        return 200, await self._surge_service().switch_off(a)
+        return 200, await self._surge_service().switch(a, b)
 
     def _surge_service(self) -> SurgeService:
         if self._surge is None:

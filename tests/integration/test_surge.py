@@ -202,6 +202,8 @@ def test_moderators_switch_approval_on_and_off_through_the_admin_api(
         ({"on": True, "mode": "lockdown"}, "mode must be one of"),
         ({"on": True, "duration": "forever"}, "duration"),
         ({"on": True, "duration": "30d"}, "at most 7d"),
+        ({"on": False, "duration": {}}, "duration must be"),
+        ({"on": False, "mode": None}, "mode must be one of"),
     ],
 )
 def test_bad_switches_are_refused_with_the_problem_named(
