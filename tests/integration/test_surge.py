@@ -241,8 +241,13 @@ def test_the_room_command_switches_the_surge(
 
 
 def test_the_cli_switches_the_surge(synapse: SynapseServer, admin_token: str) -> None:
-    on = as_json(cli(synapse, admin_token, "--json", "surge", "on", "--mode", "approval"))
+    on = as_json(
+        cli(
+            synapse, admin_token, "--json", "surge", "on", "--mode", "approval", "--duration", "10m"
+        )
+    )
     assert (on["on"], on["mode"], on["cause"]) == (True, "approval", "manual")
+    assert on["until_ts"] - on["since_ts"] == 600_000
     shown = ok(cli(synapse, admin_token, "surge", "status"))
     assert "ON: approval required" in shown and "manual" in shown, shown
     assert ask(synapse, "clisurge", "203.0.113.30").status == 202
