@@ -29,7 +29,14 @@ class Housekeeping:
         limits = self._policy.current.rate_limits
         times = [
             bucket.burst / bucket.per_second * 1000
-            for bucket in (limits.per_ip, limits.per_email, limits.global_, limits.web_registration)
+            for bucket in (
+                limits.per_ip,
+                limits.per_email,
+                limits.global_,
+                limits.web_registration,
+                limits.email_domain_limit,
+                limits.network_limit,
+            )
             if bucket.per_second > 0
         ]
         return int(min(max(times, default=_MAX_REFILL_MS), _MAX_REFILL_MS))

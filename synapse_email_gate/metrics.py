@@ -255,3 +255,30 @@ def probation_refused(server_name: str, what: str) -> None:
 
 def account_changed(server_name: str, action: str) -> None:
     ACCOUNT_ACTIONS.labels(action=action, server_name=server_name).inc()
+
+
+SURGE_ON = _make(
+    Gauge,
+    "surge_on",
+    "1 while the surge switch is on in this mode (challenge, approval), else 0; set by"
+    " the process that measures the rate and by the one a moderator switched on.",
+    ("mode",),
+)
+SURGE_SWITCHES = _make(
+    Counter,
+    "surge_switches",
+    "Surge switches, by direction (on, off) and cause (overall, domain, network, manual,"
+    " calm, expired).",
+    ("direction", "cause"),
+)
+
+
+def surge_state(server_name: str, mode: str) -> None:
+    for each in ("challenge", "approval"):
+        SURGE_ON.labels(mode=each, server_name=server_name).set(1 if mode == each else 0)
+
+
+def surge_switched(server_name: str, on: bool, cause: str) -> None:
+    SURGE_SWITCHES.labels(
+        direction="on" if on else "off", cause=cause, server_name=server_name
+    ).inc()

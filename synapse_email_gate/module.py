@@ -31,9 +31,11 @@ from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.rooms import PolicyRooms
+from synapse_email_gate.policy.surge import SurgeMode
 from synapse_email_gate.policy.sync import PolicySync
 from synapse_email_gate.requests import log_redaction, outcomes
 from synapse_email_gate.requests.after_registration import AfterRegistration
@@ -41,7 +43,7 @@ from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.dns_checks import dns_checks
 from synapse_email_gate.requests.registration import RegistrationHooks
-from synapse_email_gate.requests.service import RequestService
+from synapse_email_gate.requests.service import RequestService, domain_bucket_key
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.accounts import AccountStore
@@ -55,6 +57,7 @@ from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.surge import SurgeStore
 from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -179,9 +182,23 @@ class EmailGate:
             SynapseAccounts(api),
             f"@{config.bot_localpart}:{api.server_name}",
         )
-        self._room = self._moderation_room(moderation_service, accounts, moderators, state)
+        self._surge_mode = SurgeMode(SurgeStore(db), api.get_current_time_msec)
+        surge = SurgeService(
+            api,
+            config.surge,
+            config.challenge.difficulty,
+            SurgeStore(db),
+            self._surge_mode,
+            self._policy,
+            tell=self._tell_moderators,
+        )
+        self._room = self._moderation_room(moderation_service, accounts, moderators, state, surge)
         challenges = ChallengeGate(
-            api, config.challenge, state, on_demand=config.dnsbl.uses("challenge")
+            api,
+            config.challenge,
+            state,
+            on_demand=config.dnsbl.uses("challenge"),
+            surge=self._surge_mode,
         )
         dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
         self._service = RequestService(
@@ -191,11 +208,18 @@ class EmailGate:
             self._delivery,
             requests,
             IntakeStore(db),
-            IssueStore(db, lambda: self._policy.current.email_ban),
+            IssueStore(
+                db,
+                lambda: self._policy.current.email_ban,
+                domain_bucket_key(
+                    config.privacy.hash_secret if config.privacy.hash_emails else None
+                ),
+            ),
             on_pending=self._room.announce_pending if self._room is not None else None,
             dnsbl=dnsbl,
             mail_domains=mail_domains,
             challenges=challenges,
+            surge=self._surge_mode,
         )
         pages = RequestHandlers(
             api,
@@ -227,6 +251,7 @@ class EmailGate:
             accounts,
             admin_page,
             kit.admin_variables(),
+            surge=surge,
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))
@@ -255,6 +280,9 @@ class EmailGate:
                 run_on_all_instances=True,
             )
         api.looping_background_call(
+            self._when_schema(surge.check), config.surge.check_interval_ms, desc="email_gate_surge"
+        )
+        api.looping_background_call(
             self._when_schema(housekeeping.scheduled_purge),
             config.retention.purge_interval_ms,
             desc="email_gate_purge",
@@ -273,6 +301,7 @@ class EmailGate:
         accounts: AccountService,
         moderators: Moderators,
         state: StateStore,
+        surge: SurgeService,
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -285,6 +314,7 @@ class EmailGate:
             state,
             self._config.command_prefix,
             accounts,
+            surge=surge,
         )
         room.register()
         return room
@@ -347,10 +377,18 @@ class EmailGate:
 
         return wrapped
 
+    async def _tell_moderators(self, text: str) -> None:
+        """Tell the moderators about a surge switch: in the moderation room."""
+        if self._room is not None:
+            await self._room.announce(text)
+        else:
+            logger.info("no moderation room to tell: %s", text)
+
     async def _check_policy(self) -> None:
         file_loaded = self._policy.check()
         if not await self._schema_ready():
             return
+        await self._surge_mode.refresh()
         followed = await self._policy_sync.follow()
         # One process revokes what a changed policy_file bans; a change made
         # through the admin API was revoked by the process that made it, and

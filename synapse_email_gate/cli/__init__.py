@@ -164,6 +164,19 @@ class _Tree:
         return parser
 
 
+def _surge(tree: _Tree, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    surge = tree.group(commands, "surge", "the surge switch (docs/moderation.md#surge)")
+    tree.leaf(surge, "status", cmd.surge_status, "on or off, the mode, why, until when")
+    on = tree.leaf(surge, "on", cmd.surge_on, "switch it on by hand, on every process")
+    on.add_argument(
+        "--mode", choices=("challenge", "approval"), help="default: the configured surge.mode"
+    )
+    on.add_argument(
+        "--duration", metavar="DURATION", help="45s, 15m, 24h, 7d (default: surge.hold)"
+    )
+    tree.leaf(surge, "off", cmd.surge_off, "switch it off (no automatic switch-on for the hold)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Declared as the base class: subcommands are made with type(parser) at run time.
     parser: argparse.ArgumentParser = _Parser(
@@ -223,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument(
         "--older-than", metavar="AGE", help="requests older than this go too (30d; at least 1h)"
     )
+    _surge(tree, commands)
     audit = tree.leaf(
         commands, "audit", cmd.audit, "the audit log of moderator actions, newest first"
     )

@@ -406,6 +406,26 @@ def audit(ctx: Context) -> int:
     return _listing(ctx, answer, "entries", fmt.AUDIT_COLUMNS, "The audit log is empty.")
 
 
+def surge_status(ctx: Context) -> int:
+    answer = ctx.api.get("surge")
+    return show(ctx, answer, lambda: fmt.surge(answer))
+
+
+def surge_on(ctx: Context) -> int:
+    body: dict[str, Any] = {"on": True}
+    if ctx.args.mode is not None:
+        body["mode"] = ctx.args.mode
+    if ctx.args.duration is not None:
+        body["duration"] = ctx.args.duration
+    answer = ctx.api.post("surge", body)
+    return show(ctx, answer, lambda: fmt.surge(answer))
+
+
+def surge_off(ctx: Context) -> int:
+    answer = ctx.api.post("surge", {"on": False})
+    return show(ctx, answer, lambda: fmt.surge(answer))
+
+
 # --- check-config -------------------------------------------------------------------------
 
 

@@ -336,3 +336,26 @@ MODERATOR_COLUMNS: list[Column] = [
     ("ADDED BY", lambda m: m.get("added_by")),
     ("ADDED", lambda m: when(m.get("added_ts"))),
 ]
+
+
+def surge(state: object) -> str:
+    """`GET/POST admin/surge`, for a person."""
+    if not isinstance(state, dict):
+        return clean(state)
+    if not state.get("on"):
+        last = f" (last switch: {clean(state.get('cause'))})" if state.get("cause") else ""
+        return f"surge: off{last}"
+    what = (
+        f"challenge at {clean(state.get('level'))} bits"
+        if state.get("mode") == "challenge"
+        else "approval required"
+    )
+    why = clean(state.get("cause")) + (f" {clean(state['scope'])}" if state.get("scope") else "")
+    return fields(
+        [
+            ("surge", f"ON: {what}"),
+            ("cause", why),
+            ("since", when(state.get("since_ts"))),
+            ("until", when(state.get("until_ts"))),
+        ]
+    )

@@ -21,6 +21,7 @@ from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.probation import ProbationConfig
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
+from synapse_email_gate.config.surge import SurgeConfig
 from synapse_email_gate.rules.addresses import InvalidEmail, parse_email
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.moderator_entries import entry_problem, syntax_problem
@@ -180,6 +181,7 @@ class GateConfig:
     dnsbl: DnsblConfig = DnsblConfig()
     mail_domain_check: MailDomainConfig = MailDomainConfig()
     probation: ProbationConfig = ProbationConfig()
+    surge: SurgeConfig = SurgeConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -217,6 +219,7 @@ class GateConfig:
             dnsbl=DnsblConfig.from_section(section.section("dnsbl")),
             mail_domain_check=MailDomainConfig.from_section(section.section("mail_domain_check")),
             probation=ProbationConfig.from_section(section.section("probation")),
+            surge=SurgeConfig.from_section(section.section("surge")),
         )
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")

@@ -42,6 +42,18 @@ class Bucket:
 DEFAULT_PER_IP = Bucket(burst=5, per_second=5 / 3600)
 DEFAULT_PER_EMAIL = Bucket(burst=2, per_second=1 / 3600)
 DEFAULT_GLOBAL = Bucket(burst=100, per_second=0.5)
+# Unless set, the limit per mail domain (its registrable part) is half the global
+# one: no single domain, however big, takes more than half of what the server hands
+# out. The limit per network (an IPv4 /24, an IPv6 /48) is ten clients' worth of
+# `per_ip`: room for a campus or a carrier NAT, not for a range rotated through.
+# Neither is ever below FLOOR (50 at once, then 50 an hour), so a server with small
+# limits is not held back by these two. Both follow the limit they derive from
+# when only that one is changed.
+DOMAIN_SHARE_OF_GLOBAL = 0.5
+NETWORK_CLIENTS = 10
+FLOOR = Bucket(burst=50, per_second=50 / 3600)
+DEFAULT_IPV4_NETWORK_PREFIX = 24
+DEFAULT_IPV6_NETWORK_PREFIX = 48
 # The web finish page, per person (their address, not the server's): 5 attempts
 # that reach Synapse at once, then one every 10 minutes.
 DEFAULT_WEB_REGISTRATION = Bucket(burst=5, per_second=1 / 600)
@@ -53,7 +65,11 @@ _BUCKETS = {
     "per_email": "per_email",
     "global": "global_",
     "web_registration": "web_registration",
+    "per_email_domain": "per_email_domain",
+    "per_network": "per_network",
 }
+# Config keys of the prefix lengths that make a network for `per_network`.
+_PREFIXES = ("ipv4_network_prefix", "ipv6_network_prefix")
 
 
 @attrs.frozen
@@ -62,6 +78,11 @@ class RateLimits:
     per_email: Bucket = DEFAULT_PER_EMAIL
     global_: Bucket = DEFAULT_GLOBAL
     web_registration: Bucket = DEFAULT_WEB_REGISTRATION
+    # None: derived (`email_domain_limit`, `network_limit`).
+    per_email_domain: Bucket | None = None
+    per_network: Bucket | None = None
+    ipv4_network_prefix: int = DEFAULT_IPV4_NETWORK_PREFIX
+    ipv6_network_prefix: int = DEFAULT_IPV6_NETWORK_PREFIX
     # The (bucket, value) pairs the section wrote, e.g. ("global", "burst"); the
     # other values are the defaults here, and keep the lower layer's in `over`.
     given: frozenset[tuple[str, str]] = attrs.field(default=frozenset(), eq=False)
@@ -73,12 +94,23 @@ class RateLimits:
             raw = section.raw(name)
             if isinstance(raw, Mapping):
                 given |= {(name, value) for value in ("burst", "per_second") if value in raw}
+        given |= {(name, "") for name in _PREFIXES if section.raw(name) is not None}
+        per_ip = Bucket.from_section(section.section("per_ip"), DEFAULT_PER_IP)
+        global_ = Bucket.from_section(section.section("global"), DEFAULT_GLOBAL)
         limits = RateLimits(
-            per_ip=Bucket.from_section(section.section("per_ip"), DEFAULT_PER_IP),
+            per_ip=per_ip,
             per_email=Bucket.from_section(section.section("per_email"), DEFAULT_PER_EMAIL),
-            global_=Bucket.from_section(section.section("global"), DEFAULT_GLOBAL),
+            global_=global_,
             web_registration=Bucket.from_section(
                 section.section("web_registration"), DEFAULT_WEB_REGISTRATION
+            ),
+            per_email_domain=_derived_bucket(section, "per_email_domain", global_, _domain_limit),
+            per_network=_derived_bucket(section, "per_network", per_ip, _network_limit),
+            ipv4_network_prefix=section.integer(
+                "ipv4_network_prefix", DEFAULT_IPV4_NETWORK_PREFIX, minimum=8, maximum=32
+            ),
+            ipv6_network_prefix=section.integer(
+                "ipv6_network_prefix", DEFAULT_IPV6_NETWORK_PREFIX, minimum=16, maximum=128
             ),
             given=frozenset(given),
         )
@@ -89,12 +121,54 @@ class RateLimits:
         """`lower` with the values this layer wrote replaced, value by value."""
         merged = lower
         for name, value in sorted(self.given):
+            if name in _PREFIXES:
+                merged = attrs.evolve(merged, **{name: getattr(self, name)})
+                continue
             attribute = _BUCKETS[name]
-            bucket = attrs.evolve(
-                getattr(merged, attribute), **{value: getattr(getattr(self, attribute), value)}
-            )
+            base = getattr(merged, attribute)
+            if base is None:  # derived so far: from the merged limit it follows
+                base = (
+                    merged.email_domain_limit
+                    if name == "per_email_domain"
+                    else merged.network_limit
+                )
+            bucket = attrs.evolve(base, **{value: getattr(getattr(self, attribute), value)})
             merged = attrs.evolve(merged, **{attribute: bucket})
         return attrs.evolve(merged, given=lower.given | self.given)
+
+    @property
+    def email_domain_limit(self) -> Bucket:
+        """The limit per mail domain in force: `per_email_domain`, or half the global."""
+        return self.per_email_domain or _domain_limit(self.global_)
+
+    @property
+    def network_limit(self) -> Bucket:
+        """The limit per network in force: `per_network`, or ten clients' `per_ip`."""
+        return self.per_network or _network_limit(self.per_ip)
+
+
+def _domain_limit(global_: Bucket) -> Bucket:
+    return Bucket(
+        burst=max(FLOOR.burst, int(global_.burst * DOMAIN_SHARE_OF_GLOBAL)),
+        per_second=max(FLOOR.per_second, global_.per_second * DOMAIN_SHARE_OF_GLOBAL),
+    )
+
+
+def _network_limit(per_ip: Bucket) -> Bucket:
+    return Bucket(
+        burst=max(FLOOR.burst, per_ip.burst * NETWORK_CLIENTS),
+        per_second=max(FLOOR.per_second, per_ip.per_second * NETWORK_CLIENTS),
+    )
+
+
+def _derived_bucket(
+    section: Section, name: str, source: Bucket, derive: Callable[[Bucket], Bucket]
+) -> Bucket | None:
+    """The bucket `name` as written (values it leaves out derived from `source`), or
+    None when the section does not write it."""
+    if not section.has(name):
+        return None
+    return Bucket.from_section(section.section(name), derive(source))
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ from synapse_email_gate.moderation import room_commands
 from synapse_email_gate.moderation.accounts import AccountService
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
 from synapse_email_gate.storage.requests import PendingRequest
@@ -46,11 +47,12 @@ class ModerationRoom:
         state: StateStore,
         prefix: str = room_commands.PREFIX,
         accounts: AccountService | None = None,
+        surge: SurgeService | None = None,
     ) -> None:
         self._api = api
         self._room = room
         self._bot = f"@{bot_localpart}:{api.server_name}"
-        self._commands = room_commands.RoomCommands(service, prefix, accounts=accounts)
+        self._commands = room_commands.RoomCommands(service, prefix, accounts=accounts, surge=surge)
         self._moderators = moderators
         self._state = state
         self._room_id: str | None = room if room.startswith("!") else None
@@ -214,6 +216,18 @@ class ModerationRoom:
                 "content": {"msgtype": "m.notice", "body": text},
             }
         )
+
+    async def announce(self, text: str) -> None:
+        """Post `text` to the moderation room, if it is safe to talk there (logged if not)."""
+        try:
+            room_id = await self._resolve_room()
+            problems = [] if room_id is None else await self.problems(room_id)
+            if problems:
+                logger.warning("moderation room: message not posted: %s", problems)
+                return
+            await self.say(text)
+        except Exception:
+            logger.exception("moderation room: could not post a message")
 
     async def announce_pending(self, pending: PendingRequest) -> None:
         request_id = pending.request_id

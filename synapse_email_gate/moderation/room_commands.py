@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from synapse_email_gate.config.durations import format_utc
 from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
 from synapse_email_gate.moderation.service import (
     DELETE_ALL_CONFIRMATION,
     AdminError,
     ModerationService,
 )
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.rules.rooms import mask_ban, mask_email, mask_ip
+from synapse_email_gate.rules.surge import MODES as SURGE_MODES
 
 PREFIX = "!gate"
 # How long the phrase that confirms `token delete-all` works.
@@ -63,6 +66,10 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} why NAME                          which bans refuse a username (local and policy rooms)
 {p} purge [AGE]                       the retention purge now, AGE (30d) tightening it: counts
                                         first, then asks for a confirmation (server admins only)
+{p} surge                             the surge switch: on or off, why, until when
+{p} surge on [challenge|approval] [DURATION]
+                                        switch it on by hand (default: configured mode, hold)
+{p} surge off                         switch it off (no automatic switch-on for the hold after)
 Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
@@ -95,9 +102,11 @@ class RoomCommands:
         prefix: str = PREFIX,
         clock: Callable[[], float] = time.monotonic,
         accounts: AccountService | None = None,
+        surge: SurgeService | None = None,
     ) -> None:
         self._service = service
         self._accounts = accounts
+        self._surge = surge
         self.prefix = prefix
         self._clock = clock
         self._phrases: dict[str, tuple[str, float]] = {}
@@ -132,6 +141,8 @@ class RoomCommands:
         if self._accounts is not None and words[0] == "account" and words[2:] == ["lift-probation"]:
             await self._accounts.lift_probation(actor, words[1], {"lift": True})
             return f"Probation of {words[1]} lifted."
+        if words[0] == "surge" and self._surge is not None:
+            return await _surge(self._surge, actor, words[1:], self.prefix)
         return await _dispatch(self._service, actor, words, self.prefix)
 
     async def _purge(self, actor: str, args: list[str]) -> str:
@@ -226,6 +237,34 @@ async def _dispatch(service: ModerationService, actor: str, words: list[str], p:
             return "Reload refused: " + result.message
         return f"Reloaded: {result.message}; {_revoked(result.revoked)}."
     raise UsageError(f"Unknown command {command!r}.")
+
+
+async def _surge(surge: SurgeService, actor: str, args: list[str], p: str) -> str:
+    if not args:
+        return _surge_state(await surge.status())
+    if args[0] == "off" and len(args) == 1:
+        return "Surge switch " + _surge_state(await surge.switch_off(actor, tell=False))
+    if args[0] == "on" and len(args) <= 3:
+        mode = next((a for a in args[1:] if a in SURGE_MODES), None)
+        durations = [a for a in args[1:] if a not in SURGE_MODES]
+        duration = durations[0] if durations else None
+        return "Surge switch " + _surge_state(
+            await surge.switch_on(actor, mode, duration, tell=False)
+        )
+    raise UsageError(f"Usage: {p} surge [on [challenge|approval] [DURATION] | off]")
+
+
+def _surge_state(state: dict[str, Any]) -> str:
+    if not state["on"]:
+        cause = f" (last: {state['cause']})" if state["cause"] else ""
+        return f"off{cause}."
+    what = (
+        f"challenge at {state['level']} bits"
+        if state["mode"] == "challenge"
+        else "approval required"
+    )
+    why = state["cause"] + (f" {state['scope']}" if state["scope"] else "")
+    return f"ON: {what} ({why}), until at least {format_utc(state['until_ts'])}."
 
 
 def _why(answer: dict[str, Any]) -> str:

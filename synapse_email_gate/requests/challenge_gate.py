@@ -19,6 +19,7 @@ import secrets
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.config.gate import ChallengeConfig
+from synapse_email_gate.policy.surge import SurgeMode
 from synapse_email_gate.requests.outcomes import Refusal
 from synapse_email_gate.rules import proof_of_work
 from synapse_email_gate.storage.state import StateStore
@@ -31,9 +32,17 @@ _MAX_REMEMBERED = 50_000
 
 class ChallengeGate:
     def __init__(
-        self, api: ModuleApi, config: ChallengeConfig, state: StateStore, on_demand: bool = False
+        self,
+        api: ModuleApi,
+        config: ChallengeConfig,
+        state: StateStore,
+        on_demand: bool = False,
+        surge: SurgeMode | None = None,
     ) -> None:
+        """`surge`: while it is on in `challenge` mode, everyone must solve the
+        challenge, at its level at least."""
         self._api = api
+        self._surge = surge
         self._config = config
         self._state = state
         # Off for everyone, but a blocklist may require it of some clients
@@ -53,12 +62,21 @@ class ChallengeGate:
 
     @property
     def enabled(self) -> bool:
-        return self._config.enabled
+        """Whether every request must solve the challenge now."""
+        return self._config.enabled or self._surge_level() is not None
+
+    def _surge_level(self) -> int | None:
+        return None if self._surge is None else self._surge.challenge_level
 
     @property
     def difficulty(self) -> int:
         """The difficulty new challenges get now on this process."""
-        return self._difficulty.current
+        return max(self._difficulty.current, self._surge_level() or 0)
+
+    @property
+    def _minimum(self) -> int:
+        """The least difficulty a solution is accepted at now."""
+        return max(self._difficulty.minimum, self._surge_level() or 0)
 
     async def key(self) -> bytes:
         if self._key is None:
@@ -71,7 +89,7 @@ class ChallengeGate:
         now = self._api.get_current_time_msec()
         if self._difficulty.due(now) and not self._counting:
             await self._follow_rate(now)
-        return proof_of_work.issue(key, now, self._config.lifetime_ms, self._difficulty.current)
+        return proof_of_work.issue(key, now, self._config.lifetime_ms, self.difficulty)
 
     async def _follow_rate(self, now: int) -> None:
         self._counting = True
@@ -96,14 +114,14 @@ class ChallengeGate:
     @property
     def available(self) -> bool:
         """Whether challenges are handed out (`GET api/challenge`)."""
-        return self._config.enabled or self._on_demand
+        return self.enabled or self._on_demand
 
     async def check(
         self, challenge_value: object, nonce: object, required: bool = False
     ) -> Refusal | None:
         """None when the challenge is off (and not `required` of this request) or solved
         now for the first time; else the refusal."""
-        if not (self._config.enabled or required):
+        if not (self.enabled or required):
             return None
         if not challenge_value or not nonce:
             logger.info("request refused: reason=challenge_required")
@@ -125,8 +143,8 @@ class ChallengeGate:
             # refusing garbage never costs a query.
             if self._difficulty.due(now) and not self._counting:
                 await self._follow_rate(now)
-            if result.difficulty < self._difficulty.minimum:
-                result = proof_of_work.too_easy(result.difficulty, self._difficulty.minimum)
+            if result.difficulty < self._minimum:
+                result = proof_of_work.too_easy(result.difficulty, self._minimum)
         if isinstance(result, proof_of_work.Rejected):
             logger.info("request refused: reason=%s", result.errcode[len("EMAIL_GATE_") :].lower())
             return _refusal(result)

@@ -27,15 +27,29 @@ from synapse_email_gate.config.gate import GateConfig
 from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.policy.live import LivePolicy
+from synapse_email_gate.policy.surge import SurgeMode
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.dns_checks import Dnsbl, MailDomains
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
 from synapse_email_gate.requests.usernames import UsernameCheck
-from synapse_email_gate.rules.addresses import InvalidEmail, ParsedEmail, address_key, parse_email
+from synapse_email_gate.rules.addresses import (
+    InvalidEmail,
+    ParsedEmail,
+    address_key,
+    parse_email,
+    registrable_domain,
+)
 from synapse_email_gate.rules.identifiers import new_id, new_token
+from synapse_email_gate.rules.ips import network_of
 from synapse_email_gate.storage.intake import IntakeStore, NewRequest
-from synapse_email_gate.storage.issue import IssueOutcome, IssueParams, IssueStore, NotIssued
+from synapse_email_gate.storage.issue import (
+    DomainKey,
+    IssueOutcome,
+    IssueParams,
+    IssueStore,
+    NotIssued,
+)
 from synapse_email_gate.storage.requests import PendingRequest, RequestStore
 
 logger = logging.getLogger(__name__)
@@ -72,6 +86,7 @@ class RequestService:
         dnsbl: Dnsbl | None = None,
         mail_domains: MailDomains | None = None,
         challenges: ChallengeGate | None = None,
+        surge: SurgeMode | None = None,
     ) -> None:
         """`on_pending` is told about each request that starts waiting for a moderator.
         `dnsbl` and `mail_domains` are None when off: then they cost nothing at all."""
@@ -79,6 +94,7 @@ class RequestService:
         self._dnsbl = dnsbl
         self._mail_domains = mail_domains
         self._challenges = challenges
+        self._surge = surge
         self._config = config
         self._policy = policy
         self._delivery = delivery
@@ -110,7 +126,7 @@ class RequestService:
         wait = self._known_wait(limits, now)
         if wait:
             return self._limited(wait)
-        approval = self._config.approval == "required"
+        approval = self._config.approval == "required" or self._surge_approval()
         if self._dnsbl is not None:
             action = await self._dnsbl.action(ip)
             if action == "refuse":
@@ -188,6 +204,10 @@ class RequestService:
         )
         return outcomes.ACCEPTED
 
+    def _surge_approval(self) -> bool:
+        """A surge in `approval` mode: new requests wait for a moderator."""
+        return self._surge is not None and self._surge.approval
+
     async def _challenge_for_listed(self, form: RequestInput) -> Refusal | None:
         """A blocklist wants the challenge solved. With the challenge on for everyone the
         page or API has checked it already; else it is checked now."""
@@ -211,7 +231,7 @@ class RequestService:
 
         `ip`, the address it came from, is asked about again when a blocklist may
         send it to approval."""
-        approval = self._config.approval == "required"
+        approval = self._config.approval == "required" or self._surge_approval()
         if not approval and ip is not None and self._dnsbl is not None:
             approval = await self._dnsbl.action(ip) == "approval"
         self._assessed(await self._issue.issue(self._issue_params(request_id, approval)), approval)
@@ -229,6 +249,7 @@ class RequestService:
             cooldown_ms=self._config.email_cooldown_ms,
             multiple_users_per_email=self._config.multiple_users_per_email,
             per_email=policy.rate_limits.per_email,
+            per_email_domain=policy.rate_limits.email_domain_limit,
             outbox_id=new_id(),
             token=None if approval else new_token(),
             code=new_token() if approval else None,
@@ -304,7 +325,11 @@ class RequestService:
 
     def _request_limits(self, ip: str) -> list[tuple[str, Bucket]]:
         limits = self._policy.current.rate_limits
-        return [(f"ip:{rate_limit_key(ip)}", limits.per_ip), ("global", limits.global_)]
+        per_ip = [(f"ip:{rate_limit_key(ip)}", limits.per_ip)]
+        network = network_of(ip, limits.ipv4_network_prefix, limits.ipv6_network_prefix)
+        if network is not None:
+            per_ip.append((f"net:{network}", limits.network_limit))
+        return [*per_ip, ("global", limits.global_)]
 
     def _known_wait(self, limits: list[tuple[str, Bucket]], now: int) -> int:
         for key, bucket in limits:
@@ -350,6 +375,20 @@ def rate_limit_key(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def domain_bucket_key(hash_secret: str | None) -> DomainKey:
+    """The bucket key of an address's mail domain (its registrable part,
+    rules/addresses.py): `domain:example.org`, or with `privacy.hash_emails` the
+    domain's keyed hash, like the address's."""
+
+    def key(address: str) -> str:
+        _, at, domain = address.rpartition("@")
+        if not at or not domain:
+            return ""
+        return "domain:" + address_key(registrable_domain(domain), hash_secret)
+
+    return key
 
 
 def _domain_refusal(reason: str) -> Refusal:

@@ -154,6 +154,30 @@ def normalise_domain(domain: str) -> str:
     return ascii_domain
 
 
+# Second-level labels under which country-code registries hand out names
+# (``example.co.uk``, ``example.com.au``).  Without a public-suffix list this
+# covers the common cases; a rarer one only makes the registrable part one
+# label too short, which groups more domains together, never fewer.
+_SECOND_LEVEL_LABELS = frozenset(
+    {"ac", "co", "com", "edu", "gob", "gov", "govt", "ltd", "ne", "net", "nic", "or", "org"}
+)
+
+
+def registrable_domain(domain: str) -> str:
+    """The part of ``domain`` (ASCII form) a registrant controls, under the provider
+    rules: ``mx1.mail.example.co.uk`` -> ``example.co.uk``, ``googlemail.com`` ->
+    ``gmail.com``.  One owner's rotated subdomains share it."""
+    domain = _lookup_key(domain)
+    rule = PROVIDER_RULES.get(domain)
+    if rule is not None:
+        return rule.canonical_domain
+    labels = domain.split(".")
+    keep = 2
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL_LABELS:
+        keep = 3
+    return ".".join(labels[-keep:])
+
+
 # --- parsing ----------------------------------------------------------------
 
 # Cc: C0/C1 controls incl. CR/LF/TAB; Cf: invisible format chars (bidi

@@ -23,7 +23,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import attrs
 
-__all__ = ["IpAddress", "IpRuleError", "IpRules", "client_ip", "parse_ip"]
+__all__ = ["IpAddress", "IpRuleError", "IpRules", "client_ip", "network_of", "parse_ip"]
 
 IpAddress = IPv4Address | IPv6Address
 _Network = IPv4Network | IPv6Network
@@ -45,6 +45,16 @@ def parse_ip(text: str) -> IpAddress | None:
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def network_of(text: str, ipv4_prefix: int, ipv6_prefix: int) -> str | None:
+    """The network ``text`` is in (``198.51.100.0/24``), for limits and counts per
+    network; ``None`` when ``text`` is not an address."""
+    address = parse_ip(text)
+    if address is None:
+        return None
+    prefix = ipv4_prefix if isinstance(address, IPv4Address) else ipv6_prefix
+    return str(ipaddress.ip_network((address, prefix), strict=False))
 
 
 def _unmapped(network: _Network) -> list[_Network]:

@@ -47,6 +47,12 @@ class BucketBook:
         )
         return cls({str(key): (float(credit), int(ts)) for key, credit, ts in rows})
 
+    def wait(self, key: str, bucket: Bucket, now_ms: int) -> int:
+        """0 when bucket `key` has a unit of credit, else the ms to wait; takes nothing."""
+        row = self._rows.get(key)
+        credit = float(bucket.burst) if row is None else refill(row[0], row[1], now_ms, bucket)
+        return wait_ms(credit, bucket)
+
     def take(self, key: str, bucket: Bucket, now_ms: int) -> int:
         """Take one unit of credit from bucket `key`; 0 when taken, else ms to wait."""
         row = self._rows.get(key)

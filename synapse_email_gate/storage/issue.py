@@ -42,6 +42,8 @@ class IssueParams:
     multiple_users_per_email: bool
     per_email: Bucket
     outbox_id: str
+    # The limit per mail domain (`rate_limits.per_email_domain`); None: none.
+    per_email_domain: Bucket | None = None
     # What the mail carries, one of the two: the registration token to make, or with
     # `approval: required` the code that verifies the address first (no token yet).
     token: str | None = None
@@ -91,6 +93,12 @@ class Waiting:
     email_key: str
     lang: str
     created_ts: int
+    # The bucket of the address's mail domain (`DomainKey`); "" for none.
+    domain_key: str = ""
+
+
+# The bucket key of an address's mail domain, "" for none (requests/service.py).
+DomainKey = Callable[[str], str]
 
 
 @attrs.frozen
@@ -130,10 +138,11 @@ def issue_txn(
     txn: LoggingTransaction,
     batch: Sequence[IssueParams],
     email_banned: Callable[[str], bool],
+    domain_key: DomainKey | None = None,
 ) -> list[IssueOutcome]:
     """Assess each request of the batch; None for one no longer waiting (assessed by
     another process, or by an earlier item of this batch)."""
-    book = load(txn, [p.request_id for p in batch])
+    book = load(txn, [p.request_id for p in batch], domain_key)
     writes = Writes()
     outcomes = []
     for p in batch:
@@ -212,13 +221,21 @@ def _refusal(book: IssueBook, p: IssueParams, w: Waiting) -> str | None:
             return "already_used"
         if last_sent_ts > p.now_ms - p.cooldown_ms:
             return "cooldown"
-    # Last: a refused request must not have taken credit.
-    if book.buckets.take(f"email:{w.email_key}", p.per_email, p.now_ms):
-        return "rate_limited_email"
+    # Last: a refused request must not have taken credit, from either bucket.
+    limits = [("rate_limited_email", f"email:{w.email_key}", p.per_email)]
+    if w.domain_key and p.per_email_domain is not None:
+        limits.append(("rate_limited_email_domain", w.domain_key, p.per_email_domain))
+    for reason, key, bucket in limits:
+        if book.buckets.wait(key, bucket, p.now_ms):
+            return reason
+    for _, key, bucket in limits:
+        book.buckets.take(key, bucket, p.now_ms)
     return None
 
 
-def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
+def load(
+    txn: LoggingTransaction, request_ids: Sequence[str], domain_key: DomainKey | None = None
+) -> IssueBook:
     ids = list(dict.fromkeys(request_ids))
     rows = select_in(
         txn,
@@ -227,7 +244,15 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
         ids,
     )
     waiting = {
-        str(r[0]): Waiting(str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5])) for r in rows
+        str(r[0]): Waiting(
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            str(r[4]),
+            int(r[5]),
+            domain_key(str(r[2])) if domain_key is not None else "",
+        )
+        for r in rows
     }
     localparts = {w.localpart for w in waiting.values()}
     keys = {w.email_key for w in waiting.values()}
@@ -246,7 +271,11 @@ def load(txn: LoggingTransaction, request_ids: Sequence[str]) -> IssueBook:
         waiting=waiting,
         reservations={str(r[0]): Held(str(r[1]), str(r[2]), int(r[3])) for r in reservations},
         addresses={str(r[0]): (int(r[1]), int(r[2])) for r in addresses},
-        buckets=BucketBook.load(txn, {f"email:{key}" for key in keys}),
+        buckets=BucketBook.load(
+            txn,
+            {f"email:{key}" for key in keys}
+            | {w.domain_key for w in waiting.values() if w.domain_key},
+        ),
     )
 
 
@@ -316,9 +345,15 @@ EmailBan = Callable[[ParsedEmail], object | None]
 class IssueStore:
     """The issue step of recorded requests, a batch per transaction (group commit)."""
 
-    def __init__(self, runner: Runner, email_ban: Callable[[], EmailBan]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        email_ban: Callable[[], EmailBan],
+        domain_key: DomainKey | None = None,
+    ) -> None:
         # `email_ban()`: the check in force when a batch runs.
         self._email_ban = email_ban
+        self._domain_key = domain_key
         self._batches: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
             runner, "issue", self._batch_txn
         )
@@ -341,4 +376,4 @@ class IssueStore:
         def banned(address: str) -> bool:
             return email_ban(parsed.get(address) or parse_email(address)) is not None
 
-        return issue_txn(txn, batch, banned)
+        return issue_txn(txn, batch, banned, self._domain_key)

@@ -248,6 +248,20 @@ _TABLES = [
         value TEXT NOT NULL
     )
     """,
+    # The surge switch in force on every process (storage/surge.py): one row, `surge`.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_surge (
+        name TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        since_ts BIGINT NOT NULL,
+        until_ts BIGINT NOT NULL,
+        quiet_until_ts BIGINT NOT NULL,
+        changed_by TEXT NOT NULL
+    )
+    """,
 ]
 
 

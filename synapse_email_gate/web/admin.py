@@ -19,6 +19,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.web.http import (
     MAX_JSON_INT,
     JsonProblem,
@@ -46,8 +47,10 @@ class AdminHandlers:
         accounts: AccountService,
         page: jinja2.Template,
         page_vars: dict[str, object],
+        surge: SurgeService | None = None,
     ) -> None:
         self._api = api
+        self._surge = surge
         self._moderators = moderators
         self._service = service
         self._accounts = accounts
@@ -204,6 +207,17 @@ class AdminHandlers:
     async def purge(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         return 200, await self._service.purge(a, b)
 
+    async def surge_status(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._surge_service().status()
+
+    async def surge_switch(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        return 200, await self._surge_service().switch(a, b)
+
+    def _surge_service(self) -> SurgeService:
+        if self._surge is None:
+            raise AdminError(404, "M_NOT_FOUND", "the surge switch is not available")
+        return self._surge
+
     async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
@@ -281,6 +295,8 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", "reload", AdminHandlers.reload),
     AdminRoute("GET", "audit", AdminHandlers.audit),
     AdminRoute("POST", "purge", AdminHandlers.purge),
+    AdminRoute("GET", "surge", AdminHandlers.surge_status),
+    AdminRoute("POST", "surge", AdminHandlers.surge_switch),
 )
 
 

@@ -778,6 +778,34 @@ def _admin() -> dict[str, Schema]:
                 refused=INVALID,
             )
         },
+        "/admin/surge": {
+            "get": admin_op(
+                "surgeState",
+                "The surge switch: on or off, its mode, cause and end, and its settings",
+                {"200": json_answer("The state.", ref("Surge"))},
+            ),
+            "post": admin_op(
+                "surgeSwitch",
+                "Switch the surge on (a mode, for a duration) or off by hand",
+                {
+                    "200": json_answer("The state after the switch.", ref("Surge")),
+                    "409": error(
+                        "Another switch was made at the same moment; try again.",
+                        "EMAIL_GATE_SURGE_BUSY",
+                    ),
+                },
+                body=obj(
+                    ("on",),
+                    on={"type": "boolean"},
+                    mode={"type": "string", "enum": ["challenge", "approval"]},
+                    duration={
+                        "type": ["string", "integer"],
+                        "description": "45s, 15m, 24h, 7d or seconds; at most 7d",
+                    },
+                ),
+                refused=INVALID,
+            ),
+        },
     }
 
 
@@ -1132,6 +1160,32 @@ def _schemas() -> dict[str, Schema]:
             revoked={"type": "integer", "minimum": 0},
         ),
         "AuditEntry": audit,
+        "Surge": obj(
+            (
+                "on",
+                "mode",
+                "cause",
+                "scope",
+                "level",
+                "since_ts",
+                "until_ts",
+                "automatic",
+                "config",
+            ),
+            on={"type": "boolean"},
+            mode={"type": "string", "enum": ["off", "challenge", "approval"]},
+            cause=nullable(
+                "string", enum=["overall", "domain", "network", "manual", "calm", "expired", None]
+            ),
+            scope=nullable("string", description="the domain or network of the cause"),
+            level=nullable("integer", description="challenge difficulty in bits"),
+            since_ts=nullable("integer"),
+            until_ts=nullable(
+                "integer", description="a manual switch ends, an automatic one may end, then"
+            ),
+            automatic={"type": "boolean", "description": "whether surge.enabled is on"},
+            config={"type": "object"},
+        ),
     }
 
 

@@ -1,0 +1,62 @@
+// The surge section of the moderation page: shows the switch (GET admin/surge)
+// and switches it by hand (POST admin/surge). Uses the access token the main
+// script keeps in sessionStorage; values are put into the page as text only.
+"use strict";
+(function () {
+  var BASE = "/_synapse/client/email_gate/admin/";
+  var KEY = "email_gate_admin_token";
+  var work = document.getElementById("work-section");
+  var state = document.getElementById("surge-state");
+  var form = document.getElementById("surge-form");
+  var status = document.getElementById("admin-status");
+
+  function call(method, body) {
+    var options = {
+      method: method,
+      headers: { "Authorization": "Bearer " + sessionStorage.getItem(KEY) }
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(BASE + "surge", options).then(function (response) {
+      return response.json().then(function (data) {
+        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
+        return data;
+      });
+    });
+  }
+
+  function utc(ms) { return ms ? new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC" : ""; }
+
+  function show(s) {
+    if (!s.on) {
+      state.textContent = "Off." + (s.cause ? " Last switch: " + s.cause + "." : "") +
+        (s.automatic ? " Switches on by itself when requests surge." : " Automatic switching is off.");
+      return;
+    }
+    var what = s.mode === "challenge" ? "harder challenge (" + s.level + " bits)" : "approval required";
+    var why = s.cause + (s.scope ? " " + s.scope : "");
+    state.textContent = "ON: " + what + ", cause " + why + ", since " + utc(s.since_ts) +
+      ", until at least " + utc(s.until_ts) + ".";
+  }
+
+  function load() {
+    if (work.hidden || !sessionStorage.getItem(KEY)) { return; }
+    call("GET").then(show).catch(function (e) { state.textContent = "Could not load: " + e.message; });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var body = { on: true, mode: form.elements.mode.value, duration: form.elements.duration.value };
+    call("POST", body).then(function (s) { show(s); status.textContent = "Surge switched on."; })
+      .catch(function (e) { status.textContent = "Not done: " + e.message; });
+  });
+  document.getElementById("surge-off").addEventListener("click", function () {
+    call("POST", { on: false }).then(function (s) { show(s); status.textContent = "Surge switched off."; })
+      .catch(function (e) { status.textContent = "Not done: " + e.message; });
+  });
+  new MutationObserver(load).observe(work, { attributes: true, attributeFilter: ["hidden"] });
+  load();
+  setInterval(load, 10000);
+})();
