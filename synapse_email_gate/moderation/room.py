@@ -213,6 +213,19 @@ class ModerationRoom:
             }
         )
 
+    async def post(self, text: str) -> bool:
+        """Post a notification; False (nothing posted) while the room is not found or
+        not closed to all but moderators. Failing to send raises."""
+        room_id = await self._resolve_room()
+        if room_id is None:
+            return False
+        problems = await self.problems(room_id)
+        if problems:
+            logger.warning("moderation room: notification held back: %s", problems)
+            return False
+        await self.say(text)
+        return True
+
     async def announce_pending(self, pending: PendingRequest) -> None:
         request_id = pending.request_id
         try:
