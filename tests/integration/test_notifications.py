@@ -8,6 +8,7 @@ failing auto-join is reported in the room without failing the registration."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import pytest
@@ -92,6 +93,10 @@ def membership(synapse: SynapseServer, room_id: str, user_id: str) -> str | None
     return str(rows[0][0]) if rows else None
 
 
+def joined(synapse: SynapseServer, room_id: str, user_id: str) -> bool:
+    return membership(synapse, room_id, user_id) == "join"
+
+
 def invite_token(synapse: SynapseServer, admin_token: str) -> str:
     made = http.post(
         synapse.gate_url + "admin/tokens",
@@ -158,7 +163,7 @@ def test_an_invite_only_room_is_joined_from_an_invite_token_on_the_web_and_in_a_
     assert registered(register(synapse, "joinerclient", invite_token(synapse, admin_token)))
     for localpart in ("joinerweb", "joinerclient"):
         user = synapse.user_id(localpart)
-        wait_until(lambda u=user: membership(synapse, private, u) == "join", f"{user} joined")
+        wait_until(partial(joined, synapse, private, user), f"{user} joined")
         wait_for_bot_line(mod, room_id, rf"New account {re.escape(user)}: made with an invite")
     notices(mailbox, r"New account @joinerweb:test\.local: made with an invite token")
 
@@ -234,6 +239,7 @@ def test_a_burst_becomes_a_digest_without_clear_addresses(
         return mails if told == set(names) else None
 
     mails = wait_until(all_mailed, "every request in a mail", timeout=30)
+    assert mails is not None
     digests = [m for m in mails if "Digest of" in m.subject + m.text]
     assert len(mails) < len(names) and len(digests) >= 1, [m.subject for m in mails]
     assert re.search(r"Digest of \d+ events \(\d+ new requests\)", digests[0].text)
@@ -245,5 +251,6 @@ def test_a_burst_becomes_a_digest_without_clear_addresses(
         return lines if told == set(names) else None
 
     lines = wait_until(all_posted, "every request in the room", timeout=30)
+    assert lines is not None
     assert len(lines) < len(names) and any(ln.startswith("Digest of") for ln in lines), lines
     assert all("@example.org" not in ln for ln in lines)
