@@ -25,8 +25,8 @@ from synapse_email_gate.storage.notifications import Channel, NotificationStore
 
 logger = logging.getLogger(__name__)
 
-# Events one tick reads per channel (a digest covers them all).
-BATCH = 500
+# Events one tick reads per channel: a digest lists 50 of them and counts the rest.
+BATCH = 5000
 # Event kind -> the name `notifications.events` selects it by.
 _SELECTED_AS = {"request": "requests", "account": "accounts"}
 

@@ -26,6 +26,8 @@ _COLUMN: dict[Channel, str] = {"mail": "mailed_ts", "room": "posted_ts"}
 MAIL_KIND = "notification"
 # Events and messages are kept this long (the mails are long sent or given up by then).
 KEEP_MS = 7 * 86_400_000
+# Events marked per statement (SQLite allows 999 placeholders in older builds).
+_CHUNK = 500
 
 
 def record_txn(txn: LoggingTransaction, events: Sequence[Event]) -> None:
@@ -70,13 +72,13 @@ def window_txn(txn: LoggingTransaction, channel: Channel, since_ms: int) -> tupl
 def _mark_txn(
     txn: LoggingTransaction, channel: Channel, event_ids: Sequence[str], value: int
 ) -> None:
-    if not event_ids:
-        return
     column = _COLUMN[channel]
-    txn.execute(
-        f"UPDATE email_gate_notifications SET {column} = ? WHERE id IN ({marks(event_ids)})",  # noqa: S608
-        (value, *event_ids),
-    )
+    for start in range(0, len(event_ids), _CHUNK):
+        chunk = event_ids[start : start + _CHUNK]
+        txn.execute(
+            f"UPDATE email_gate_notifications SET {column} = ? WHERE id IN ({marks(chunk)})",  # noqa: S608
+            (value, *chunk),
+        )
 
 
 def skip_txn(txn: LoggingTransaction, channel: Channel, event_ids: Sequence[str]) -> None:
