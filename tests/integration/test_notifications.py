@@ -108,19 +108,21 @@ def invite_token(synapse: SynapseServer, admin_token: str) -> str:
     return token
 
 
-def finish_on_the_web(synapse: SynapseServer, token: str, username: str) -> None:
+def finish_on_the_web(synapse: SynapseServer, token: str, username: str | None = None) -> None:
+    """The landing page's form; an invite token's asks for a username, a mailed one's not."""
     page = http.get(synapse.gate_url + f"register?token={token}")
     match = CSRF_FIELD.search(page.text)
     assert page.status == 200 and match, page
     form = {
         "csrf": match.group(1),
         "token": token,
-        "username": username,
         "password": PASSWORD,
         "password_confirm": PASSWORD,
     }
+    if username is not None:
+        form["username"] = username
     made = http.post(synapse.gate_url + "register", form=form, cookies=page.cookies)
-    assert made.status == 200, made
+    assert made.status == 200 and "Your account is ready" in made.text, made.text
 
 
 def test_a_new_request_and_its_account_are_mailed_and_posted(
@@ -141,7 +143,7 @@ def test_a_new_request_and_its_account_are_mailed_and_posted(
     wait_for_bot_line(mod, room_id, r"New account @notea:test\.local: made with a mailed token")
 
 
-def test_an_invite_only_room_is_joined_from_a_mailed_token_in_a_client(
+def test_an_invite_only_room_is_joined_from_a_mailed_token_in_a_client_and_on_the_web(
     synapse: SynapseServer, mailbox: SmtpCatcher, room: tuple[MatrixUser, str], private: str
 ) -> None:
     token = request_token(synapse, mailbox, "joinermail", "joinermail@example.org")
@@ -149,6 +151,8 @@ def test_an_invite_only_room_is_joined_from_a_mailed_token_in_a_client(
     user = synapse.user_id("joinermail")
     wait_until(lambda: membership(synapse, private, user) == "join", "the private room joined")
     assert membership(synapse, private, BOT) == "join"  # it accepted its invite to invite
+    finish_on_the_web(synapse, request_token(synapse, mailbox, "joinerpage", "jp@example.org"))
+    wait_until(partial(joined, synapse, private, synapse.user_id("joinerpage")), "joined (web)")
 
 
 def test_an_invite_only_room_is_joined_from_an_invite_token_on_the_web_and_in_a_client(
@@ -240,6 +244,8 @@ def test_a_burst_becomes_a_digest_without_clear_addresses(
 
     mails = wait_until(all_mailed, "every request in a mail", timeout=30)
     assert mails is not None
+    for name in names:  # each event once
+        assert len([m for m in mails if f"@{name}:test.local" in m.text]) == 1, name
     digests = [m for m in mails if "Digest of" in m.subject + m.text]
     assert len(mails) < len(names) and len(digests) >= 1, [m.subject for m in mails]
     assert re.search(r"Digest of \d+ events \(\d+ new requests\)", digests[0].text)
@@ -252,5 +258,7 @@ def test_a_burst_becomes_a_digest_without_clear_addresses(
 
     lines = wait_until(all_posted, "every request in the room", timeout=30)
     assert lines is not None
+    for name in names:
+        assert len([ln for ln in lines if f"@{name}:test.local" in ln]) == 1, name
     assert len(lines) < len(names) and any(ln.startswith("Digest of") for ln in lines), lines
     assert all("@example.org" not in ln for ln in lines)
