@@ -1,7 +1,7 @@
 """Moderators' notifications and auto-join, against a real Synapse (SQLite and
 PostgreSQL), aiosmtpd and matrix-nio: new requests and new accounts are mailed
 and posted in the moderation room, a burst becomes a digest, a notification
-survives an SMTP outage, an invite-only room of `join_rooms` is joined after the
+survives an SMTP outage, room notifications wait while the room is open to others, an invite-only room of `join_rooms` is joined after the
 bot invites the account (mailed and invite tokens, client and web), and a
 failing auto-join is reported in the room without failing the registration."""
 
@@ -262,3 +262,26 @@ def test_a_burst_becomes_a_digest_without_clear_addresses(
         assert len([ln for ln in lines if f"@{name}:test.local" in ln]) == 1, name
     assert len(lines) < len(names) and any(ln.startswith("Digest of") for ln in lines), lines
     assert all("@example.org" not in ln for ln in lines)
+
+
+def test_room_notifications_wait_while_the_room_is_open_to_others(
+    make_synapse: Any, synapse_db: str
+) -> None:
+    server: SynapseServer = make_synapse(
+        gate(notifications={"room": True, "check_interval": "500ms"}), db=synapse_db
+    )
+    mod, room_id = moderation_room(server)
+    outsider = MatrixUser(server, "outsider")
+    mod.invite(room_id, outsider.user_id)
+    outsider.join(room_id)
+    assert ask(server, "heldback", "heldback@example.org").status == 202
+    wait_until(
+        lambda: (
+            "notifications held back: " in server.log_text()
+            and "@outsider:test.local" in server.log_text()
+        ),
+        "the notification to be held back",
+    )
+    assert not any("heldback" in line for line in outsider.bot_lines(room_id))
+    mod.kick(room_id, outsider.user_id)
+    wait_for_bot_line(mod, room_id, r"New request for @heldback:test\.local")
