@@ -1,9 +1,10 @@
 """Moderators' notifications and auto-join, against a real Synapse (SQLite and
 PostgreSQL), aiosmtpd and matrix-nio: new requests and new accounts are mailed
 and posted in the moderation room, a burst becomes a digest, a notification
-survives an SMTP outage, room notifications wait while the room is open to others, an invite-only room of `join_rooms` is joined after the
-bot invites the account (mailed and invite tokens, client and web), and a
-failing auto-join is reported in the room without failing the registration."""
+survives an SMTP outage, room notifications wait while the room is open to
+others, an invite-only room of `join_rooms` is joined after the bot invites the
+account (mailed and invite tokens, client and web), and a failing auto-join is
+reported in the room without failing the registration."""
 
 from __future__ import annotations
 
