@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # Events one tick reads per channel: a digest lists 50 of them and counts the rest.
 BATCH = 5000
+# Delivered events and messages are looked for this often.
+PURGE_EVERY_MS = 3_600_000
 # Event kind -> the name `notifications.events` selects it by.
 _SELECTED_AS = {"request": "requests", "account": "accounts"}
 
@@ -45,6 +47,7 @@ class Notifier:
         self._store = store
         self._delivery = delivery
         self._room = room
+        self._purged_ts = 0
 
     def _wanted(self, channel: Channel, kind: str) -> bool:
         if channel == "mail":
@@ -61,7 +64,10 @@ class Notifier:
                 await self._deliver(channel)
             except Exception:
                 logger.exception("notifications: delivery to the %s channel failed", channel)
-        await self._store.purge(self._api.get_current_time_msec())
+        now = self._api.get_current_time_msec()
+        if now - self._purged_ts >= PURGE_EVERY_MS:
+            await self._store.purge(now)
+            self._purged_ts = now
 
     async def _deliver(self, channel: Channel) -> None:
         pending = await self._store.pending(channel, BATCH)

@@ -246,6 +246,11 @@ _TABLES = [
     """,
     """CREATE INDEX IF NOT EXISTS email_gate_notifications_ts
        ON email_gate_notifications (ts)""",
+    # What each channel still has to send, read every few seconds.
+    """CREATE INDEX IF NOT EXISTS email_gate_notifications_unmailed
+       ON email_gate_notifications (ts) WHERE mailed_ts IS NULL""",
+    """CREATE INDEX IF NOT EXISTS email_gate_notifications_unposted
+       ON email_gate_notifications (ts) WHERE posted_ts IS NULL""",
     # Each notification message sent (room) or queued (mail, as outbox kind 'notification').
     """
     CREATE TABLE IF NOT EXISTS email_gate_notification_messages (
