@@ -48,6 +48,7 @@ class Notifier:
         self._delivery = delivery
         self._room = room
         self._purged_ts = 0
+        self._failing: dict[Channel, str] = {}
 
     def _wanted(self, channel: Channel, kind: str) -> bool:
         if channel == "mail":
@@ -62,8 +63,12 @@ class Notifier:
         for channel in ("mail", "room"):
             try:
                 await self._deliver(channel)
-            except Exception:
-                logger.exception("notifications: delivery to the %s channel failed", channel)
+                self._failing.pop(channel, None)
+            except Exception as e:
+                # Retried every tick: logged when the failure starts or changes.
+                if self._failing.get(channel) != str(e):
+                    self._failing[channel] = str(e)
+                    logger.exception("notifications: delivery to the %s channel failed", channel)
         now = self._api.get_current_time_msec()
         if now - self._purged_ts >= PURGE_EVERY_MS:
             await self._store.purge(now)
