@@ -143,6 +143,7 @@ class EmailGate:
             notify_accounts=notify.wants("accounts"),
             report_failures=bool(notify.emails) or config.moderation_room is not None,
         )
+        after.register()
         seal = AddressSeal(api, state)
         hooks = RegistrationHooks(
             api,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 
-from synapse.module_api import ModuleApi
+from synapse.module_api import ModuleApi, RatelimitOverride
 
 from synapse_email_gate.config.pages import AfterRegistrationConfig
 from synapse_email_gate.rules.identifiers import new_id
@@ -33,6 +33,13 @@ from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.tokens import INVITE
 
 logger = logging.getLogger(__name__)
+
+# Synapse's invite rate limiters (rc_invites.per_room, .per_user, .per_issuer): by
+# default 10 invites a room or an issuer, then one every few seconds, and 5 per
+# invitee. The bot invites each new account once per room; its invites must not
+# be refused when sign-ups come in bursts (they are rate-limited themselves).
+_INVITE_LIMITERS = "rc_invites."
+_BOT_INVITES = RatelimitOverride(per_second=1000.0, burst_count=1000)
 
 
 class JoinFailed(Exception):
@@ -59,6 +66,17 @@ class AfterRegistration:
         self._notifications = notifications
         self._notify_accounts = notify_accounts and notifications is not None
         self._report_failures = report_failures and notifications is not None
+
+    def register(self) -> None:
+        if self._config.join_rooms:
+            self._api.register_ratelimit_callbacks(
+                get_ratelimit_override_for_user=self._ratelimit_override
+            )
+
+    async def _ratelimit_override(self, user_id: str, limiter: str) -> RatelimitOverride | None:
+        if user_id == self._bot and limiter.startswith(_INVITE_LIMITERS):
+            return _BOT_INVITES
+        return None
 
     @property
     def active(self) -> bool:

@@ -17,7 +17,13 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import Mail, SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask, register, registered, request_token
+from tests.integration.helpers import (
+    ask,
+    register,
+    register_concurrently,
+    registered,
+    request_token,
+)
 from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line, wait_until
 
 MODS = "mods@example.org"
@@ -171,6 +177,24 @@ def test_an_invite_only_room_is_joined_from_an_invite_token_on_the_web_and_in_a_
         wait_until(partial(joined, synapse, private, user), f"{user} joined")
         wait_for_bot_line(mod, room_id, rf"New account {re.escape(user)}: made with an invite")
     notices(mailbox, r"New account @joinerweb:test\.local: made with an invite token")
+
+
+def test_a_burst_of_accounts_all_join_the_invite_only_room(
+    synapse: SynapseServer, admin_token: str, private: str
+) -> None:
+    """More invites than Synapse's invite rate limits allow in a burst (10 per room
+    and per issuer): the bot's invites are exempt."""
+    made = http.post(
+        synapse.gate_url + "admin/tokens",
+        json={"uses_allowed": 12},
+        headers=synapse.auth_headers(admin_token),
+    )
+    assert made.status == 201, made
+    names = [f"crowd{i}" for i in range(12)]
+    assert all(registered(r) for r in register_concurrently(synapse, names, made.json()["token"]))
+    for name in names:
+        wait_until(partial(joined, synapse, private, synapse.user_id(name)), f"{name} joined")
+    assert "Too Many Requests" not in synapse.log_text()
 
 
 def test_a_failing_auto_join_is_reported_and_the_account_still_made(
