@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 # default 10 invites a room or an issuer, then one every few seconds, and 5 per
 # invitee. The bot invites each new account once per room; its invites must not
 # be refused when sign-ups come in bursts (they are rate-limited themselves).
+# The callback is experimental in Synapse (since 1.132): re-check when it moves.
 _INVITE_LIMITERS = "rc_invites."
 _BOT_INVITES = RatelimitOverride(per_second=1000.0, burst_count=1000)
 
