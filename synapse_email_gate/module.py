@@ -28,6 +28,7 @@ from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.account_actions import SynapseAccounts
 from synapse_email_gate.moderation.accounts import AccountService
 from synapse_email_gate.moderation.moderators import Moderators
+from synapse_email_gate.moderation.notifications import Notifier
 from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
@@ -51,6 +52,7 @@ from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
+from synapse_email_gate.storage.notifications import NotificationStore
 from synapse_email_gate.storage.outbox import OutboxStore
 from synapse_email_gate.storage.policy_rooms import PolicyRoomStore
 from synapse_email_gate.storage.requests import RequestStore
@@ -136,9 +138,19 @@ class EmailGate:
             forget_addresses=config.privacy.hash_emails,
             queue=OutboxStore(db),
         )
+        notifications = NotificationStore(db)
+        notify = config.notifications
         after = AfterRegistration(
-            api, pages_config.after_registration, pages_config.default_language, requests
+            api,
+            pages_config.after_registration,
+            pages_config.default_language,
+            requests,
+            config.bot_localpart,
+            notifications,
+            notify_accounts=notify.wants("accounts"),
+            report_failures=bool(notify.emails) or config.moderation_room is not None,
         )
+        after.register()
         seal = AddressSeal(api, state)
         account_store = AccountStore(db)
         self._probation = Probation(api, config.probation, account_store)
@@ -193,6 +205,13 @@ class EmailGate:
             tell=self._tell_moderators,
         )
         self._room = self._moderation_room(moderation_service, accounts, moderators, state, surge)
+        if notify.channels or self._room is not None:
+            notifier = Notifier(api, notify, notifications, self._delivery, self._room)
+            api.looping_background_call(
+                self._when_schema(notifier.deliver),
+                notify.check_interval_ms,
+                desc="email_gate_notify",
+            )
         challenges = ChallengeGate(
             api,
             config.challenge,
@@ -328,7 +347,8 @@ class EmailGate:
             self._api.run_as_background_process(
                 "email_gate_revoke", self._revoker.revoke_banned, SYSTEM_ACTOR, "start-up"
             )
-        if self._room is not None or self._policy_rooms is not None:
+        joins_rooms = bool(self._config.pages.after_registration.join_rooms)
+        if self._room is not None or self._policy_rooms is not None or joins_rooms:
             # Not awaited: registering the bot runs our own on_user_registration,
             # which waits for this very function to finish.
             self._api.run_as_background_process("email_gate_bot", self._ensure_bot)
@@ -336,7 +356,7 @@ class EmailGate:
 
     async def _ensure_bot(self) -> None:
         """On the background instance at start-up: the bot user (of the moderation
-        room and the policy rooms) exists."""
+        room, the policy rooms and the invites to `join_rooms`) exists."""
         if not self._api.should_run_background_tasks():
             return
         localpart = self._config.bot_localpart

@@ -17,6 +17,7 @@ import attrs
 from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate.config.dns import DnsblConfig, DnsConfig, MailDomainConfig
+from synapse_email_gate.config.notifications import NotificationsConfig
 from synapse_email_gate.config.pages import PagesConfig
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.probation import ProbationConfig
@@ -182,6 +183,7 @@ class GateConfig:
     mail_domain_check: MailDomainConfig = MailDomainConfig()
     probation: ProbationConfig = ProbationConfig()
     surge: SurgeConfig = SurgeConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
 
     @staticmethod
     def parse(raw: Mapping[str, Any] | None) -> GateConfig:
@@ -220,7 +222,12 @@ class GateConfig:
             mail_domain_check=MailDomainConfig.from_section(section.section("mail_domain_check")),
             probation=ProbationConfig.from_section(section.section("probation")),
             surge=SurgeConfig.from_section(section.section("surge")),
+            notifications=NotificationsConfig.from_section(
+                section.section("notifications"), _addresses
+            ),
         )
+        if config.notifications.room and config.moderation_room is None:
+            raise section.error("notifications.room", "needs moderation_room to be set")
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")
         section.finish()

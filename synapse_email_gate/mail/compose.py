@@ -26,7 +26,13 @@ TemplateLoader = Callable[[list[str]], list[jinja2.Template]]
 #   verify  approval mode: prove the address
 #   notice  approval mode: to moderators, a request waits
 #   denied  approval mode: the request was declined
-MAIL_KINDS = ("token", "verify", "notice", "denied")
+#   notification  to moderators: new requests and accounts (its text is made by
+#           moderation/notifications.py and stored with it: `subject`, `message`)
+MAIL_KINDS = ("token", "verify", "notice", "denied", "notification")
+# Mails to moderators, written in the server's default language.
+_MODERATOR_KINDS = ("notice", "notification")
+# A notification names its message, not a request.
+_ID_HEADER = {"notification": "X-Email-Gate-Notification"}
 
 
 def template_names(kind: str) -> list[str]:
@@ -63,7 +69,7 @@ class MailComposer:
         subject_t, text_t, html_t = self._templates[facts.kind]
         expires_ts = facts.expires_ts or now_ms
         # Moderators get their notices in the server's language, not the requester's.
-        lang = self._translations.default if facts.kind == "notice" else facts.lang
+        lang = self._translations.default if facts.kind in _MODERATOR_KINDS else facts.lang
         translate = self._translations.translator(lang)
         variables = {
             "_": translate,
@@ -82,6 +88,7 @@ class MailComposer:
             "message": facts.message or "",
             "requester": facts.requester or facts.to,
             "request_id": facts.request_id,
+            "subject": facts.subject or "",
         }
         subject = " ".join(subject_t.render(**variables).split())
         return OutgoingMail(
@@ -90,5 +97,5 @@ class MailComposer:
             text=text_t.render(**variables),
             html=html_t.render(**variables),
             sender=self._sender,
-            headers={"X-Email-Gate-Request": facts.request_id},
+            headers={_ID_HEADER.get(facts.kind, "X-Email-Gate-Request"): facts.request_id},
         )

@@ -58,6 +58,8 @@ class ModerationRoom:
         self._room_id: str | None = room if room.startswith("!") else None
         # The last verdict on the room, to say so when it changes (None: not known yet).
         self._problems: list[str] | None = None
+        # Why notifications were last held back ([]: they were not).
+        self._held_back: list[str] = []
 
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
@@ -228,6 +230,22 @@ class ModerationRoom:
             await self.say(text)
         except Exception:
             logger.exception("moderation room: could not post a message")
+
+    async def post(self, text: str) -> bool:
+        """Post a notification; False (nothing posted) while the room is not found or
+        not closed to all but moderators. Failing to send raises."""
+        room_id = await self._resolve_room()
+        if room_id is None:
+            return False
+        problems = await self.problems(room_id)
+        if problems != self._held_back:  # said once per change, not at every try
+            self._held_back = problems
+            if problems:
+                logger.warning("moderation room: notifications held back: %s", problems)
+        if problems:
+            return False
+        await self.say(text)
+        return True
 
     async def announce_pending(self, pending: PendingRequest) -> None:
         request_id = pending.request_id

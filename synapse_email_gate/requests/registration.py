@@ -170,7 +170,7 @@ class RegistrationHooks:
         tokens: TokenStore,
         requests: RequestStore,
         tables_ready: Callable[[], Awaitable[bool]],
-        after: Callable[[str, str | None], Awaitable[None]] | None = None,
+        after: Callable[[str, str | None, str], Awaitable[None]] | None = None,
         made: Callable[[str], None] | None = None,
     ) -> None:
         """`tables_ready` waits until the module's tables exist (False if they never will);
@@ -302,7 +302,11 @@ class RegistrationHooks:
                 self._made(user_id)
             if self._after is not None:
                 self._api.run_as_background_process(
-                    "email_gate_after_registration", self._after, user_id, confirmed.request_id
+                    "email_gate_after_registration",
+                    self._after,
+                    user_id,
+                    confirmed.request_id,
+                    confirmed.kind,
                 )
         except Exception:
             logger.exception("could not record the use of the token that made %s", user_id)

@@ -255,6 +255,7 @@ class RequestService:
             code=new_token() if approval else None,
             forget_address=self._config.privacy.hash_emails,
             parsed_email=email,
+            notify=self._config.notifications.wants("requests"),
         )
 
     def _assessed(self, issued: IssueOutcome, approval: bool) -> None:

@@ -27,6 +27,9 @@ from twisted.internet.defer import Deferred
 
 from synapse_email_gate.config.policy_lists import Bucket
 from synapse_email_gate.rules.addresses import ParsedEmail, parse_email
+from synapse_email_gate.rules.identifiers import new_id
+from synapse_email_gate.rules.notifications import REQUEST, Event
+from synapse_email_gate.storage import notifications
 from synapse_email_gate.storage import tokens as token_store
 from synapse_email_gate.storage.buckets import BucketBook
 from synapse_email_gate.storage.group_commit import GroupCommit
@@ -52,6 +55,8 @@ class IssueParams:
     forget_address: bool = False
     # The address as parsed when the request was answered (saves parsing it again).
     parsed_email: ParsedEmail | None = attrs.field(default=None, eq=False, repr=False)
+    # Moderators are told of the assessed request (config `notifications`).
+    notify: bool = False
 
     def __attrs_post_init__(self) -> None:
         if (self.token is None) == (self.code is None):
@@ -132,6 +137,7 @@ class Writes:
     mails: list[tuple[str, str, str, int, int]] = attrs.Factory(list)
     suppressed: list[tuple[str, int, str]] = attrs.Factory(list)
     forgotten: list[tuple[str]] = attrs.Factory(list)
+    notifications: list[Event] = attrs.Factory(list)
 
 
 def issue_txn(
@@ -139,6 +145,7 @@ def issue_txn(
     batch: Sequence[IssueParams],
     email_banned: Callable[[str], bool],
     domain_key: DomainKey | None = None,
+    server_name: str = "",
 ) -> list[IssueOutcome]:
     """Assess each request of the batch; None for one no longer waiting (assessed by
     another process, or by an earlier item of this batch)."""
@@ -148,10 +155,33 @@ def issue_txn(
     for p in batch:
         waiting = book.waiting.get(p.request_id)
         banned = waiting is not None and email_banned(waiting.email)
-        outcomes.append(assess(book, writes, p, banned))
+        outcome = assess(book, writes, p, banned)
+        outcomes.append(outcome)
+        if p.notify and waiting is not None and outcome is not None:
+            writes.notifications.append(_request_event(p, waiting, outcome, server_name))
     book.buckets.write(txn)
     apply(txn, writes)
+    notifications.record_txn(txn, writes.notifications)
     return outcomes
+
+
+def _request_event(p: IssueParams, w: Waiting, outcome: Issued | NotIssued, server: str) -> Event:
+    """What moderators are told of an assessed request: never its token or code, and
+    its address only while addresses are kept in the clear."""
+    if isinstance(outcome, NotIssued):
+        detail = f"no mail ({outcome.reason})"
+    elif outcome.code is not None:
+        detail = "address confirmation mailed"
+    else:
+        detail = "token mailed"
+    return Event(
+        event_id=new_id(),
+        ts=p.now_ms,
+        kind=REQUEST,
+        user_id=f"@{w.localpart}:{server}",
+        email=None if p.forget_address else w.email,
+        detail=f"request {p.request_id}, {detail}",
+    )
 
 
 def assess(book: IssueBook, writes: Writes, p: IssueParams, banned: bool) -> IssueOutcome:
@@ -354,6 +384,7 @@ class IssueStore:
         # `email_ban()`: the check in force when a batch runs.
         self._email_ban = email_ban
         self._domain_key = domain_key
+        self._server_name = runner.server_name
         self._batches: GroupCommit[IssueParams, IssueOutcome] = GroupCommit(
             runner, "issue", self._batch_txn
         )
@@ -376,4 +407,4 @@ class IssueStore:
         def banned(address: str) -> bool:
             return email_ban(parsed.get(address) or parse_email(address)) is not None
 
-        return issue_txn(txn, batch, banned, self._domain_key)
+        return issue_txn(txn, batch, banned, self._domain_key, self._server_name)

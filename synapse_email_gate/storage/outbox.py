@@ -15,6 +15,7 @@ from typing import Literal
 import attrs
 from synapse.storage.database import LoggingTransaction
 
+from synapse_email_gate.storage import notifications
 from synapse_email_gate.storage.requests import mail_facts_txn
 from synapse_email_gate.storage.runner import Runner, batch_txn, marks
 
@@ -29,7 +30,9 @@ FINAL_KINDS = ("token", "denied")
 @attrs.frozen
 class MailFacts:
     """What a queued mail is about; `to` is the recipient, `requester` the person,
-    `token` the registration token, `code` the code that verifies the address."""
+    `token` the registration token, `code` the code that verifies the address.
+    A notification to moderators has no request: its `request_id` names its
+    message (storage/notifications.py), `subject` and `message` hold its text."""
 
     to: str
     localpart: str
@@ -43,6 +46,7 @@ class MailFacts:
     requester: str | None = None
     ip: str | None = None
     lang: str = "en"
+    subject: str | None = None
 
 
 @attrs.frozen
@@ -110,8 +114,13 @@ def claim_txn(
     if txn.rowcount != len(ids):
         raise RuntimeError("outbox rows changed while being claimed; the claim is retried")
     rows = {str(row[0]): row[1:] for row in mail_facts_txn(txn, ids)}
+    notes = {str(row[0]): row[1:] for row in notifications.mail_facts_txn(txn, ids)}
     claimed = []
     for row_id in ids:
+        note = notes.get(row_id)
+        if note is not None:
+            claimed.append(_notification(row_id, *note))
+            continue
         row = rows.get(row_id)
         if row is None:
             continue
@@ -140,6 +149,29 @@ def claim_txn(
             )
         )
     return claimed
+
+
+def _notification(
+    outbox_id: str,
+    attempts: int,
+    created_ts: int,
+    recipient: str,
+    message_id: str,
+    subject: str,
+    body: str,
+) -> ClaimedMail:
+    """A notification to moderators: no request, its text made when it was queued."""
+    facts = MailFacts(
+        kind=notifications.MAIL_KIND,
+        to=recipient,
+        localpart="",
+        token=None,
+        expires_ts=None,
+        request_id=message_id,
+        subject=subject,
+        message=body,
+    )
+    return ClaimedMail(outbox_id, notifications.MAIL_KIND, attempts, created_ts, facts)
 
 
 def record_txn(

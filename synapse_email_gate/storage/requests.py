@@ -280,7 +280,7 @@ def purge_txn(
     delete(
         "mails",
         """
-        DELETE FROM email_gate_outbox WHERE NOT EXISTS (
+        DELETE FROM email_gate_outbox WHERE kind <> 'notification' AND NOT EXISTS (
             SELECT 1 FROM email_gate_requests r WHERE r.id = email_gate_outbox.request_id
         )
         """,

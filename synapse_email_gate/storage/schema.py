@@ -241,6 +241,40 @@ _TABLES = [
     # Who registered lately: probation and mass action read accounts by time.
     """CREATE INDEX IF NOT EXISTS email_gate_token_uses_used
        ON email_gate_token_uses (used_ts)""",
+    # Moderators' notifications (storage/notifications.py): events from any process,
+    # delivered by the background-tasks one; per channel NULL = due, 0 = not for it.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_notifications (
+        id TEXT PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        email TEXT,
+        detail TEXT,
+        mailed_ts BIGINT,
+        posted_ts BIGINT
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_notifications_ts
+       ON email_gate_notifications (ts)""",
+    # What each channel still has to send, read every few seconds.
+    """CREATE INDEX IF NOT EXISTS email_gate_notifications_unmailed
+       ON email_gate_notifications (ts) WHERE mailed_ts IS NULL""",
+    """CREATE INDEX IF NOT EXISTS email_gate_notifications_unposted
+       ON email_gate_notifications (ts) WHERE posted_ts IS NULL""",
+    # Each notification message sent (room) or queued (mail, as outbox kind 'notification').
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_notification_messages (
+        id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        events INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL
+    )
+    """,
+    """CREATE INDEX IF NOT EXISTS email_gate_notification_messages_ts
+       ON email_gate_notification_messages (channel, ts)""",
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (

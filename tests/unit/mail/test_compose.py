@@ -68,6 +68,9 @@ def facts(kind: str, lang: str) -> MailFacts:
         extra = {"statement": "I like <b>chat</b>", "requester": "a@example.net"}
     if kind == "denied":
         extra["message"] = "Not now."
+    if kind == "notification":
+        line = "New account @alice:example.org: made with a mailed token"
+        extra = {"subject": f"[example.org] {line}", "message": f"{line} <b>\n"}
     return MailFacts(
         to="alice@example.net",
         localpart="alice",
@@ -102,7 +105,7 @@ def test_every_mail_renders_in_every_language_without_hidden_links(
         assert "2023-11-16 22:13 UTC" in mail.text
         in_words = {"en": "2 days", "de": "2 Tage", "fr": "2 jours"}[lang]
         assert in_words in mail.text and in_words in mail.html
-    if kind == "notice":
+    if kind in ("notice", "notification"):
         assert "&lt;b&gt;" in mail.html  # what requesters write is escaped
 
 
