@@ -46,7 +46,9 @@ from synapse_email_gate.requests.dns_checks import dns_checks
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService, domain_bucket_key
 from synapse_email_gate.requests.usernames import UsernameCheck
+from synapse_email_gate.rules.identifiers import new_id
 from synapse_email_gate.rules.ips import IpRules
+from synapse_email_gate.rules.notifications import SURGE, Event
 from synapse_email_gate.storage.accounts import AccountStore
 from synapse_email_gate.storage.buckets import BucketStore
 from synapse_email_gate.storage.intake import IntakeStore
@@ -139,6 +141,7 @@ class EmailGate:
             queue=OutboxStore(db),
         )
         notifications = NotificationStore(db)
+        self._notifications = notifications
         notify = config.notifications
         after = AfterRegistration(
             api,
@@ -398,11 +401,19 @@ class EmailGate:
         return wrapped
 
     async def _tell_moderators(self, text: str) -> None:
-        """Tell the moderators about a surge switch: in the moderation room."""
+        """Tell the moderators about a surge switch: in the moderation room, and by
+        mail to `notifications.emails` (through the notifications, so it is retried)."""
         if self._room is not None:
             await self._room.announce(text)
         else:
             logger.info("no moderation room to tell: %s", text)
+        if self._config.notifications.emails:
+            now = self._api.get_current_time_msec()
+            event = Event(new_id(), now, SURGE, "", None, text)
+            try:
+                await self._notifications.record([event])
+            except Exception:
+                logger.exception("could not record the mail about a surge switch")
 
     async def _check_policy(self) -> None:
         file_loaded = self._policy.check()

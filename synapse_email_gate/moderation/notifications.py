@@ -20,7 +20,7 @@ from synapse_email_gate.config.notifications import NotificationsConfig
 from synapse_email_gate.mail.delivery import MailDelivery
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.rules.identifiers import new_id
-from synapse_email_gate.rules.notifications import JOIN_FAILED, Event, compose, plan
+from synapse_email_gate.rules.notifications import JOIN_FAILED, SURGE, Event, compose, plan
 from synapse_email_gate.storage.notifications import Channel, NotificationStore
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class Notifier:
             available, selected = self._room is not None, self._config.room
         if kind == JOIN_FAILED:  # always reported where moderators can be reached
             return available
+        if kind == SURGE:  # always mailed; the surge switch posts in the room itself
+            return available and channel == "mail"
         return available and selected and _SELECTED_AS.get(kind) in self._config.events
 
     async def deliver(self) -> None:

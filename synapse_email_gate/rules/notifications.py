@@ -19,6 +19,8 @@ from synapse_email_gate.rules.rooms import mask_email
 REQUEST = "request"
 ACCOUNT = "account"
 JOIN_FAILED = "join_failed"
+# A surge switch (moderation/surge.py): mailed; the room hears it from the switch itself.
+SURGE = "surge"
 
 # A digest lists this many events and counts the rest.
 DIGEST_LINES = 50
@@ -70,6 +72,8 @@ def describe(event: Event, mask: bool) -> str:
         return f"New account {event.user_id}{detail}"
     if event.kind == JOIN_FAILED:
         return f"Auto-join failed for {event.user_id}{detail}"
+    if event.kind == SURGE:
+        return f"Surge switch{detail}"
     return f"{event.kind} {event.user_id}{detail}"
 
 
@@ -96,7 +100,12 @@ def compose(
     return Message(subject, "\n".join(lines) + "\n")
 
 
-_NAMES = {REQUEST: "new requests", ACCOUNT: "new accounts", JOIN_FAILED: "failed auto-joins"}
+_NAMES = {
+    REQUEST: "new requests",
+    ACCOUNT: "new accounts",
+    JOIN_FAILED: "failed auto-joins",
+    SURGE: "surge switches",
+}
 
 
 def _counts(events: Sequence[Event]) -> str:

@@ -35,6 +35,8 @@ def gate_config() -> dict[str, Any]:
         "trusted_proxies": ["127.0.0.1"],
         "moderators": ["@mod:test.local"],
         "moderation_room": "#moderation:test.local",
+        # Surge switches are mailed to these whatever `events` selects.
+        "notifications": {"emails": ["mods@surge.example"], "events": [], "check_interval": "1s"},
         "email_cooldown": "1s",
         "challenge": {"difficulty": BASE_DIFFICULTY, "lifetime": "2m"},
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
@@ -178,6 +180,10 @@ def test_moderators_switch_approval_on_and_off_through_the_admin_api(
     assert state["until_ts"] - state["since_ts"] == 300_000
     told = wait_for_bot_line(mod, room, re.escape("ON: approval required (manual)"))
     assert "by @mod:test.local" in told, told
+    mailed = mailbox.wait_for(
+        lambda m: "mods@surge.example" in m.rcpt_tos and "approval required (manual)" in m.text
+    )
+    assert "Surge switch" in mailed.subject, mailed.subject
 
     # New requests now wait for a moderator: the address is confirmed first.
     assert ask(synapse, "inapproval", "203.0.113.10").status == 202
