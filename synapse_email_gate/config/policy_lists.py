@@ -118,6 +118,9 @@ class PolicyLists:
     block_disposable_emails: bool | None = None
     # literal | all | off (rules.usernames.LOOKALIKE_MODES); None: not set in this layer.
     banned_usernames_lookalikes: str | None = None
+    # The starter list of abusive username patterns (config/starter_list.py);
+    # None: not set in this layer.
+    banned_usernames_starter: bool | None = None
     rate_limits: RateLimits | None = None
     # The plain-text list files this layer read (config/list_files.py), absolute.
     list_files: tuple[str, ...] = ()
@@ -154,6 +157,7 @@ class PolicyLists:
             banned_usernames_lookalikes=section.convert(
                 "banned_usernames_lookalikes", None, _lookalike_mode
             ),
+            banned_usernames_starter=section.convert("banned_usernames_starter", None, _bool),
             rate_limits=(
                 RateLimits.from_section(section.section("rate_limits"))
                 if section.has("rate_limits")

@@ -50,6 +50,7 @@ def gate_config(lists_dir: Path) -> dict[str, Any]:
         "policy_file": str(lists_dir / "policy.yaml"),
         "policy_check_interval": f"{int(CHECK_INTERVAL_S)}s",
         "trusted_proxies": ["127.0.0.1"],
+        "banned_usernames_starter": True,
         "rate_limits": {"per_ip": {"burst": 1000, "per_second": 100}},
     }
 
@@ -96,6 +97,13 @@ def test_every_kind_of_list_file_is_in_force_with_the_inline_lists(
     expect_no_mail(
         synapse, mailbox, "listmail", "someone@listbanned.example", reason="email_banned"
     )
+
+
+def test_the_starter_list_shipped_with_the_package_is_in_force(synapse: SynapseServer) -> None:
+    assert banned(synapse, "hitler")
+    assert banned(synapse, "metamask-support")
+    assert not banned(synapse, "scunthorpe")
+    assert not banned(synapse, "therapist")
 
 
 def test_a_changed_list_file_is_in_force_within_seconds_without_a_reload(
