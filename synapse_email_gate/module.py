@@ -25,6 +25,7 @@ from synapse_email_gate.housekeeping import Housekeeping
 from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
+from synapse_email_gate.moderation.imports import RecordImport
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
@@ -42,6 +43,7 @@ from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.requests.usernames import UsernameCheck
 from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.imports import ImportStore
 from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
@@ -207,6 +209,12 @@ class EmailGate:
             moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
+            RecordImport(
+                api,
+                ImportStore(db),
+                moderation,
+                privacy.hash_secret if privacy.hash_emails else None,
+            ),
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))

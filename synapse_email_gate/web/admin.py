@@ -16,6 +16,7 @@ from synapse.api.errors import SynapseError
 from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
+from synapse_email_gate.moderation.imports import RecordImport
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.web.http import (
@@ -44,7 +45,9 @@ class AdminHandlers:
         service: ModerationService,
         page: jinja2.Template,
         page_vars: dict[str, object],
+        imports: RecordImport | None = None,
     ) -> None:
+        self._imports = imports
         self._api = api
         self._moderators = moderators
         self._service = service
@@ -179,6 +182,13 @@ class AdminHandlers:
             raise AdminError(400, "EMAIL_GATE_POLICY_INVALID", result.message)
         return 200, {"status": "reloaded", "message": result.message, "revoked": result.revoked}
 
+    async def import_registrations(
+        self, a: str, p: list[str], b: Body, r: SynapseRequest
+    ) -> Answer:
+        if self._imports is None:
+            raise AdminError(404, "M_NOT_FOUND", "importing is not available here")
+        return 200, await self._imports.import_registrations(a, b)
+
     async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
@@ -252,6 +262,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),
     AdminRoute("POST", "reload", AdminHandlers.reload),
     AdminRoute("GET", "audit", AdminHandlers.audit),
+    AdminRoute("POST", "import/registrations", AdminHandlers.import_registrations),
 )
 
 
