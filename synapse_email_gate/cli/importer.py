@@ -217,17 +217,17 @@ def log_record(raw: object) -> dict[str, Any]:
     """`{username, email, time_ms}` of one row; ValueError saying what is wrong."""
     if not isinstance(raw, dict):
         raise ValueError(f"expected an object, got {type(raw).__name__}")
-    username = _field(raw, _USERNAME_KEYS, "a username")
+    username = _field(raw, _USERNAME_KEYS, "username")
     if not isinstance(username, str) or not username.strip():
         raise ValueError(f"username should be a string, got {username!r}")
     localpart = username.strip().lower().removeprefix("@").split(":", 1)[0]
-    email = _field(raw, _EMAIL_KEYS, "an email address")
+    email = _field(raw, _EMAIL_KEYS, "address")
     if not isinstance(email, str) or "@" not in email:
         raise ValueError(f"email should be an address, got {email!r}")
     return {
         "username": localpart,
         "email": email.strip(),
-        "time_ms": time_ms(_field(raw, _TIME_KEYS, "a time")),
+        "time_ms": time_ms(_field(raw, _TIME_KEYS, "time")),
     }
 
 
@@ -235,7 +235,7 @@ def _field(raw: dict[str, Any], keys: Sequence[str], what: str) -> object:
     for key in keys:
         if raw.get(key) is not None:
             return raw[key]
-    raise ValueError(f"no {what} (one of {', '.join(keys)})")
+    raise ValueError(f"no {what} field (one of {', '.join(keys)})")
 
 
 def time_ms(value: object) -> int:
