@@ -397,13 +397,13 @@ def import_old(ctx: Context) -> int:
             records, bad_rows = importer.read_log(present[importer.OLD_LOG])
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UsageError(str(e)) from e
-    if converted and args.to is None:
-        raise UsageError("--to DIR: where to write the converted lists and their policy file")
+    if converted and args.out is None:
+        raise UsageError("--out DIR: where to write the converted lists and their policy file")
     files = importer.outputs(converted)
     written: list[str] = []
     if converted and not args.dry_run:
         try:
-            written = importer.write_outputs(args.to, files, args.overwrite)
+            written = importer.write_outputs(args.out, files, args.overwrite)
         except (OSError, ValueError) as e:
             raise UsageError(str(e)) from e
     answer = importer.send_records(ctx.api, records, args.dry_run) if records else None
@@ -421,13 +421,13 @@ def import_old(ctx: Context) -> int:
         "lists": [
             {
                 "source": c.source,
-                "to": os.path.join(args.to, importer.LISTS[old][0]),
+                "to": os.path.join(args.out, importer.LISTS[old][0]),
                 "entries": len(c.entries),
                 "not_imported": [p.describe() for p in c.problems],
             }
             for old, c in converted.items()
         ],
-        "policy_file": os.path.join(args.to, importer.POLICY_NAME) if converted else None,
+        "policy_file": os.path.join(args.out, importer.POLICY_NAME) if converted else None,
         "written": written,
         "records": answer,
         "rejected_rows": rejected_rows,

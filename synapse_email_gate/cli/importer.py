@@ -3,7 +3,7 @@
 - `banned_ips.txt` (addresses and CIDR networks), `banned_emails.txt` (glob
   patterns, as Python's fnmatch reads them) and `banned_usernames.txt` (Python
   regexes, searched in the username) become list files in the module's syntax
-  and a policy file naming them, written to `--to` (an existing file is never
+  and a policy file naming them, written to `--out` (an existing file is never
   replaced unless `--overwrite`). An entry the module cannot take (a regex RE2
   refuses: backreferences, lookaround...) is reported with its file, line and
   reason, and kept in the written list as a comment.
@@ -326,7 +326,7 @@ def write_outputs(directory: str, files: dict[str, str], overwrite: bool) -> lis
     existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:
         raise ValueError(
-            "would replace " + ", ".join(existing) + " (give --overwrite, or another --to)"
+            "would replace " + ", ".join(existing) + " (give --overwrite, or another --out)"
         )
     for name, path in paths.items():
         aside = path + ".new"
