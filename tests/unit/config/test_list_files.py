@@ -184,3 +184,21 @@ def test_a_list_file_named_by_a_failed_reload_is_watched(tmp_path: Path) -> None
     assert live.check()
     assert live.current.ip_ban("203.0.113.7") == "203.0.113.7"
     assert live.current.username_ban("oneness") is None
+
+
+def test_check_config_reads_the_list_files_a_policy_file_names(tmp_path: Path) -> None:
+    from synapse_email_gate.cli.check import check_policy_file
+
+    (tmp_path / "ips.txt").write_text("203.0.113.7\nnot-an-ip\n")
+    path = write_policy(tmp_path, "banned_ips_file: ips.txt\nbanned_usernames: ['^x']\n")
+    report = check_policy_file(path)
+    assert [p.line() for p in report.problems] == [
+        f"{path}: {tmp_path / 'ips.txt'}:2: entry 'not-an-ip': not an IP address or CIDR "
+        "network (like 203.0.113.7, 198.51.100.0/24 or 2001:db8::/32)"
+    ]
+    (tmp_path / "ips.txt").write_text("203.0.113.7\n")
+    assert check_policy_file(path).problems == []
+    # Other problems of the policy file itself are still listed key by key.
+    Path(path).write_text("banned_ips_file: ips.txt\nbanned_usernames: ['(a)\\1']\nextra: 1\n")
+    keys = [p.key for p in check_policy_file(path).problems]
+    assert keys == ["banned_usernames", "extra"]
