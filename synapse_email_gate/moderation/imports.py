@@ -50,23 +50,19 @@ class RecordImport:
         dry_run = body.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise bad("dry_run must be true or false")
+        shaped = [_shape(index, record) for index, record in enumerate(records)]
         now_ms = self._api.get_current_time_msec()
         by_key: dict[str, tuple[int, set[str]]] = {}
         rejected = []
-        for index, record in enumerate(records):
-            row, problem = _row_number(index, record)
-            if problem is None:
-                assert isinstance(record, dict)
-                checked = self._check(record, now_ms)
-                if isinstance(checked, str):
-                    problem = checked
-                else:
-                    key, localpart, time_ms = checked
-                    last_ts, localparts = by_key.get(key, (0, set()))
-                    localparts.add(localpart)
-                    by_key[key] = (max(last_ts, time_ms), localparts)
-            if problem is not None:
-                rejected.append({"row": row, "error": problem})
+        for row, username, email, time_ms in shaped:
+            checked = self._check(username, email, time_ms, now_ms)
+            if isinstance(checked, str):
+                rejected.append({"row": row, "error": checked})
+                continue
+            key, localpart = checked
+            last_ts, localparts = by_key.get(key, (0, set()))
+            localparts.add(localpart)
+            by_key[key] = (max(last_ts, time_ms), localparts)
         addresses = [
             ImportedAddress(key, last_ts, frozenset(localparts))
             for key, (last_ts, localparts) in sorted(by_key.items())
@@ -91,37 +87,45 @@ class RecordImport:
             )
         return answer
 
-    def _check(self, record: dict[str, Any], now_ms: int) -> tuple[str, str, int] | str:
-        """(email key, localpart, time) of a record, or what is wrong with it."""
-        unknown = sorted(set(record) - {"row", "username", "email", "time_ms"})
-        if unknown:
-            return f"unknown field {unknown[0]!r}"
-        username = record.get("username")
-        if not isinstance(username, str) or not is_localpart(username.lower()):
+    def _check(self, username: str, email: str, time_ms: int, now_ms: int) -> tuple[str, str] | str:
+        """(email key, localpart) of a well-formed record, or what is wrong with it."""
+        if not is_localpart(username.lower()):
             return f"username must be a localpart like alice, got {username!r}"
-        email = record.get("email")
-        if not isinstance(email, str):
-            return f"email must be a string, got {email!r}"
         try:
             parsed = parse_email(email)
         except InvalidEmail as e:
             return f"email {email!r}: {e.message}"
-        time_ms = record.get("time_ms")
-        if isinstance(time_ms, bool) or not isinstance(time_ms, int):
-            return f"time_ms must be an integer (ms since 1970), got {time_ms!r}"
         if not _EARLIEST_MS <= time_ms <= now_ms + _AHEAD_MS:
             return f"time_ms {time_ms} is not between the year 2000 and now"
-        return address_key(parsed.normalised, self._hash_secret), username.lower(), time_ms
+        return address_key(parsed.normalised, self._hash_secret), username.lower()
 
 
-def _row_number(index: int, record: object) -> tuple[int, str | None]:
-    """The row a record names (its place in the old log), else its place here (from 1)."""
+def _shape(index: int, record: object) -> tuple[int, str, str, int]:
+    """(row, username, email, time_ms) of a record; a record not shaped as described
+    refuses the whole call (AdminError naming it). Other fields are ignored."""
+    where = f"records[{index}]"
     if not isinstance(record, dict):
-        return index + 1, f"a record must be an object, got {type(record).__name__}"
-    row = record.get("row", index + 1)
-    if isinstance(row, bool) or not isinstance(row, int) or row < 1:
-        return index + 1, f"row must be a positive integer, got {row!r}"
-    return row, None
+        raise bad(f"{where} must be an object, got {type(record).__name__}")
+    username, email = record.get("username"), record.get("email")
+    if not isinstance(username, str):
+        raise bad(f"{where}.username must be a string")
+    if not isinstance(email, str):
+        raise bad(f"{where}.email must be a string")
+    time_ms = _integer(record.get("time_ms"))
+    if time_ms is None:
+        raise bad(f"{where}.time_ms must be an integer (ms since 1970)")
+    row = _integer(record.get("row", index + 1))
+    if row is None or row < 1:
+        raise bad(f"{where}.row must be a positive integer")
+    return row, username, email, time_ms
+
+
+def _integer(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else None
 
 
 __all__ = ["MAX_RECORDS", "RecordImport"]
