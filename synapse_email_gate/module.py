@@ -27,6 +27,7 @@ from synapse_email_gate.mail.compose import MailComposer
 from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.account_actions import SynapseAccounts
 from synapse_email_gate.moderation.accounts import AccountService
+from synapse_email_gate.moderation.imports import RecordImport
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.notifications import Notifier
 from synapse_email_gate.moderation.probation import Probation
@@ -51,6 +52,7 @@ from synapse_email_gate.rules.ips import IpRules
 from synapse_email_gate.rules.notifications import SURGE, Event
 from synapse_email_gate.storage.accounts import AccountStore
 from synapse_email_gate.storage.buckets import BucketStore
+from synapse_email_gate.storage.imports import ImportStore
 from synapse_email_gate.storage.intake import IntakeStore
 from synapse_email_gate.storage.issue import IssueStore
 from synapse_email_gate.storage.moderation import ModerationStore
@@ -274,6 +276,12 @@ class EmailGate:
             admin_page,
             kit.admin_variables(),
             surge=surge,
+            imports=RecordImport(
+                api,
+                ImportStore(db),
+                moderation,
+                privacy.hash_secret if privacy.hash_emails else None,
+            ),
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))

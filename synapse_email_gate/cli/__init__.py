@@ -244,6 +244,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, metavar="N", help="at most N entries (default 50)"
     )
     audit.add_argument("--from", dest="start", type=_non_negative, metavar="N", help="skip N")
+    imported = tree.leaf(
+        commands,
+        "import",
+        cmd.import_old,
+        "import the FastAPI page's banned_*.txt (as list files) and registrations.json "
+        "(server admins)",
+        epilog="Reads banned_usernames.txt, banned_emails.txt, banned_ips.txt and "
+        "registrations.json\nfrom SOURCE (those present). Writes the lists and "
+        "email_gate_policy.yaml to --out; sends\nthe records to the server. Exit code 0 "
+        "when everything was imported, 1 when an\nentry or a row was not (each is named), "
+        "2 for bad arguments or unreadable files.",
+    )
+    imported.add_argument("source", metavar="SOURCE", help="the old page's data directory")
+    imported.add_argument(
+        "--out", metavar="DIR", help="where to write the converted lists and their policy file"
+    )
+    imported.add_argument(
+        "--dry-run", action="store_true", help="write nothing; show what would be imported"
+    )
+    imported.add_argument(
+        "--overwrite", action="store_true", help="replace files that exist already in --out"
+    )
     check = tree.leaf(
         commands,
         "check-config",

@@ -21,6 +21,7 @@ import yaml
 from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate.config.gate import GateConfig
+from synapse_email_gate.config.list_files import named_list_files
 from synapse_email_gate.config.listeners import forwarded_in_yaml
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section
@@ -188,8 +189,10 @@ def parse_module_config(data: Any) -> object:
 
 
 def parse_policy(data: Any) -> object:
+    """The policy file's keys; the list files it names are checked apart."""
     section = Section(data, "")
-    lists = PolicyLists.from_section(section)
+    named_list_files(section, "/")
+    lists = PolicyLists.from_section(section, {})
     section.finish()
     return lists
 
@@ -312,8 +315,10 @@ def _check_policy_file(path: str, report: Report) -> None:
         read_policy_file(path)
     except ValueError as e:
         message = str(e)
-        if message.startswith(path + ": "):
-            message = message[len(path) + 2 :]
+        if not message.startswith(path + ": "):  # about a list file it names
+            report.problems.append(Problem(path, "", message))
+            return
+        message = message[len(path) + 2 :]
         report.problems += _policy_problems(path, message)
         return
     report.valid.append(f"{path}: policy_file")

@@ -4,6 +4,7 @@ then a table (or the raw JSON with `--json`). See docs/cli.md."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -461,3 +462,93 @@ def check_config(ctx: Context) -> int:
         count = len(report.problems)
         out(f"{count} problem{'s' if count != 1 else ''} found" if count else "config is valid")
     return OK if report.ok else PROBLEMS
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+def import_old(ctx: Context) -> int:
+    """The FastAPI page's ban lists (to list files) and request log (through the API)."""
+    from synapse_email_gate.cli import importer
+
+    args = ctx.args
+    source: str = args.source
+    if not os.path.isdir(source):
+        raise UsageError(f"{source}: not a directory")
+    present = {
+        name: os.path.join(source, name)
+        for name in (*importer.LISTS, importer.OLD_LOG)
+        if os.path.isfile(os.path.join(source, name))
+    }
+    if not present:
+        raise UsageError(
+            f"{source}: none of {', '.join((*importer.LISTS, importer.OLD_LOG))} found"
+        )
+    try:
+        converted = {
+            old: importer.convert_list(path, importer.CONVERTERS[old])
+            for old, path in present.items()
+            if old in importer.LISTS
+        }
+        records: list[dict[str, Any]] = []
+        bad_rows: list[importer.Problem] = []
+        if importer.OLD_LOG in present:
+            records, bad_rows = importer.read_log(present[importer.OLD_LOG])
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    if converted and args.out is None:
+        raise UsageError("--out DIR: where to write the converted lists and their policy file")
+    files = importer.outputs(converted)
+    written: list[str] = []
+    if converted and not args.dry_run:
+        try:
+            written = importer.write_outputs(args.out, files, args.overwrite)
+        except (OSError, ValueError) as e:
+            raise UsageError(str(e)) from e
+    answer = importer.send_records(ctx.api, records, args.dry_run) if records else None
+    not_imported = [p for c in converted.values() for p in c.problems]
+    rejected_rows = [p.describe("row") for p in bad_rows]
+    if answer is not None:
+        log = present[importer.OLD_LOG]
+        rejected_rows += [
+            f"{log}: row {r.get('row')}: {r.get('error')}"
+            for r in answer["rejected"]
+            if isinstance(r, dict)
+        ]
+    report = {
+        "dry_run": args.dry_run,
+        "lists": [
+            {
+                "source": c.source,
+                "to": os.path.join(args.out, importer.LISTS[old][0]),
+                "entries": len(c.entries),
+                "not_imported": [p.describe() for p in c.problems],
+            }
+            for old, c in converted.items()
+        ],
+        "policy_file": os.path.join(args.out, importer.POLICY_NAME) if converted else None,
+        "written": written,
+        "records": answer,
+        "rejected_rows": rejected_rows,
+    }
+    show(ctx, report, lambda: _import_text(report))
+    return OK if not not_imported and not rejected_rows else PROBLEMS
+
+
+def _import_text(report: dict[str, Any]) -> str:
+    would = "would write" if report["dry_run"] else "wrote"
+    lines = []
+    for item in report["lists"]:
+        lines.append(f"{item['source']}: {item['entries']} entries; {would} {item['to']}")
+        lines += [f"  not imported: {fmt.clean(p)}" for p in item["not_imported"]]
+    if report["policy_file"] is not None:
+        lines.append(f"{would} {report['policy_file']}: point policy_file at it")
+    records = report["records"]
+    if records is not None:
+        verb = "would import" if report["dry_run"] else "imported"
+        lines.append(
+            f"{verb} {records['imported']} record(s): {records['addresses']} address(es), "
+            f"{records['new_addresses']} new, {records['with_accounts']} with an account here"
+        )
+    lines += [f"  rejected: {fmt.clean(row)}" for row in report["rejected_rows"]]
+    return "\n".join(lines)

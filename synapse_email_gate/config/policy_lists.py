@@ -192,22 +192,46 @@ class PolicyLists:
     block_disposable_emails: bool | None = None
     # literal | all | off (rules.usernames.LOOKALIKE_MODES); None: not set in this layer.
     banned_usernames_lookalikes: str | None = None
+    # The starter list of abusive username patterns (config/starter_list.py);
+    # None: not set in this layer.
+    banned_usernames_starter: bool | None = None
     rate_limits: RateLimits | None = None
+    # The plain-text list files this layer read (config/list_files.py), absolute.
+    list_files: tuple[str, ...] = ()
 
     @staticmethod
-    def from_section(section: Section) -> PolicyLists:
-        """Read the policy keys of `section`; the caller calls `section.finish()`."""
+    def from_section(
+        section: Section, from_files: Mapping[str, tuple[BanEntry, ...]] | None = None
+    ) -> PolicyLists:
+        """Read the policy keys of `section`; the caller calls `section.finish()`.
+
+        `from_files`: the entries read from the list files a policy file names, by
+        list key, added after the inline ones. None where list files cannot be
+        named (homeserver.yaml: they would never be read again)."""
+        if from_files is None:
+            for kind in BAN_KINDS:
+                if section.has(f"{kind.key}_file"):
+                    raise section.error(
+                        f"{kind.key}_file",
+                        "list files can be named in policy_file only, where they are "
+                        "reloaded when they change",
+                    )
+            from_files = {}
         allowed = section.strings("allowed_email_domains")
         _compiles(section, "allowed_email_domains", allowed, DomainAllowList.compile)
+        usernames, emails, ips = (
+            _ban_list(section, kind) + from_files.get(kind.key, ()) for kind in BAN_KINDS
+        )
         return PolicyLists(
-            banned_usernames=_ban_list(section, USERNAME_BANS),
-            banned_emails=_ban_list(section, EMAIL_BANS),
-            banned_ips=_ban_list(section, IP_BANS),
+            banned_usernames=usernames,
+            banned_emails=emails,
+            banned_ips=ips,
             allowed_email_domains=allowed,
             block_disposable_emails=section.convert("block_disposable_emails", None, _bool),
             banned_usernames_lookalikes=section.convert(
                 "banned_usernames_lookalikes", None, _lookalike_mode
             ),
+            banned_usernames_starter=section.convert("banned_usernames_starter", None, _bool),
             rate_limits=(
                 RateLimits.from_section(section.section("rate_limits"))
                 if section.has("rate_limits")

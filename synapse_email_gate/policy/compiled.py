@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from synapse_email_gate.config.policy_lists import BAN_KINDS, BanEntry, PolicyLists, RateLimits
+from synapse_email_gate.config.starter_list import starter_username_patterns
 from synapse_email_gate.rules.addresses import (
     DomainAllowList,
     EmailRules,
@@ -45,8 +46,11 @@ class Policy:
         """Compile the union of the active entries; raises ValueError naming a bad entry."""
         block_disposable = True
         lookalikes = "literal"
+        starter = False
         rate_limits = RateLimits()
         for layer in layers:
+            if layer.banned_usernames_starter is not None:
+                starter = layer.banned_usernames_starter
             if layer.block_disposable_emails is not None:
                 block_disposable = layer.block_disposable_emails
             if layer.banned_usernames_lookalikes is not None:
@@ -57,7 +61,13 @@ class Policy:
         expiries = [e.expires_ts for e in bans if e.expires_ts is not None and e.active(now_ms)]
         return Policy(
             usernames=UsernamePatterns.compile(
-                _active(now_ms, (layer.banned_usernames for layer in layers)), lookalikes
+                _unique(
+                    [
+                        *(starter_username_patterns() if starter else ()),
+                        *_active(now_ms, (layer.banned_usernames for layer in layers)),
+                    ]
+                ),
+                lookalikes,
             ),
             emails=EmailRules.compile(_active(now_ms, (layer.banned_emails for layer in layers))),
             ips=IpRules.compile(_active(now_ms, (layer.banned_ips for layer in layers))),

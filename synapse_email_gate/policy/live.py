@@ -1,7 +1,8 @@
 """The policy in force: homeserver.yaml's lists plus the reloadable `policy_file`.
 
-Every process checks the file's identity (mtime, size, inode) every
-`policy_check_interval` and reloads when it changed; `reload()` does it now.
+Every process checks the identity (mtime, size, inode) of the file and of the
+plain-text list files it names (config/list_files.py) every
+`policy_check_interval` and reloads when one changed; `reload()` does it now.
 A file that does not parse or validate is refused, the error is logged and
 returned, and the previous policy stays in force. The compiled policy is also
 rebuilt when a ban entry with an expiry runs out.
@@ -18,6 +19,7 @@ import yaml
 from synapse.config import ConfigError  # not the module API's: see config/reader.py
 
 from synapse_email_gate import metrics
+from synapse_email_gate.config.list_files import ListFile, named_list_files, read_list_files
 from synapse_email_gate.config.policy_lists import PolicyLists
 from synapse_email_gate.config.reader import Section
 from synapse_email_gate.policy.compiled import Policy
@@ -30,6 +32,15 @@ logger = logging.getLogger(__name__)
 _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class PolicyFileError(ValueError):
+    """A policy file refused; `list_files` are the list files it names (so far),
+    to be watched for a fix."""
+
+    def __init__(self, message: str, list_files: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.list_files = list_files
+
+
 @attrs.frozen
 class ReloadResult:
     ok: bool
@@ -39,21 +50,31 @@ class ReloadResult:
 
 
 def read_policy_file(path: str) -> PolicyLists:
-    """Parse and validate a policy file; raises ValueError with a readable message."""
+    """Parse and validate a policy file and its list files; raises PolicyFileError
+    with a readable message."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except OSError as e:
-        raise ValueError(f"{path}: cannot read: {e.strerror}") from e
+        raise PolicyFileError(f"{path}: cannot read: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
+        raise PolicyFileError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise PolicyFileError(f"{path}: not UTF-8 text ({e.reason})") from e
+    files: tuple[ListFile, ...] = ()
     try:
         section = Section(data, "")
-        lists = PolicyLists.from_section(section)
+        files = named_list_files(section, os.path.dirname(os.path.abspath(path)))
+        paths = tuple(dict.fromkeys(f.path for f in files))
+        try:
+            from_files = read_list_files(files)
+        except ValueError as e:
+            raise PolicyFileError(str(e), paths) from e
+        lists = PolicyLists.from_section(section, from_files)
         section.finish()
     except ConfigError as e:
-        raise ValueError(f"{path}: {e.msg}") from e
-    return lists
+        raise PolicyFileError(f"{path}: {e.msg}", tuple(f.path for f in files)) from e
+    return attrs.evolve(lists, list_files=paths)
 
 
 class LivePolicy:
@@ -70,8 +91,10 @@ class LivePolicy:
         self._now_ms = now_ms
         self._file_lists = PolicyLists()
         self._stored_lists = PolicyLists()
-        self._file_identity: tuple[int, int, int] | None = None
-        self._settling_identity: tuple[int, int, int] | None = None
+        # The list files the policy file named when last read, watched with it.
+        self._list_files: tuple[str, ...] = ()
+        self._file_identity: Identity | None = None
+        self._settling_identity: Identity | None = None
         self.current = Policy.build([base], now_ms())
         if policy_file is not None:
             result = self.reload()
@@ -82,10 +105,7 @@ class LivePolicy:
         if self._file is None:
             return ReloadResult(ok=True, message="no policy_file configured")
         try:
-            identity = _identity(self._file)
-            lists = read_policy_file(self._file)
-            if _identity(self._file) != identity:
-                raise ValueError(f"{self._file}: changed while being read; try again")
+            identity, lists = self._read(self._file)
             policy = Policy.build(
                 [self._base, lists, self._stored_lists], self._now_ms(), self.current.room_rules
             )
@@ -99,6 +119,25 @@ class LivePolicy:
         logger.info("policy file %s loaded", self._file)
         metrics.policy_reloaded(self._server_name, ok=True)
         return ReloadResult(ok=True, message=f"{self._file} loaded")
+
+    def _read(self, path: str) -> tuple[Identity, PolicyLists]:
+        """The file and its list files, read while none of them changed."""
+        # Read once more when it names other list files than last time: their
+        # identity before reading is known only then.
+        for _ in range(2):
+            before = _identities(path, self._list_files)
+            try:
+                lists = read_policy_file(path)
+            except PolicyFileError as e:
+                self._list_files = e.list_files
+                raise
+            if lists.list_files != self._list_files:
+                self._list_files = lists.list_files
+                continue
+            if _identities(path, self._list_files) != before:
+                break
+            return before, lists
+        raise ValueError(f"{path}: it or a list file changed while being read; try again")
 
     def check(self) -> bool:
         """Periodic: reload a changed file, drop expired ban entries. True when a
@@ -135,7 +174,7 @@ class LivePolicy:
         if self._file is None:
             return False
         try:
-            identity = _identity(self._file)
+            identity = _identities(self._file, self._list_files)
         except ValueError as e:
             if self._file_identity is not None:
                 logger.error("policy file unreadable, previous policy stays in force: %s", e)
@@ -150,14 +189,35 @@ class LivePolicy:
             return False
         result = self.reload()
         if not result.ok:
-            # Don't retry an unchanged broken file every few seconds.
-            self._file_identity = identity
+            # Don't retry an unchanged broken file every few seconds (the
+            # reload may have named other list files to watch).
+            try:
+                self._file_identity = _identities(self._file, self._list_files)
+            except ValueError:
+                self._file_identity = None
         return result.ok
 
 
-def _identity(path: str) -> tuple[int, int, int]:
+Identity = tuple[tuple[int, int, int], ...]
+
+
+_MISSING = (0, 0, 0)
+
+
+def _identities(path: str, list_files: tuple[str, ...]) -> Identity:
+    """mtime, size and inode of the policy file and of each list file. A missing
+    list file has an identity too (reading it says what is wrong), so creating
+    it is a change."""
     try:
         st = os.stat(path)
     except OSError as e:
         raise ValueError(f"{path}: cannot read: {e.strerror}") from e
-    return st.st_mtime_ns, st.st_size, st.st_ino
+    found = [(st.st_mtime_ns, st.st_size, st.st_ino)]
+    for name in list_files:
+        try:
+            st = os.stat(name)
+        except OSError:
+            found.append(_MISSING)
+        else:
+            found.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(found)

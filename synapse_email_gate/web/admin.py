@@ -17,6 +17,7 @@ from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
+from synapse_email_gate.moderation.imports import RecordImport
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
 from synapse_email_gate.moderation.surge import SurgeService
@@ -48,7 +49,9 @@ class AdminHandlers:
         page: jinja2.Template,
         page_vars: dict[str, object],
         surge: SurgeService | None = None,
+        imports: RecordImport | None = None,
     ) -> None:
+        self._imports = imports
         self._api = api
         self._surge = surge
         self._moderators = moderators
@@ -218,6 +221,13 @@ class AdminHandlers:
             raise AdminError(404, "M_NOT_FOUND", "the surge switch is not available")
         return self._surge
 
+    async def import_registrations(
+        self, a: str, p: list[str], b: Body, r: SynapseRequest
+    ) -> Answer:
+        if self._imports is None:
+            raise AdminError(404, "M_NOT_FOUND", "importing is not available here")
+        return 200, await self._imports.import_registrations(a, b)
+
     async def audit(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
         entries = await self._service.audit_log(
             _int_param(r, "limit", 50), _int_param(r, "from", 0)
@@ -297,6 +307,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", "purge", AdminHandlers.purge),
     AdminRoute("GET", "surge", AdminHandlers.surge_status),
     AdminRoute("POST", "surge", AdminHandlers.surge_switch),
+    AdminRoute("POST", "import/registrations", AdminHandlers.import_registrations),
 )
 
 

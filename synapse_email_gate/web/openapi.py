@@ -765,6 +765,53 @@ def _admin() -> dict[str, Schema]:
                 admin_only=True,
             )
         },
+        "/admin/import/registrations": {
+            "post": admin_op(
+                "importRegistrations",
+                "Server admins: import the request log of the page this module replaces",
+                {
+                    "200": json_answer(
+                        "What was (or, with dry_run, would be) imported; rejected records "
+                        "are named by row.",
+                        obj(
+                            (
+                                "dry_run",
+                                "imported",
+                                "rejected",
+                                "addresses",
+                                "new_addresses",
+                                "with_accounts",
+                            ),
+                            dry_run={"type": "boolean"},
+                            imported=INTEGER,
+                            rejected=array(obj(("row", "error"), row=INTEGER, error=STRING)),
+                            addresses=INTEGER,
+                            new_addresses=INTEGER,
+                            with_accounts=INTEGER,
+                        ),
+                    ),
+                },
+                body=obj(
+                    ("records",),
+                    records={
+                        **array(
+                            obj(
+                                ("username", "email", "time_ms"),
+                                row={"type": "integer", "minimum": 1},
+                                username=STRING,
+                                email=STRING,
+                                time_ms=INTEGER,
+                            )
+                        ),
+                        "minItems": 1,
+                        "maxItems": 500,
+                    },
+                    dry_run={"type": "boolean"},
+                ),
+                refused=INVALID,
+                admin_only=True,
+            )
+        },
         "/admin/audit": {
             "get": admin_op(
                 "auditLog",
