@@ -28,6 +28,7 @@ from synapse_email_gate.mail.delivery import MailDelivery, RetryPolicy
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
 from synapse_email_gate.policy.rooms import PolicyRooms
@@ -37,6 +38,7 @@ from synapse_email_gate.requests.after_registration import AfterRegistration
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.dns_checks import dns_checks
+from synapse_email_gate.requests.refusal_tally import FLUSH_INTERVAL_MS, RefusalTally
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService
 from synapse_email_gate.requests.usernames import UsernameCheck
@@ -51,6 +53,7 @@ from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.stats import StatsStore
 from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -165,6 +168,8 @@ class EmailGate:
             api, config.challenge, state, on_demand=config.dnsbl.uses("challenge")
         )
         dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
+        stats_store = StatsStore(db)
+        self._refusals = RefusalTally(stats_store, api.get_current_time_msec)
         self._service = RequestService(
             api,
             config,
@@ -185,6 +190,7 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
             challenges,
             kit,
+            self._refusals,
         )
         (register_page,) = api.read_templates([REGISTER_TEMPLATE], TEMPLATE_DIR)
         finish = FinishHandlers(
@@ -207,6 +213,7 @@ class EmailGate:
             moderation_service,
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
+            GateStats(api, stats_store, self._when_schema(self._refusals.flush)),
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))
@@ -227,6 +234,19 @@ class EmailGate:
                 desc="email_gate_policy_rooms",
                 run_on_all_instances=True,
             )
+        api.looping_background_call(
+            self._when_schema(self._flush_refusals),
+            FLUSH_INTERVAL_MS,
+            desc="email_gate_flush_refusals",
+            run_on_all_instances=True,
+        )
+        # The counts since the last flush are written before the database closes.
+        # (mypy without the zope plugin reads the interface's methods as taking self)
+        reactor.addSystemEventTrigger(
+            "before",
+            "shutdown",  # type: ignore[arg-type]
+            self._flush_at_shutdown,
+        )
         housekeeping = Housekeeping(api, config, self._policy, requests)
         api.looping_background_call(
             self._when_schema(housekeeping.purge),
@@ -326,6 +346,18 @@ class EmailGate:
         if (file_loaded or followed) and self._api.should_run_background_tasks():
             cause = "policy_file changed" if file_loaded else "policy changed elsewhere"
             await self._revoker.revoke_banned(SYSTEM_ACTOR, cause)
+
+    async def _flush_refusals(self) -> None:
+        await self._refusals.flush()
+        if self._api.should_run_background_tasks():
+            await self._refusals.purge()
+
+    def _flush_at_shutdown(self) -> object:
+        if not self._schema.has_succeeded():
+            return None
+        return self._api.run_as_background_process(
+            "email_gate_flush_refusals", self._refusals.flush
+        )
 
     async def _sweep(self) -> None:
         if not await self._schema_ready():

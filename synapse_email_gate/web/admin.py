@@ -18,6 +18,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.web.http import (
     MAX_JSON_INT,
     JsonProblem,
@@ -44,10 +45,12 @@ class AdminHandlers:
         service: ModerationService,
         page: jinja2.Template,
         page_vars: dict[str, object],
+        stats: GateStats | None = None,
     ) -> None:
         self._api = api
         self._moderators = moderators
         self._service = service
+        self._stats = stats
         self._page = page.render(**page_vars)
 
     async def page(self, request: SynapseRequest) -> None:
@@ -185,6 +188,11 @@ class AdminHandlers:
         )
         return 200, {"entries": entries}
 
+    async def stats(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        if self._stats is None:
+            raise AdminError(404, "M_NOT_FOUND", "stats are not available")
+        return 200, await self._stats.picture(query_param(r, "range"))
+
 
 def path_segments(postpath: list[bytes]) -> list[str]:
     """The path's segments, each decoded once.
@@ -252,6 +260,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("DELETE", "moderators/{entry}", AdminHandlers.disallow),
     AdminRoute("POST", "reload", AdminHandlers.reload),
     AdminRoute("GET", "audit", AdminHandlers.audit),
+    AdminRoute("GET", "stats", AdminHandlers.stats),
 )
 
 
