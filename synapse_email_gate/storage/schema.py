@@ -244,7 +244,7 @@ _TABLES = [
     """CREATE INDEX IF NOT EXISTS email_gate_tokens_created
        ON email_gate_tokens (created_ts)""",
     """CREATE INDEX IF NOT EXISTS email_gate_token_uses_used
-       ON email_gate_token_uses (used_ts)""",
+       ON email_gate_token_uses (used_ts, state)""",
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (
