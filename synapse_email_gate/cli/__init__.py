@@ -217,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, metavar="N", help="at most N entries (default 50)"
     )
     audit.add_argument("--from", dest="start", type=_non_negative, metavar="N", help="skip N")
+    stats = tree.leaf(
+        commands,
+        "stats",
+        cmd.stats,
+        "requests, issued tokens, accounts and refusals over the last day or week",
+    )
+    stats.add_argument(
+        "--range",
+        dest="range_name",
+        choices=("day", "week"),
+        default="day",
+        help="day: per hour (the default); week: per six hours",
+    )
     check = tree.leaf(
         commands,
         "check-config",

@@ -7,6 +7,7 @@ before and after what it did (its own client addresses, behind a trusted proxy).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.integration.helpers import (
     registered,
     token_from,
 )
+from tests.integration.test_cli import as_json, ok, together
 
 HOUR_MS = 3_600_000
 
@@ -167,6 +169,25 @@ def test_only_moderators_read_it_and_a_bad_range_is_named(
         "errcode": "M_INVALID_PARAM",
         "error": "range must be one of: day, week",
     }
+
+
+def test_the_cli_shows_the_same_picture(synapse: SynapseServer, mod_token: str) -> None:
+    """`synapse-email-gate stats` drives the same endpoint: totals, errcodes, buckets."""
+    assert ask_from(synapse, "spammer-cli", "cli@example.org", "10.1.0.4").status == 400
+    expected = stats(synapse, mod_token, "week")
+    shown, as_text = together(
+        (synapse, mod_token, ("stats", "--range", "week", "--json")),
+        (synapse, mod_token, ("stats", "--range", "week")),
+    )
+    answer = as_json(shown)
+    assert answer["totals"] == expected["totals"] and len(answer["buckets"]) == 28
+    text = ok(as_text)
+    totals = expected["totals"]
+    assert re.search(rf"^refused:\s+{totals['refused']}$", text, re.M), text
+    banned = totals["refusals"]["EMAIL_GATE_USERNAME_BANNED"]
+    assert re.search(rf"^  EMAIL_GATE_USERNAME_BANNED:\s+{banned}$", text, re.M), text
+    assert "FROM" in text and "REFUSED" in text
+    assert len(text.splitlines()) >= 28 + 6
 
 
 def test_refusals_counted_in_memory_survive_a_restart(
