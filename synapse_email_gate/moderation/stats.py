@@ -45,7 +45,7 @@ class GateStats:
         self._settled: dict[Key, int] = {}
 
     async def picture(self, range_name: str | None) -> dict[str, object]:
-        name = range_name or "day"
+        name = "day" if range_name is None else range_name
         if name not in RANGES:
             raise AdminError(400, "M_INVALID_PARAM", "range must be one of: day, week")
         if self._before_read is not None:

@@ -161,14 +161,15 @@ def test_only_moderators_read_it_and_a_bad_range_is_named(
         http.get(synapse.gate_url + "admin/stats", headers=synapse.auth_headers(walker)).status
         == 403
     )
-    answer = http.get(
-        synapse.gate_url + "admin/stats?range=month", headers=synapse.auth_headers(mod_token)
-    )
-    assert answer.status == 400
-    assert answer.json() == {
-        "errcode": "M_INVALID_PARAM",
-        "error": "range must be one of: day, week",
-    }
+    for bad in ("month", "", "DAY"):
+        answer = http.get(
+            synapse.gate_url + f"admin/stats?range={bad}", headers=synapse.auth_headers(mod_token)
+        )
+        assert answer.status == 400, bad
+        assert answer.json() == {
+            "errcode": "M_INVALID_PARAM",
+            "error": "range must be one of: day, week",
+        }
 
 
 def test_the_cli_shows_the_same_picture(synapse: SynapseServer, mod_token: str) -> None:
