@@ -32,6 +32,8 @@
 
   function el(name, attributes, parent) {
     var node = document.createElementNS(SVG, name);
+    // Labels follow the page's text colour, light or dark.
+    if (name === "text") { node.setAttribute("fill", "currentColor"); }
     Object.keys(attributes).forEach(function (k) { node.setAttribute(k, String(attributes[k])); });
     if (parent) { parent.appendChild(node); }
     return node;
@@ -60,10 +62,10 @@
       viewBox: "0 0 " + width + " " + height, width: "100%", role: "img",
       "aria-label": figure.querySelector("figcaption").textContent + ": " + summary.join(", ")
     });
-    el("line", { x1: left, y1: top + plot, x2: width, y2: top + plot, stroke: "#888" }, svg);
-    var scale = el("text", { x: left - 4, y: top + 8, "text-anchor": "end", "font-size": 10 }, svg);
+    el("line", { x1: left, y1: top + plot, x2: width, y2: top + plot, stroke: "currentColor", "stroke-opacity": 0.5 }, svg);
+    var scale = el("text", { x: left - 4, y: top + 8, "text-anchor": "end", "font-size": 11 }, svg);
     scale.textContent = String(max);
-    el("text", { x: left - 4, y: top + plot, "text-anchor": "end", "font-size": 10 }, svg)
+    el("text", { x: left - 4, y: top + plot, "text-anchor": "end", "font-size": 11 }, svg)
       .textContent = "0";
     buckets.forEach(function (b, i) {
       var x0 = left + i * slot + 1;
@@ -78,7 +80,7 @@
       });
       var every = stats.range === "day" ? 6 : 4;
       if (i % every === 0) {
-        var label = el("text", { x: x0, y: top + plot + 14, "font-size": 10 }, svg);
+        var label = el("text", { x: x0, y: top + plot + 14, "font-size": 11 }, svg);
         label.textContent = when(b.start_ts, stats.range);
       }
     });

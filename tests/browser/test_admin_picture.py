@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import PageLog
+from tests.browser.test_pages import axe
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import ask_from, register, registered, token_from
@@ -32,6 +33,13 @@ def gate_config() -> dict[str, Any]:
     }
 
 
+def sign_in(page: Page, synapse: SynapseServer) -> None:
+    page.goto(synapse.gate_url + "admin")
+    page.get_by_label("Username").fill("mod")
+    page.get_by_label("Password").fill("mod-password-1")
+    page.get_by_role("button", name="Sign in").click()
+
+
 def chart_sum(page: Page, range_name: str, series: str) -> int:
     counts = page.locator(f"#picture-{range_name} svg rect[data-series='{series}']")
     return sum(int(c) for c in counts.evaluate_all("els => els.map(e => e.dataset.count)"))
@@ -40,6 +48,7 @@ def chart_sum(page: Page, range_name: str, series: str) -> int:
 def test_the_chart_and_table_show_what_happened(
     page: Page,
     page_log: PageLog,
+    new_page: Callable[..., Page],
     synapse: SynapseServer,
     mailbox: SmtpCatcher,
     screenshot: Callable[[Page, str], Path],
@@ -56,10 +65,7 @@ def test_the_chart_and_table_show_what_happened(
     for n in range(4, 8):
         assert ask_from(synapse, f"hiker{n}", f"hiker{n}@example.org", "10.2.0.1").status == 429
 
-    page.goto(synapse.gate_url + "admin")
-    page.get_by_label("Username").fill("mod")
-    page.get_by_label("Password").fill("mod-password-1")
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, synapse)
 
     totals = page.locator("#picture-totals")
     expect(totals).to_be_visible()
@@ -87,9 +93,22 @@ def test_the_chart_and_table_show_what_happened(
     label = page.locator("#picture-day svg").get_attribute("aria-label") or ""
     assert "3 requests, 3 issued tokens, 1 accounts made, 6 refusals" in label
     screenshot(page, "admin-picture")
+    axe(page, "admin-picture")
 
     # Refreshing draws the new counts.
     assert ask_from(synapse, "spammer3", "spammer3@example.org", "10.2.0.2").status == 400
     page.get_by_role("button", name="Refresh the picture").click()
     expect(totals.locator("tr[data-series='refused'] td")).to_have_text(["7", "7"])
     assert page_log.errors() == []
+
+    # In the dark the labels follow the text colour; axe finds nothing serious either.
+    dark = new_page(color_scheme="dark")
+    sign_in(dark, synapse)
+    expect(dark.locator("#picture-day svg")).to_be_visible()
+    fills = dark.locator("#picture-day svg text").evaluate_all(
+        "els => els.map(e => getComputedStyle(e).fill)"
+    )
+    text_colour = dark.locator("#picture-heading").evaluate("e => getComputedStyle(e).color")
+    assert fills and set(fills) == {text_colour}
+    axe(dark, "admin-picture-dark")
+    screenshot(dark, "admin-picture-dark")
