@@ -8,6 +8,7 @@ before and after what it did (its own client addresses, behind a trusted proxy).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import (
+    ask,
     ask_from,
     db_execute,
     post_form,
@@ -209,3 +211,16 @@ def test_refusals_counted_in_memory_survive_a_restart(
     synapse.start()
     after = stats(synapse, mod_token, "day")
     assert grown(before, after)["refusals"] == {"EMAIL_GATE_USERNAME_BANNED": 4}
+
+
+def test_counts_not_flushed_yet_are_written_when_synapse_stops(
+    make_synapse: Callable[..., SynapseServer], synapse_db: str
+) -> None:
+    """Refusals right after start, before the first periodic flush (10 s after the
+    module is made), then SIGTERM: the shutdown trigger writes them."""
+    fresh = make_synapse({"banned_usernames": ["^spammer"]}, db=synapse_db)
+    for n in range(3):
+        assert ask(fresh, f"spammer-stop{n}", f"stop{n}@example.org").status == 400
+    fresh.stop()
+    rows = fresh.query("SELECT reason, count FROM email_gate_refusals")
+    assert rows == [("EMAIL_GATE_USERNAME_BANNED", 3)]
