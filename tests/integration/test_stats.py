@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     register,
     registered,
     token_from,
+    wait_until,
 )
 from tests.integration.test_cli import as_json, ok, together
 
@@ -224,3 +225,18 @@ def test_counts_not_flushed_yet_are_written_when_synapse_stops(
     fresh.stop()
     rows = fresh.query("SELECT reason, count FROM email_gate_refusals")
     assert rows == [("EMAIL_GATE_USERNAME_BANNED", 3)]
+
+
+def test_counts_are_written_periodically_without_anyone_looking(
+    make_synapse: Callable[..., SynapseServer], synapse_db: str
+) -> None:
+    """Every 10 s each process writes what it counted: other processes see it."""
+    fresh = make_synapse({"banned_usernames": ["^spammer"]}, db=synapse_db)
+    for n in range(2):
+        assert ask(fresh, f"spammer-tick{n}", f"tick{n}@example.org").status == 400
+
+    def written() -> bool:
+        rows = fresh.query("SELECT reason, count FROM email_gate_refusals")
+        return rows == [("EMAIL_GATE_USERNAME_BANNED", 2)]
+
+    wait_until(written, "the periodic flush wrote the refusal counts", timeout=25)
