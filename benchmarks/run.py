@@ -36,6 +36,7 @@ BENCHMARKS = [
     "latency",
     "dns",
     "history",
+    "stats",
     "flood",
     "accepted",
     "registration",

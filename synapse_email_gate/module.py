@@ -33,6 +33,7 @@ from synapse_email_gate.moderation.notifications import Notifier
 from synapse_email_gate.moderation.probation import Probation
 from synapse_email_gate.moderation.room import ModerationRoom
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.policy.live import LivePolicy
 from synapse_email_gate.policy.revocation import SYSTEM_ACTOR, Revoker
@@ -44,6 +45,7 @@ from synapse_email_gate.requests.after_registration import AfterRegistration
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.client_address import AddressSeal
 from synapse_email_gate.requests.dns_checks import dns_checks
+from synapse_email_gate.requests.refusal_tally import FLUSH_INTERVAL_MS, RefusalTally
 from synapse_email_gate.requests.registration import RegistrationHooks
 from synapse_email_gate.requests.service import RequestService, domain_bucket_key
 from synapse_email_gate.requests.usernames import UsernameCheck
@@ -63,6 +65,7 @@ from synapse_email_gate.storage.requests import RequestStore
 from synapse_email_gate.storage.runner import Runner
 from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
+from synapse_email_gate.storage.stats import StatsStore
 from synapse_email_gate.storage.surge import SurgeStore
 from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
@@ -225,6 +228,8 @@ class EmailGate:
             surge=self._surge_mode,
         )
         dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
+        stats_store = StatsStore(db)
+        self._refusals = RefusalTally(stats_store, api.get_current_time_msec)
         self._service = RequestService(
             api,
             config,
@@ -252,6 +257,7 @@ class EmailGate:
             IpRules.compile(config.trusted_proxies),
             challenges,
             kit,
+            self._refusals,
         )
         (register_page,) = api.read_templates([REGISTER_TEMPLATE], TEMPLATE_DIR)
         finish = FinishHandlers(
@@ -282,6 +288,7 @@ class EmailGate:
                 moderation,
                 privacy.hash_secret if privacy.hash_emails else None,
             ),
+            stats=GateStats(api, stats_store, self._when_schema(self._refusals.flush)),
         )
         routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
         api.register_web_resource(BASE_PATH, GateResource(routes))
@@ -309,6 +316,19 @@ class EmailGate:
                 desc="email_gate_probation",
                 run_on_all_instances=True,
             )
+        api.looping_background_call(
+            self._when_schema(self._flush_refusals),
+            FLUSH_INTERVAL_MS,
+            desc="email_gate_flush_refusals",
+            run_on_all_instances=True,
+        )
+        # The counts since the last flush are written before the database closes.
+        # (mypy without the zope plugin reads the interface's methods as taking self)
+        reactor.addSystemEventTrigger(
+            "before",
+            "shutdown",  # type: ignore[arg-type]
+            self._flush_at_shutdown,
+        )
         api.looping_background_call(
             self._when_schema(surge.check), config.surge.check_interval_ms, desc="email_gate_surge"
         )
@@ -435,6 +455,18 @@ class EmailGate:
         if (file_loaded or followed) and self._api.should_run_background_tasks():
             cause = "policy_file changed" if file_loaded else "policy changed elsewhere"
             await self._revoker.revoke_banned(SYSTEM_ACTOR, cause)
+
+    async def _flush_refusals(self) -> None:
+        await self._refusals.flush()
+        if self._api.should_run_background_tasks():
+            await self._refusals.purge()
+
+    def _flush_at_shutdown(self) -> object:
+        if not self._schema.has_succeeded():
+            return None
+        return self._api.run_as_background_process(
+            "email_gate_flush_refusals", self._refusals.flush
+        )
 
     async def _sweep(self) -> None:
         if not await self._schema_ready():

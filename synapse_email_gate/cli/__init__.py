@@ -266,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument(
         "--overwrite", action="store_true", help="replace files that exist already in --out"
     )
+    stats = tree.leaf(
+        commands,
+        "stats",
+        cmd.stats,
+        "requests, issued tokens, accounts and refusals over the last day or week",
+    )
+    stats.add_argument(
+        "--range",
+        dest="range_name",
+        choices=("day", "week"),
+        default="day",
+        help="day: per hour (the default); week: per six hours",
+    )
     check = tree.leaf(
         commands,
         "check-config",

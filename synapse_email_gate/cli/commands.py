@@ -430,6 +430,11 @@ def surge_off(ctx: Context) -> int:
 # --- check-config -------------------------------------------------------------------------
 
 
+def stats(ctx: Context) -> int:
+    answer = ctx.api.get("stats", {"range": ctx.args.range_name})
+    return show(ctx, answer, lambda: fmt.stats_text(answer))
+
+
 def check_config(ctx: Context) -> int:
     # Here, not at the top: the config parsers (and Synapse's config package) are
     # loaded only for check-config, not for every call to the admin API.

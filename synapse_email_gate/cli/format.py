@@ -359,3 +359,26 @@ def surge(state: object) -> str:
             ("until", when(state.get("until_ts"))),
         ]
     )
+
+
+STATS_COLUMNS: list[Column] = [
+    ("FROM", lambda b: when(b.get("start_ts"))),
+    ("REQUESTS", lambda b: b.get("requests")),
+    ("TOKENS", lambda b: b.get("tokens")),
+    ("ACCOUNTS", lambda b: b.get("accounts")),
+    ("REFUSED", lambda b: b.get("refused")),
+]
+
+
+def stats_text(answer: Row) -> str:
+    """The totals of `GET admin/stats`, the refusals by errcode, then one line per bucket."""
+    totals = answer.get("totals") or {}
+    pairs: list[tuple[str, object]] = [
+        ("range", f"{answer.get('range')} ({when(answer.get('from_ts'))} to now)"),
+        ("requests", totals.get("requests")),
+        ("tokens", totals.get("tokens")),
+        ("accounts", totals.get("accounts")),
+        ("refused", totals.get("refused")),
+    ]
+    pairs += [(f"  {reason}", count) for reason, count in (totals.get("refusals") or {}).items()]
+    return fields(pairs) + "\n\n" + table(answer.get("buckets") or [], STATS_COLUMNS)

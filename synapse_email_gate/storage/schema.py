@@ -275,6 +275,21 @@ _TABLES = [
     """,
     """CREATE INDEX IF NOT EXISTS email_gate_notification_messages_ts
        ON email_gate_notification_messages (channel, ts)""",
+    # Refusals of the request path, per UTC hour and errcode, added by every
+    # process from its memory (storage/stats.py): the picture on the admin page.
+    """
+    CREATE TABLE IF NOT EXISTS email_gate_refusals (
+        hour_ts BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (hour_ts, reason)
+    )
+    """,
+    # The picture counts tokens and accounts per hour through these.
+    """CREATE INDEX IF NOT EXISTS email_gate_tokens_created
+       ON email_gate_tokens (created_ts)""",
+    """CREATE INDEX IF NOT EXISTS email_gate_token_uses_used
+       ON email_gate_token_uses (used_ts, state)""",
     # Secrets made on first use and shared by every process (the challenge MAC key).
     """
     CREATE TABLE IF NOT EXISTS email_gate_secrets (

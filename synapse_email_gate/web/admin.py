@@ -20,6 +20,7 @@ from synapse_email_gate.moderation.accounts import FILTER_KEYS, AccountService
 from synapse_email_gate.moderation.imports import RecordImport
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import AdminError, ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.web.http import (
     MAX_JSON_INT,
@@ -50,6 +51,7 @@ class AdminHandlers:
         page_vars: dict[str, object],
         surge: SurgeService | None = None,
         imports: RecordImport | None = None,
+        stats: GateStats | None = None,
     ) -> None:
         self._imports = imports
         self._api = api
@@ -57,6 +59,7 @@ class AdminHandlers:
         self._moderators = moderators
         self._service = service
         self._accounts = accounts
+        self._stats = stats
         self._page = page.render(**page_vars)
 
     async def page(self, request: SynapseRequest) -> None:
@@ -234,6 +237,11 @@ class AdminHandlers:
         )
         return 200, {"entries": entries}
 
+    async def stats(self, a: str, p: list[str], b: Body, r: SynapseRequest) -> Answer:
+        if self._stats is None:
+            raise AdminError(404, "M_NOT_FOUND", "stats are not available")
+        return 200, await self._stats.picture(query_param(r, "range"))
+
 
 def path_segments(postpath: list[bytes]) -> list[str]:
     """The path's segments, each decoded once.
@@ -308,6 +316,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", "surge", AdminHandlers.surge_status),
     AdminRoute("POST", "surge", AdminHandlers.surge_switch),
     AdminRoute("POST", "import/registrations", AdminHandlers.import_registrations),
+    AdminRoute("GET", "stats", AdminHandlers.stats),
 )
 
 

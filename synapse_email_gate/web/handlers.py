@@ -17,6 +17,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate.requests import outcomes
 from synapse_email_gate.requests.challenge_gate import ChallengeGate
 from synapse_email_gate.requests.outcomes import Outcome, Refusal
+from synapse_email_gate.requests.refusal_tally import RefusalTally
 from synapse_email_gate.requests.service import (
     MAX_FIELD_LENGTH,
     MAX_REASON_LENGTH,
@@ -72,9 +73,11 @@ class RequestHandlers:
         trusted_proxies: IpRules,
         challenges: ChallengeGate,
         kit: PageKit,
+        tally: RefusalTally | None = None,
     ) -> None:
         self._api = api
         self._service = service
+        self._tally = tally
         self._challenges = challenges
         self._kit = kit
         self._form, self._sent, self._refused, self._verify = templates
@@ -187,6 +190,8 @@ class RequestHandlers:
         outcome = (
             unsolved or refusal or await self._service.submit(form_input, self.client_ip(request))
         )
+        if isinstance(outcome, Refusal) and self._tally is not None:
+            self._tally.count(outcome.errcode)
         if isinstance(outcome, Refusal) and (outcome.field is not None or outcome is unsolved):
             self._render_form(
                 request,
@@ -217,6 +222,8 @@ class RequestHandlers:
     async def api_request(self, request: SynapseRequest) -> None:
         outcome = await self._api_outcome(request)
         if isinstance(outcome, Refusal):
+            if self._tally is not None:
+                self._tally.count(outcome.errcode)
             headers = {}
             if outcome.retry_after_s is not None:
                 headers["Retry-After"] = str(outcome.retry_after_s)

@@ -853,6 +853,22 @@ def _admin() -> dict[str, Schema]:
                 refused=INVALID,
             ),
         },
+        "/admin/stats": {
+            "get": admin_op(
+                "gateStats",
+                "Requests, issued tokens, accounts and refusals per bucket of the last day or week",
+                {"200": json_answer("The picture.", ref("Stats"))},
+                parameters=[
+                    query(
+                        "range",
+                        "`day` (24 buckets of an hour, the default) or `week` "
+                        "(28 buckets of six hours)",
+                        {"type": "string", "enum": ["day", "week"]},
+                    )
+                ],
+                refused=INVALID,
+            )
+        },
     }
 
 
@@ -1233,7 +1249,35 @@ def _schemas() -> dict[str, Schema]:
             automatic={"type": "boolean", "description": "whether surge.enabled is on"},
             config={"type": "object"},
         ),
+        "Stats": _stats_schema(),
     }
+
+
+def _stats_schema() -> Schema:
+    count: Schema = {"type": "integer", "minimum": 0}
+    by_errcode: Schema = {
+        "type": "object",
+        "description": "refusals by errcode",
+        "additionalProperties": count,
+    }
+    counts = {
+        "requests": count,
+        "tokens": count,
+        "accounts": count,
+        "refused": count,
+        "refusals": by_errcode,
+    }
+    names = ("requests", "tokens", "accounts", "refused", "refusals")
+    return obj(
+        ("range", "bucket_ms", "from_ts", "until_ts", "now_ts", "totals", "buckets"),
+        range={"type": "string", "enum": ["day", "week"]},
+        bucket_ms=INTEGER,
+        from_ts=TIMESTAMP,
+        until_ts=TIMESTAMP,
+        now_ts=TIMESTAMP,
+        totals=obj(names, **counts),
+        buckets=array(obj(("start_ts", *names), start_ts=TIMESTAMP, **counts)),
+    )
 
 
 def description() -> dict[str, Any]:
