@@ -214,7 +214,8 @@ def test_a_failing_auto_join_is_reported_and_the_account_still_made(
     notices(mailbox, r"Auto-join failed for @joinerfail:test\.local: #nosuchroom")
     assert "could not join #closed:test.local" in synapse.log_text()
     user = synapse.user_id("joinerfail")
-    assert membership(synapse, private, user) == "join"  # the other rooms still joined
+    # The other rooms are still joined (each room is tried in turn, so wait for it).
+    wait_until(lambda: membership(synapse, private, user) == "join", "the private room joined")
 
 
 def test_a_notification_mail_survives_an_smtp_outage(
