@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 
+from synapse.api.errors import LimitExceededError
 from synapse.module_api import ModuleApi, RatelimitOverride
 
 from synapse_email_gate.config.pages import AfterRegistrationConfig
@@ -40,6 +41,10 @@ logger = logging.getLogger(__name__)
 # be refused when sign-ups come in bursts (they are rate-limited themselves).
 # The callback is experimental in Synapse (since 1.132): re-check when it moves.
 _INVITE_LIMITERS = "rc_invites."
+# A membership change Synapse refuses as rate limited is tried this often, waiting
+# what it says (at most this long) in between.
+_RATE_LIMITED_TRIES = 6
+_RATE_LIMITED_WAIT_MS = 30_000
 _BOT_INVITES = RatelimitOverride(per_second=1000.0, burst_count=1000)
 
 
@@ -178,13 +183,23 @@ class AfterRegistration:
         membership: str,
         servers: list[str] | None,
     ) -> None:
-        await self._api.update_room_membership(
-            sender=sender,
-            target=target,
-            room_id=room_id,
-            new_membership=membership,
-            remote_room_hosts=servers,
-        )
+        # Synapse's join limits (rc_joins, rc_joins_per_room) refuse a burst of
+        # sign-ups joining one room: wait as told and try again, a few times.
+        for attempt in range(_RATE_LIMITED_TRIES):
+            try:
+                await self._api.update_room_membership(
+                    sender=sender,
+                    target=target,
+                    room_id=room_id,
+                    new_membership=membership,
+                    remote_room_hosts=servers,
+                )
+                return
+            except LimitExceededError as e:
+                if attempt == _RATE_LIMITED_TRIES - 1:
+                    raise
+                wait_ms = min(e.retry_after_ms or 1_000, _RATE_LIMITED_WAIT_MS)
+                await self._api.sleep(wait_ms / 1000)
 
     async def _welcome(self, user_id: str, request_id: str | None) -> None:
         welcome = self._config.welcome
