@@ -58,7 +58,7 @@ from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
 from synapse_email_gate.web.pages import PageKit
 from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
-from synapse_email_gate.web.routes import WebHandlers, gate_routes
+from synapse_email_gate.web.routes import WebHandlers, early_routes, gate_routes
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,10 @@ class EmailGate:
             admin_page,
             {"server_name": api.server_name, "base_path": BASE_PATH},
         )
-        routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
-        api.register_web_resource(BASE_PATH, GateResource(routes))
+        web = WebHandlers(pages, finish, admin)
+        api.register_web_resource(
+            BASE_PATH, GateResource(gate_routes(web, self._when_ready), early_routes(web))
+        )
 
         api.looping_background_call(
             self._check_policy,
