@@ -1,15 +1,21 @@
 """Run the module's benchmarks, each beside its baseline, and print the ratios.
 
-    .venv/bin/python benchmarks/run.py                 # all, ~15 min on 2 cores
+    .venv/bin/python benchmarks/run.py                 # all, ~25 min on 2 busy cores
     .venv/bin/python benchmarks/run.py --quick         # smoke run, ~3 min: 3 runs, 100k history
     .venv/bin/python benchmarks/run.py flood mail      # chosen benchmarks
     .venv/bin/python benchmarks/run.py --json out.json # also write every figure
 
-Benchmarks: vetting, latency, dns, history, flood, accepted, registration, mail,
-memory (see each bench_<name>.py). Figures are medians of --runs runs (5 by
-default). Real Synapse processes (tests/harness) on 127.0.0.1, a private
-PostgreSQL cluster, an SMTP catcher; load from wrk when installed (apt-get
-install wrk), else from benchmarks/loadgen.py (BENCH_NO_WRK=1 forces it).
+Benchmarks: vetting, policy_rooms, latency, dns, history, flood, accepted,
+registration, mail, memory (see each bench_<name>.py). Verdicts are ratios to a
+floor measured in the same run, its rounds alternating with the module's (A B A
+B ...): the do-nothing module benchmarks/floor_module.py loaded in the same
+Synapse (flood, accepted), a bare RE2 Set (vetting), a plain aiosmtplib script
+feeding the same SMTP sink (mail, benchmarks/raw_smtp.py), Synapse without the
+module (latency, registration, memory). Absolute figures are context. Figures
+are medians of --runs runs (5 by default). Real Synapse processes
+(tests/harness) on 127.0.0.1, a private PostgreSQL cluster, an SMTP catcher;
+load from wrk when installed (apt-get install wrk), else from
+benchmarks/loadgen.py (BENCH_NO_WRK=1 forces it).
 Not part of the test suite. Latest figures: benchmarks/RESULTS.md.
 """
 

@@ -74,7 +74,7 @@ from synapse_email_gate.web.handlers import PAGE_TEMPLATES, RequestHandlers
 from synapse_email_gate.web.http import respond_json
 from synapse_email_gate.web.pages import PageKit
 from synapse_email_gate.web.resource import BASE_PATH, GateResource, Handler
-from synapse_email_gate.web.routes import WebHandlers, gate_routes
+from synapse_email_gate.web.routes import WebHandlers, early_routes, gate_routes
 
 logger = logging.getLogger(__name__)
 
@@ -290,8 +290,10 @@ class EmailGate:
             ),
             stats=GateStats(api, stats_store, self._when_schema(self._refusals.flush)),
         )
-        routes = gate_routes(WebHandlers(pages, finish, admin), self._when_ready)
-        api.register_web_resource(BASE_PATH, GateResource(routes))
+        web = WebHandlers(pages, finish, admin)
+        api.register_web_resource(
+            BASE_PATH, GateResource(gate_routes(web, self._when_ready), early_routes(web))
+        )
 
         api.looping_background_call(
             self._check_policy,

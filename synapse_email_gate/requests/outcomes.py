@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 # Error codes of our own; the standard Matrix ones are used where they fit.
@@ -50,10 +52,10 @@ def missing_param(field: str) -> Refusal:
     return Refusal(400, "M_MISSING_PARAM", f"'{field}' is required.", field)
 
 
-def ip_banned() -> Refusal:
-    return Refusal(403, "M_FORBIDDEN", "Requests from your network are not accepted.")
+IP_BANNED = Refusal(403, "M_FORBIDDEN", "Requests from your network are not accepted.")
 
 
+@functools.lru_cache(maxsize=1024)
 def rate_limited(retry_after_s: int) -> Refusal:
     return Refusal(
         429,

@@ -58,6 +58,7 @@ MAX_FIELD_LENGTH = 320
 MAX_REASON_LENGTH = 2000
 # A request still `received` this long after intake was orphaned by a crash.
 ORPHAN_AFTER_MS = 30_000
+_MAX_IP_KEYS = 100_000
 
 
 @attrs.frozen
@@ -106,6 +107,10 @@ class RequestService:
         # Per-process memory of buckets known to be empty, so a flood from one
         # address is refused without touching the database.
         self._empty_until: dict[str, tuple[int, Bucket]] = {}
+        # Client address -> (the network prefix lengths, its per-IP bucket's key, its
+        # network bucket's key): parsing the address each time cost more than the rest
+        # of a refusal from memory.
+        self._ip_keys: dict[str, tuple[tuple[int, int], str, str | None]] = {}
         self._flood_log = FloodLog(logger)
 
     @property
@@ -116,38 +121,73 @@ class RequestService:
     def reason_min_length(self) -> int:
         return self._config.approval_reason_min_length
 
-    async def submit(self, form: RequestInput, ip: str) -> Outcome:
-        policy = self._policy.current
-        if policy.ip_ban(ip) is not None:
+    def refusal_from_memory(self, ip: str) -> Refusal | None:
+        """The refusals that need only the client's address and this process's memory:
+        an IP ban, and a per-IP or global bucket known to be empty. The API asks this
+        before it reads the body (a flood is refused without parsing it); `submit`
+        asks it first too. None: nothing known, go on."""
+        if self._policy.current.ip_ban(ip) is not None:
             self._refused("ip_banned", flood=True)
-            return outcomes.ip_banned()
+            return outcomes.IP_BANNED
+        if not self._empty_until:
+            return None
+        wait = self._known_wait(self._request_limits(ip), self._api.get_current_time_msec())
+        return self._limited(wait) if wait else None
+
+    def refusal_before_lookups(self, form: RequestInput) -> Refusal | None:
+        """For a request `refusal_from_memory` let through: what `submit` would refuse
+        next, before its first database query or DNS lookup, by the same checks in the
+        same order: the approval statement's length and the username's own problems
+        (missing, not ASCII, banned); nothing when a DNS blocklist is asked first.
+        None: `submit` must go on. The API answers these without a coroutine
+        (web/resource.py)."""
+        if self._dnsbl is not None:
+            return None
+        short = self._reason_refusal(form)
+        if short is not None:
+            return short
+        checked = self._usernames.check_in_memory(form.username)
+        if isinstance(checked, Refusal):
+            self._username_refused(checked)
+            return checked
+        return None
+
+    def _reason_refusal(self, form: RequestInput) -> Refusal | None:
+        if self._config.approval != "required":
+            return None
+        minimum = self._config.approval_reason_min_length
+        if len(form.reason.strip()) >= minimum:
+            return None
+        return Refusal(
+            400,
+            outcomes.REASON_TOO_SHORT,
+            f"Please tell the moderators in at least {minimum} characters why you "
+            "would like an account.",
+            "reason",
+        )
+
+    async def submit(self, form: RequestInput, ip: str) -> Outcome:
+        known = self.refusal_from_memory(ip)
+        if known is not None:
+            return known
+        policy = self._policy.current
         now = self._api.get_current_time_msec()
         limits = self._request_limits(ip)
-        wait = self._known_wait(limits, now)
-        if wait:
-            return self._limited(wait)
         approval = self._config.approval == "required" or self._surge_approval()
         if self._dnsbl is not None:
             action = await self._dnsbl.action(ip)
             if action == "refuse":
                 self._refused("dnsbl_listed", flood=True)
-                return outcomes.ip_banned()
+                return outcomes.IP_BANNED
             if action == "challenge":
                 unsolved = await self._challenge_for_listed(form)
                 if unsolved is not None:
                     return unsolved
             approval = approval or action == "approval"
 
-        if self._config.approval == "required":
-            minimum = self._config.approval_reason_min_length
-            if len(form.reason.strip()) < minimum:
-                return Refusal(
-                    400,
-                    outcomes.REASON_TOO_SHORT,
-                    f"Please tell the moderators in at least {minimum} characters why you "
-                    "would like an account.",
-                    "reason",
-                )
+        short = self._reason_refusal(form)
+        if short is not None:
+            return short
         localpart_or_refusal = await self._check_username(form.username)
         if isinstance(localpart_or_refusal, Refusal):
             return localpart_or_refusal
@@ -314,23 +354,39 @@ class RequestService:
 
     async def _check_username(self, raw: str) -> str | Refusal:
         checked = await self._usernames.check(raw)
-        if not isinstance(checked, Refusal):
-            return checked
+        if isinstance(checked, Refusal):
+            self._username_refused(checked)
+        return checked
+
+    def _username_refused(self, checked: Refusal) -> None:
         if checked.errcode == outcomes.USERNAME_BANNED:
             self._refused("username_banned", flood=True)
         elif checked.errcode == "M_MISSING_PARAM":
             self._refused("username_missing")
         else:
             self._refused(f"username_{checked.errcode}")
-        return checked
 
     def _request_limits(self, ip: str) -> list[tuple[str, Bucket]]:
         limits = self._policy.current.rate_limits
-        per_ip = [(f"ip:{rate_limit_key(ip)}", limits.per_ip)]
-        network = network_of(ip, limits.ipv4_network_prefix, limits.ipv6_network_prefix)
-        if network is not None:
-            per_ip.append((f"net:{network}", limits.network_limit))
-        return [*per_ip, ("global", limits.global_)]
+        v4_prefix, v6_prefix = limits.ipv4_network_prefix, limits.ipv6_network_prefix
+        keys = self._ip_keys.get(ip)
+        if keys is None or keys[0] != (v4_prefix, v6_prefix):
+            if len(self._ip_keys) >= _MAX_IP_KEYS:
+                self._ip_keys.clear()
+            network = network_of(ip, v4_prefix, v6_prefix)
+            keys = self._ip_keys[ip] = (
+                (v4_prefix, v6_prefix),
+                "ip:" + rate_limit_key(ip),
+                None if network is None else f"net:{network}",
+            )
+        _, ip_key, network_key = keys
+        if network_key is None:
+            return [(ip_key, limits.per_ip), ("global", limits.global_)]
+        return [
+            (ip_key, limits.per_ip),
+            (network_key, limits.network_limit),
+            ("global", limits.global_),
+        ]
 
     def _known_wait(self, limits: list[tuple[str, Bucket]], now: int) -> int:
         for key, bucket in limits:

@@ -24,33 +24,45 @@ class UsernameCheck:
         """The localpart `raw` names, or why it cannot be registered: missing, not
         Synapse's grammar, banned (look-alikes included), taken or reserved for an
         application service (Synapse's `check_username`)."""
+        localpart = self.check_in_memory(raw)
+        if isinstance(localpart, Refusal):
+            return localpart
+        try:
+            await self._api.check_username(localpart)
+        except SynapseError as e:
+            return Refusal(400, e.errcode, str(e.msg), "username")
+        return localpart
+
+    def check_in_memory(self, raw: str) -> str | Refusal:
+        """The part of `check` that needs no database: the localpart, or why not
+        (missing, not ASCII, banned)."""
         localpart = clean_username(raw, self._api.server_name)
         if not localpart:
             return outcomes.missing_param("username")
         if not localpart.isascii():
             # Synapse refuses these too; refused here before the ban patterns, which
             # cannot match text that is not valid Unicode (a lone surrogate from JSON).
-            return Refusal(
-                400,
-                "M_INVALID_USERNAME",
-                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
-                "username",
-            )
+            return _NOT_ASCII
         # The bans first: they are matched in memory, while Synapse's check asks the
         # database; a flood of banned names is then answered without a query
         # (benchmarks/bench_flood.py).
         if self._policy.current.username_ban(localpart) is not None:
-            return Refusal(
-                400,
-                outcomes.USERNAME_BANNED,
-                "This username is not allowed on this server. Please choose another.",
-                "username",
-            )
-        try:
-            await self._api.check_username(localpart)
-        except SynapseError as e:
-            return Refusal(400, e.errcode, str(e.msg), "username")
+            return _BANNED
         return localpart
+
+
+_NOT_ASCII = Refusal(
+    400,
+    "M_INVALID_USERNAME",
+    "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+    "username",
+)
+_BANNED = Refusal(
+    400,
+    outcomes.USERNAME_BANNED,
+    "This username is not allowed on this server. Please choose another.",
+    "username",
+)
 
 
 def clean_username(raw: str, server_name: str) -> str:

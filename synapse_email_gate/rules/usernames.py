@@ -318,7 +318,10 @@ class UsernamePatterns(PatternSet):
     def match_indices(self, text: str) -> list[int]:
         if self._set is None:
             return []
-        found = set(self._raw_indices(text))
+        raw = self._raw_indices(text)
+        if not raw and not self._fold:  # most names: no ban, nothing to map or sort
+            return []
+        found = set(raw)
         if self._fold:
             for reading in fold_name(text):
                 found.update(self._raw_indices(reading))
@@ -332,6 +335,8 @@ class UsernamePatterns(PatternSet):
         assert self._set is not None
         found = self._set.Match(text) or []
         sentinel = len(self.sources) + len(self._owners)
+        if len(found) == 1 and found[0] == sentinel:
+            return []
         if sentinel not in found:
             raise PatternMatchError(
                 f"RE2 ran out of memory matching {len(self)} patterns against {len(text)} chars"

@@ -5,7 +5,10 @@ The token landing page and the web registration are in finish.py.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -85,6 +88,11 @@ class RequestHandlers:
         self._secure_cookies = kit.secure
         # The page posts from its own origin: the sign-up origin when there is one.
         self._own_origins = {origin_of(api.public_baseurl), origin_of(kit.page_url)}
+        # API requests the early path read but could not settle: their input, so that
+        # the body is parsed once (api_request_from_memory, then api_request).
+        self._parsed: weakref.WeakKeyDictionary[
+            SynapseRequest, tuple[RequestInput, Refusal | None]
+        ] = weakref.WeakKeyDictionary()
         static_files = {
             path.name: Asset(_STATIC_TYPES[path.suffix], path.read_bytes(), _STATIC_CACHE)
             for path in _STATIC_DIR.iterdir()
@@ -219,24 +227,61 @@ class RequestHandlers:
 
     # --- the JSON API ----------------------------------------------------
 
+    def api_request_from_memory(self, request: SynapseRequest) -> bool:
+        """POST api/request answered at once, before its body is read, when this
+        process's memory settles it (RequestService.refusal_from_memory: an IP ban,
+        a bucket known to be empty). Called synchronously by the resource, so a flood
+        of such requests costs no coroutine, no Deferred and no JSON parsing. False:
+        not settled here; the request goes the whole way (api_request)."""
+        if self._foreign_origin(request):
+            return False
+        ip = self.client_ip(request)
+        refusal = self._service.refusal_from_memory(ip)
+        if refusal is None and not self._challenges.enabled:
+            parsed = self._api_input(request)
+            if isinstance(parsed, Refusal):
+                refusal = parsed
+            else:
+                refusal = parsed[1] or self._service.refusal_before_lookups(parsed[0])
+                if refusal is None:
+                    self._parsed[request] = parsed
+        if refusal is None:
+            return False
+        if self._tally is not None:
+            self._tally.count(refusal.errcode)
+        _answer_refusal(request, refusal)
+        return True
+
     async def api_request(self, request: SynapseRequest) -> None:
         outcome = await self._api_outcome(request)
         if isinstance(outcome, Refusal):
             if self._tally is not None:
                 self._tally.count(outcome.errcode)
-            headers = {}
-            if outcome.retry_after_s is not None:
-                headers["Retry-After"] = str(outcome.retry_after_s)
-            respond_json(request, outcome.status, outcome.json(), headers)
+            _answer_refusal(request, outcome)
         else:
-            respond_json(request, outcome.status, {"status": "accepted"})
+            respond(request, outcome.status, "application/json", _ACCEPTED_BODY)
 
-    async def _api_outcome(self, request: SynapseRequest) -> Outcome:
+    def _foreign_origin(self, request: SynapseRequest) -> bool:
         # Synapse answers every CORS preflight with "*": without this, any website
         # could make its visitors' browsers send requests from their addresses.
         origin = request.getHeader("Origin")
-        if origin is not None and origin not in self._own_origins:
+        return origin is not None and origin not in self._own_origins
+
+    async def _api_outcome(self, request: SynapseRequest) -> Outcome:
+        if self._foreign_origin(request):
             return Refusal(403, outcomes.ORIGIN, "Requests from other websites are not accepted.")
+        parsed = self._parsed.pop(request, None) or self._api_input(request)
+        if isinstance(parsed, Refusal):
+            return parsed
+        form_input, refusal = parsed
+        unsolved = await self._challenges.check(form_input.challenge, form_input.nonce)
+        if unsolved is not None:
+            return unsolved
+        return refusal or await self._service.submit(form_input, self.client_ip(request))
+
+    def _api_input(self, request: SynapseRequest) -> Refusal | tuple[RequestInput, Refusal | None]:
+        """The JSON body read as a request, and the problem of its fields if any; or the
+        problem of the body itself (too large, not JSON, not an object)."""
         body = read_body(request)
         if body is None:
             return Refusal(413, "M_TOO_LARGE", "The request body is too large.")
@@ -245,19 +290,14 @@ class RequestHandlers:
         data = parse_json_object(body)
         if isinstance(data, JsonProblem):
             return Refusal(400, data.errcode, data.message)
-        unsolved = await self._challenge_refusal(data)
-        if unsolved is not None:
-            return unsolved
-        lang = self._kit.api_language(request, data.get("lang"))
-        form_input, refusal = _read_input(
+        return _read_input(
             data.get("username"),
             data.get("email"),
             data.get("reason"),
-            lang,
+            self._kit.api_language(request, data.get("lang")),
             data.get("challenge"),
             data.get("nonce"),
         )
-        return refusal or await self._service.submit(form_input, self.client_ip(request))
 
     # --- approval mode: the address check ------------------------------------
 
@@ -321,6 +361,24 @@ class RequestHandlers:
             respond_json(request, 404, {"errcode": "M_NOT_FOUND", "error": "No such file"})
             return
         respond(request, 200, asset.content_type, asset.body, asset.headers)
+
+
+_ACCEPTED_BODY = b'{"status":"accepted"}'
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusal_answer(refusal: Refusal) -> tuple[bytes, dict[str, str] | None]:
+    """A refusal's JSON body and extra headers, encoded once per distinct refusal
+    (refusals are immutable, and a flood repeats a few of them)."""
+    body = json.dumps(refusal.json(), separators=(",", ":")).encode("utf-8")
+    if refusal.retry_after_s is None:
+        return body, None
+    return body, {"Retry-After": str(refusal.retry_after_s)}
+
+
+def _answer_refusal(request: SynapseRequest, refusal: Refusal) -> None:
+    body, headers = _refusal_answer(refusal)
+    respond(request, refusal.status, "application/json", body, headers)
 
 
 def _read_input(

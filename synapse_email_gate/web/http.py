@@ -46,6 +46,12 @@ def request_client_ip(request: SynapseRequest, trusted_proxies: IpRules) -> str:
     return client_ip(peer, forwarded, trusted_proxies)
 
 
+_PAGE_HEADERS = {**_COMMON_HEADERS, "Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY"}
+# The same, encoded once: most answers (every refusal of a flood) add nothing to them.
+_COMMON_RAW = tuple((k.encode("ascii"), v.encode("utf-8")) for k, v in _COMMON_HEADERS.items())
+_PAGE_RAW = tuple((k.encode("ascii"), v.encode("utf-8")) for k, v in _PAGE_HEADERS.items())
+
+
 def respond(
     request: SynapseRequest,
     status: int,
@@ -56,15 +62,17 @@ def respond(
     request.setResponseCode(status)
     if request._disconnected:
         return
-    all_headers = dict(_COMMON_HEADERS)
-    if content_type.startswith("text/html"):
-        all_headers["Content-Security-Policy"] = PAGE_CSP
-        all_headers["X-Frame-Options"] = "DENY"
-    all_headers.update(headers or {})
-    all_headers["Content-Type"] = content_type
-    all_headers["Content-Length"] = str(len(body))
-    for name, value in all_headers.items():
-        request.setHeader(name.encode("ascii"), value.encode("utf-8"))
+    page = content_type.startswith("text/html")
+    if headers:
+        all_headers = dict(_PAGE_HEADERS if page else _COMMON_HEADERS)
+        all_headers.update(headers)
+        for name, value in all_headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("utf-8"))
+    else:
+        for raw_name, raw_value in _PAGE_RAW if page else _COMMON_RAW:
+            request.setHeader(raw_name, raw_value)
+    request.setHeader(b"Content-Type", content_type.encode("ascii"))
+    request.setHeader(b"Content-Length", b"%d" % len(body))
     request.write(body)
     finish_request(request)
 

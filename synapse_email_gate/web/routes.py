@@ -16,7 +16,7 @@ from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import FinishHandlers
 from synapse_email_gate.web.handlers import RequestHandlers
 from synapse_email_gate.web.http import respond
-from synapse_email_gate.web.resource import Handler
+from synapse_email_gate.web.resource import EarlyHandler, Handler
 
 _DESCRIPTION = openapi.render()
 
@@ -73,3 +73,9 @@ def gate_routes(
         )
         for route in GATE_ROUTES
     }
+
+
+def early_routes(handlers: WebHandlers) -> dict[tuple[bytes, bytes], EarlyHandler]:
+    """Routes that may be answered from memory before the handler above runs
+    (GateLeafResource): they answer nothing that needs the module's tables."""
+    return {(b"POST", b"api/request"): handlers.pages.api_request_from_memory}
