@@ -23,6 +23,12 @@ def test_surge_defaults_are_off_and_documented() -> None:
     assert (surge.window_ms, surge.threshold, surge.per_domain_threshold) == (600_000, 300, 100)
     assert (surge.per_network_threshold, surge.release, surge.mode) == (60, 0.5, "challenge")
     assert surge.hold_ms == 1_800_000
+    assert (surge.per_range_threshold, surge.range_ipv4_prefix, surge.range_ipv6_prefix) == (
+        150,
+        16,
+        32,
+    )
+    assert surge.thresholds.per_range == 150
     assert surge.level(22) == 26 and surge.level(30) == 32
 
 
@@ -40,9 +46,17 @@ def test_surge_keys_parse() -> None:
                 "hold": "30s",
                 "release": 0.25,
                 "check_interval": "2s",
+                "per_range_threshold": 9,
+                "range_ipv4_prefix": 12,
+                "range_ipv6_prefix": 40,
             }
         }
     ).surge
+    assert (surge.thresholds.per_range, surge.range_ipv4_prefix, surge.range_ipv6_prefix) == (
+        9,
+        12,
+        40,
+    )
     assert (surge.window_ms, surge.per_domain_threshold, surge.mode) == (60_000, 5, "approval")
     assert (surge.level(22), surge.hold_ms, surge.release, surge.check_interval_ms) == (
         12,
@@ -60,12 +74,19 @@ def test_surge_keys_parse() -> None:
         ({"release": 0}, "surge.release", "above 0"),
         ({"threshold": -1}, "surge.threshold", "at least 0"),
         ({"window": "1s"}, "surge.window", "at least"),
+        ({"per_range_threshold": -3}, "surge.per_range_threshold", "at least 0"),
+        ({"per_range_threshold": "many"}, "surge.per_range_threshold", "integer"),
+        ({"range_ipv4_prefix": 33}, "surge.range_ipv4_prefix", "at most 32"),
+        ({"range_ipv4_prefix": 4}, "surge.range_ipv4_prefix", "at least 8"),
+        ({"range_ipv6_prefix": 129}, "surge.range_ipv6_prefix", "at most 128"),
+        ({"range_ipv6_prefix": 8}, "surge.range_ipv6_prefix", "at least 16"),
         (
             {
                 "enabled": True,
                 "threshold": 0,
                 "per_domain_threshold": 0,
                 "per_network_threshold": 0,
+                "per_range_threshold": 0,
             },
             "surge.enabled",
             "threshold",
