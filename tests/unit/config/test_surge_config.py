@@ -100,6 +100,39 @@ def test_bad_surge_values_name_the_key(surge: dict[str, Any], key: str, words: s
     assert key in str(e.value) and words in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "key", "words"),
+    [
+        ({"surge": {"range_ipv4_prefix": 25}}, "surge.range_ipv4_prefix", "at most"),
+        ({"surge": {"range_ipv6_prefix": 56}}, "surge.range_ipv6_prefix", "(48)"),
+        (
+            {"surge": {"range_ipv4_prefix": 20}, "rate_limits": {"ipv4_network_prefix": 16}},
+            "surge.range_ipv4_prefix",
+            "rate_limits.ipv4_network_prefix (16)",
+        ),
+    ],
+)
+def test_a_range_narrower_than_a_network_is_refused_naming_both_keys(
+    raw: dict[str, Any], key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    assert key in str(e.value) and words in str(e.value)
+
+
+def test_a_range_as_wide_as_a_network_or_wider_is_accepted() -> None:
+    same = parse({"surge": {"range_ipv4_prefix": 24, "range_ipv6_prefix": 48}}).surge
+    assert (same.range_ipv4_prefix, same.range_ipv6_prefix) == (24, 48)
+    wide = parse(
+        {"surge": {"range_ipv4_prefix": 20}, "rate_limits": {"ipv4_network_prefix": 28}}
+    ).surge
+    assert wide.range_ipv4_prefix == 20
+    # A default range follows a network wider than it, rather than refusing a
+    # key nobody wrote.
+    follows = parse({"rate_limits": {"ipv4_network_prefix": 12, "ipv6_network_prefix": 24}})
+    assert (follows.surge.range_ipv4_prefix, follows.surge.range_ipv6_prefix) == (12, 24)
+
+
 def limits(raw: dict[str, Any]) -> Any:
     lists = PolicyLists.from_section(Section({"rate_limits": raw}, ""))
     assert lists.rate_limits is not None
