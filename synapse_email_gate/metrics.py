@@ -278,8 +278,8 @@ SURGE_ON = _make(
 SURGE_SWITCHES = _make(
     Counter,
     "surge_switches",
-    "Surge switches, by direction (on, off) and cause (overall, domain, network, manual,"
-    " calm, expired).",
+    "Surge switches, by direction (on, off) and cause (overall, domain, network, range,"
+    " manual, calm, expired).",
     ("direction", "cause"),
 )
 

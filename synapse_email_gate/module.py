@@ -212,7 +212,12 @@ class EmailGate:
             self._policy,
             tell=self._tell_moderators,
         )
-        self._room = self._moderation_room(moderation_service, accounts, moderators, state, surge)
+        stats_store = StatsStore(db)
+        self._refusals = RefusalTally(stats_store, api.get_current_time_msec)
+        stats = GateStats(api, stats_store, self._when_schema(self._refusals.flush))
+        self._room = self._moderation_room(
+            moderation_service, accounts, moderators, state, surge, stats
+        )
         if notify.channels or self._room is not None:
             notifier = Notifier(api, notify, notifications, self._delivery, self._room)
             api.looping_background_call(
@@ -228,8 +233,6 @@ class EmailGate:
             surge=self._surge_mode,
         )
         dnsbl, mail_domains = dns_checks(config, reactor, api.server_name)
-        stats_store = StatsStore(db)
-        self._refusals = RefusalTally(stats_store, api.get_current_time_msec)
         self._service = RequestService(
             api,
             config,
@@ -288,7 +291,7 @@ class EmailGate:
                 moderation,
                 privacy.hash_secret if privacy.hash_emails else None,
             ),
-            stats=GateStats(api, stats_store, self._when_schema(self._refusals.flush)),
+            stats=stats,
         )
         web = WebHandlers(pages, finish, admin)
         api.register_web_resource(
@@ -354,6 +357,7 @@ class EmailGate:
         moderators: Moderators,
         state: StateStore,
         surge: SurgeService,
+        stats: GateStats,
     ) -> ModerationRoom | None:
         if self._config.moderation_room is None:
             return None
@@ -367,6 +371,7 @@ class EmailGate:
             self._config.command_prefix,
             accounts,
             surge=surge,
+            stats=stats,
         )
         room.register()
         return room

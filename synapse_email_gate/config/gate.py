@@ -19,7 +19,7 @@ from synapse.config import ConfigError  # not the module API's: see config/reade
 from synapse_email_gate.config.dns import DnsblConfig, DnsConfig, MailDomainConfig
 from synapse_email_gate.config.notifications import NotificationsConfig
 from synapse_email_gate.config.pages import PagesConfig
-from synapse_email_gate.config.policy_lists import PolicyLists
+from synapse_email_gate.config.policy_lists import PolicyLists, RateLimits
 from synapse_email_gate.config.probation import ProbationConfig
 from synapse_email_gate.config.reader import Section, localpart, room, string_list
 from synapse_email_gate.config.surge import SurgeConfig
@@ -230,8 +230,30 @@ class GateConfig:
             raise section.error("notifications.room", "needs moderation_room to be set")
         if config.mail_retry_initial_ms > config.mail_retry_for_ms:
             raise section.error("mail_retry_initial", "must not be longer than mail_retry_for")
+        config = attrs.evolve(config, surge=_range_prefixes(section, config))
         section.finish()
         return config
+
+
+def _range_prefixes(section: Section, config: GateConfig) -> SurgeConfig:
+    """A surge range is at least as wide as a network of the rate limits: a range
+    prefix written narrower is refused, a default one widened to the network."""
+    limits = config.policy.rate_limits or RateLimits()
+    written = section.raw("surge")
+    surge = config.surge
+    for family in ("ipv4", "ipv6"):
+        key = f"range_{family}_prefix"
+        network = getattr(limits, f"{family}_network_prefix")
+        if getattr(surge, key) <= network:
+            continue
+        if isinstance(written, Mapping) and written.get(key) is not None:
+            raise section.error(
+                f"surge.{key}",
+                f"must be at most rate_limits.{family}_network_prefix ({network}):"
+                " a range is at least as wide as a network",
+            )
+        surge = attrs.evolve(surge, **{key: network})
+    return surge
 
 
 # Room version 12 room IDs have no server part: `!` and a hash in unpadded url-safe base64.

@@ -12,6 +12,9 @@ _MINUTE_MS = 60_000
 # Bits the surge adds to `challenge.difficulty` unless `challenge_level` says otherwise:
 # each bit doubles the work, four make it sixteen times as much.
 EXTRA_BITS = 4
+# A range: about what one provider or ASN announces, wider than a network (/24, /48).
+DEFAULT_RANGE_IPV4_PREFIX = 16
+DEFAULT_RANGE_IPV6_PREFIX = 32
 
 
 @attrs.frozen
@@ -24,6 +27,9 @@ class SurgeConfig:
     threshold: int = 300
     per_domain_threshold: int = 100
     per_network_threshold: int = 60
+    per_range_threshold: int = 150
+    range_ipv4_prefix: int = DEFAULT_RANGE_IPV4_PREFIX
+    range_ipv6_prefix: int = DEFAULT_RANGE_IPV6_PREFIX
     release: float = 0.5
     mode: str = CHALLENGE
     # None: `challenge.difficulty` + EXTRA_BITS.
@@ -34,7 +40,11 @@ class SurgeConfig:
     @property
     def thresholds(self) -> Thresholds:
         return Thresholds(
-            self.threshold, self.per_domain_threshold, self.per_network_threshold, self.release
+            self.threshold,
+            self.per_domain_threshold,
+            self.per_network_threshold,
+            self.release,
+            self.per_range_threshold,
         )
 
     def level(self, base_difficulty: int) -> int:
@@ -51,6 +61,13 @@ class SurgeConfig:
             threshold=section.integer("threshold", 300, minimum=0),
             per_domain_threshold=section.integer("per_domain_threshold", 100, minimum=0),
             per_network_threshold=section.integer("per_network_threshold", 60, minimum=0),
+            per_range_threshold=section.integer("per_range_threshold", 150, minimum=0),
+            range_ipv4_prefix=section.integer(
+                "range_ipv4_prefix", DEFAULT_RANGE_IPV4_PREFIX, minimum=8, maximum=32
+            ),
+            range_ipv6_prefix=section.integer(
+                "range_ipv6_prefix", DEFAULT_RANGE_IPV6_PREFIX, minimum=16, maximum=128
+            ),
             release=section.convert("release", 0.5, _share),
             mode=section.choice("mode", CHALLENGE, MODES),
             challenge_level=section.convert("challenge_level", None, _level),
@@ -58,7 +75,10 @@ class SurgeConfig:
             check_interval_ms=section.duration_ms("check_interval", 10_000, minimum_ms=1_000),
         )
         if config.enabled and not (
-            config.threshold or config.per_domain_threshold or config.per_network_threshold
+            config.threshold
+            or config.per_domain_threshold
+            or config.per_network_threshold
+            or config.per_range_threshold
         ):
             raise section.error("enabled", "needs at least one threshold above 0")
         section.finish()

@@ -27,6 +27,7 @@ from synapse_email_gate.moderation import room_commands
 from synapse_email_gate.moderation.accounts import AccountService
 from synapse_email_gate.moderation.moderators import Moderators
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.rules.moderator_entries import is_local_user
 from synapse_email_gate.rules.rooms import RoomFacts, refusal, room_problems
@@ -48,11 +49,14 @@ class ModerationRoom:
         prefix: str = room_commands.PREFIX,
         accounts: AccountService | None = None,
         surge: SurgeService | None = None,
+        stats: GateStats | None = None,
     ) -> None:
         self._api = api
         self._room = room
         self._bot = f"@{bot_localpart}:{api.server_name}"
-        self._commands = room_commands.RoomCommands(service, prefix, accounts=accounts, surge=surge)
+        self._commands = room_commands.RoomCommands(
+            service, prefix, accounts=accounts, surge=surge, stats=stats
+        )
         self._moderators = moderators
         self._state = state
         self._room_id: str | None = room if room.startswith("!") else None

@@ -22,6 +22,7 @@ from synapse_email_gate.moderation.service import (
     AdminError,
     ModerationService,
 )
+from synapse_email_gate.moderation.stats import GateStats
 from synapse_email_gate.moderation.surge import SurgeService
 from synapse_email_gate.rules.rooms import mask_ban, mask_email, mask_ip
 from synapse_email_gate.rules.surge import MODES as SURGE_MODES
@@ -70,6 +71,8 @@ HELP = """Commands (in this room, for moderators; help for everyone):
 {p} surge on [challenge|approval] [DURATION]
                                         switch it on by hand (default: configured mode, hold)
 {p} surge off                         switch it off (no automatic switch-on for the hold after)
+{p} stats [day|week]                  requests, tokens, accounts and refusals in the last day
+                                        (default) or week
 Addresses and IPs are shown masked here; the admin API shows them in full."""
 
 
@@ -103,10 +106,12 @@ class RoomCommands:
         clock: Callable[[], float] = time.monotonic,
         accounts: AccountService | None = None,
         surge: SurgeService | None = None,
+        stats: GateStats | None = None,
     ) -> None:
         self._service = service
         self._accounts = accounts
         self._surge = surge
+        self._stats = stats
         self.prefix = prefix
         self._clock = clock
         self._phrases: dict[str, tuple[str, float]] = {}
@@ -143,6 +148,10 @@ class RoomCommands:
             return f"Probation of {words[1]} lifted."
         if words[0] == "surge" and self._surge is not None:
             return await _surge(self._surge, actor, words[1:], self.prefix)
+        if words[0] == "stats" and self._stats is not None:
+            if len(words) > 2:
+                raise UsageError(f"Usage: {self.prefix} stats [day|week]")
+            return _stats(await self._stats.picture(words[1] if len(words) > 1 else None))
         return await _dispatch(self._service, actor, words, self.prefix)
 
     async def _purge(self, actor: str, args: list[str]) -> str:
@@ -265,6 +274,21 @@ def _surge_state(state: dict[str, Any]) -> str:
     )
     why = state["cause"] + (f" {state['scope']}" if state["scope"] else "")
     return f"ON: {what} ({why}), until at least {format_utc(state['until_ts'])}."
+
+
+def _stats(picture: dict[str, Any]) -> str:
+    """The totals of `GET admin/stats`, in two lines."""
+    totals = picture["totals"]
+    line = (
+        f"Last {picture['range']} (since {format_utc(picture['from_ts'])}):"
+        f" {totals['requests']} request(s), {totals['tokens']} token(s) issued,"
+        f" {totals['accounts']} account(s) made, {totals['refused']} refused."
+    )
+    refusals = totals["refusals"]
+    if not refusals:
+        return line
+    by_count = sorted(refusals.items(), key=lambda item: (-item[1], item[0]))
+    return line + "\nRefusals: " + ", ".join(f"{errcode} {n}" for errcode, n in by_count) + "."
 
 
 def _why(answer: dict[str, Any]) -> str:

@@ -73,10 +73,12 @@ class SurgeService:
         if self._config.enabled:
             rows = await self._store.recent_requests(now - self._config.window_ms)
             limits = self._policy.current.rate_limits
+            config = self._config
             counts = rules.count(
                 rows,
                 lambda ip: network_of(ip, limits.ipv4_network_prefix, limits.ipv6_network_prefix),
                 _domain_of,
+                lambda ip: network_of(ip, config.range_ipv4_prefix, config.range_ipv6_prefix),
             )
         else:
             counts = rules.Counts(0)  # off: an automatic surge ends after its hold
@@ -150,6 +152,9 @@ class SurgeService:
                 "threshold": self._config.threshold,
                 "per_domain_threshold": self._config.per_domain_threshold,
                 "per_network_threshold": self._config.per_network_threshold,
+                "per_range_threshold": self._config.per_range_threshold,
+                "range_ipv4_prefix": self._config.range_ipv4_prefix,
+                "range_ipv6_prefix": self._config.range_ipv6_prefix,
                 "release": self._config.release,
                 "hold_s": self._config.hold_ms // 1000,
                 "challenge_level": self._level,
@@ -213,4 +218,6 @@ def _counts_text(counts: rules.Counts, config: SurgeConfig) -> str:
         parts.append(f"busiest domain {counts.top_domain[0]}: {counts.top_domain[1]}")
     if counts.top_network is not None:
         parts.append(f"busiest network {counts.top_network[0]}: {counts.top_network[1]}")
+    if counts.top_range is not None:
+        parts.append(f"busiest range {counts.top_range[0]}: {counts.top_range[1]}")
     return "; ".join(parts)

@@ -16,12 +16,14 @@ CHALLENGE = "challenge"
 APPROVAL = "approval"
 MODES = (CHALLENGE, APPROVAL)
 
-# Why the switch went on: requests overall, from one mail domain, from one network,
-# or a moderator. Why it went off: the rate fell (`calm`), a moderator's duration
+# Why the switch went on: requests overall, from one mail domain, from one network
+# (a /24 or /48), from one range (a wider, provider-sized prefix: /16 or /32), or a
+# moderator. Why it went off: the rate fell (`calm`), a moderator's duration
 # ran out (`expired`), or a moderator.
 OVERALL = "overall"
 DOMAIN = "domain"
 NETWORK = "network"
+RANGE = "range"
 MANUAL = "manual"
 CALM = "calm"
 EXPIRED = "expired"
@@ -35,7 +37,7 @@ class SurgeState:
 
     mode: str = OFF
     cause: str = ""
-    scope: str = ""  # the domain or network of a `domain`/`network` cause
+    scope: str = ""  # the domain, network or range of a `domain`/`network`/`range` cause
     level: int = 0  # the challenge difficulty (bits) in `challenge` mode
     since_ts: int = 0
     until_ts: int = 0
@@ -59,11 +61,12 @@ class SurgeState:
 
 @attrs.frozen
 class Counts:
-    """Requests in the window: in all, and from the busiest domain and network."""
+    """Requests in the window: in all, and from the busiest domain, network and range."""
 
     total: int
     top_domain: tuple[str, int] | None = None
     top_network: tuple[str, int] | None = None
+    top_range: tuple[str, int] | None = None
 
 
 @attrs.frozen
@@ -75,22 +78,29 @@ class Thresholds:
     per_domain: int
     per_network: int
     release: float = 0.5
+    per_range: int = 0
 
 
 def count(
     rows: Iterable[tuple[str | None, str | None]],
     network_of: Callable[[str], str | None],
     domain_of: Callable[[str], str | None],
+    range_of: Callable[[str], str | None] | None = None,
 ) -> Counts:
-    """`rows`: (ip, address) of each recent request."""
+    """`rows`: (ip, address) of each recent request. Without `range_of`, no range
+    is counted."""
     total = 0
     networks: Counter[str] = Counter()
+    ranges: Counter[str] = Counter()
     domains: Counter[str] = Counter()
     for ip, address in rows:
         total += 1
         network = network_of(ip) if ip else None
         if network is not None:
             networks[network] += 1
+        wide = range_of(ip) if ip and range_of is not None else None
+        if wide is not None:
+            ranges[wide] += 1
         domain = domain_of(address) if address else None
         if domain is not None:
             domains[domain] += 1
@@ -98,11 +108,13 @@ def count(
         total,
         top_domain=domains.most_common(1)[0] if domains else None,
         top_network=networks.most_common(1)[0] if networks else None,
+        top_range=ranges.most_common(1)[0] if ranges else None,
     )
 
 
 def exceeded(counts: Counts, thresholds: Thresholds, share: float = 1.0) -> tuple[str, str] | None:
-    """The first (cause, scope) whose count reaches `share` of its threshold."""
+    """The first (cause, scope) whose count reaches `share` of its threshold: the
+    narrower scope first, so a wave from one /24 is named by its network."""
 
     def reaches(value: int, threshold: int) -> bool:
         return threshold > 0 and value >= threshold * share
@@ -113,6 +125,8 @@ def exceeded(counts: Counts, thresholds: Thresholds, share: float = 1.0) -> tupl
         return DOMAIN, counts.top_domain[0]
     if counts.top_network is not None and reaches(counts.top_network[1], thresholds.per_network):
         return NETWORK, counts.top_network[0]
+    if counts.top_range is not None and reaches(counts.top_range[1], thresholds.per_range):
+        return RANGE, counts.top_range[0]
     return None
 
 

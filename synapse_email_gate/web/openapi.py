@@ -1238,9 +1238,10 @@ def _schemas() -> dict[str, Schema]:
             on={"type": "boolean"},
             mode={"type": "string", "enum": ["off", "challenge", "approval"]},
             cause=nullable(
-                "string", enum=["overall", "domain", "network", "manual", "calm", "expired", None]
+                "string",
+                enum=["overall", "domain", "network", "range", "manual", "calm", "expired", None],
             ),
-            scope=nullable("string", description="the domain or network of the cause"),
+            scope=nullable("string", description="the domain, network or range of the cause"),
             level=nullable("integer", description="challenge difficulty in bits"),
             since_ts=nullable("integer"),
             until_ts=nullable(

@@ -36,7 +36,7 @@ def test_a_moderator_sees_and_switches_the_surge(page: Page, synapse: SynapseSer
     expect(state).to_contain_text("Automatic switching is off")
 
     page.get_by_label("Mode").select_option("approval")
-    page.get_by_label("For").fill("2h")
+    page.get_by_label("For", exact=True).fill("2h")
     page.get_by_role("button", name="Switch on").click()
     expect(page.locator("#admin-status")).to_contain_text("Surge switched on.")
     expect(state).to_contain_text("ON: approval required, cause manual")
@@ -47,7 +47,7 @@ def test_a_moderator_sees_and_switches_the_surge(page: Page, synapse: SynapseSer
     expect(state).to_contain_text("Off. Last switch: manual.")
     assert not surge_on(synapse, token)
 
-    page.get_by_label("For").fill("30 days")
+    page.get_by_label("For", exact=True).fill("30 days")
     page.get_by_role("button", name="Switch on").click()
     expect(page.locator("#admin-status")).to_contain_text("Not done: duration")
     assert not surge_on(synapse, token)

@@ -23,6 +23,12 @@ def test_surge_defaults_are_off_and_documented() -> None:
     assert (surge.window_ms, surge.threshold, surge.per_domain_threshold) == (600_000, 300, 100)
     assert (surge.per_network_threshold, surge.release, surge.mode) == (60, 0.5, "challenge")
     assert surge.hold_ms == 1_800_000
+    assert (surge.per_range_threshold, surge.range_ipv4_prefix, surge.range_ipv6_prefix) == (
+        150,
+        16,
+        32,
+    )
+    assert surge.thresholds.per_range == 150
     assert surge.level(22) == 26 and surge.level(30) == 32
 
 
@@ -40,9 +46,17 @@ def test_surge_keys_parse() -> None:
                 "hold": "30s",
                 "release": 0.25,
                 "check_interval": "2s",
+                "per_range_threshold": 9,
+                "range_ipv4_prefix": 12,
+                "range_ipv6_prefix": 40,
             }
         }
     ).surge
+    assert (surge.thresholds.per_range, surge.range_ipv4_prefix, surge.range_ipv6_prefix) == (
+        9,
+        12,
+        40,
+    )
     assert (surge.window_ms, surge.per_domain_threshold, surge.mode) == (60_000, 5, "approval")
     assert (surge.level(22), surge.hold_ms, surge.release, surge.check_interval_ms) == (
         12,
@@ -60,12 +74,19 @@ def test_surge_keys_parse() -> None:
         ({"release": 0}, "surge.release", "above 0"),
         ({"threshold": -1}, "surge.threshold", "at least 0"),
         ({"window": "1s"}, "surge.window", "at least"),
+        ({"per_range_threshold": -3}, "surge.per_range_threshold", "at least 0"),
+        ({"per_range_threshold": "many"}, "surge.per_range_threshold", "integer"),
+        ({"range_ipv4_prefix": 33}, "surge.range_ipv4_prefix", "at most 32"),
+        ({"range_ipv4_prefix": 4}, "surge.range_ipv4_prefix", "at least 8"),
+        ({"range_ipv6_prefix": 129}, "surge.range_ipv6_prefix", "at most 128"),
+        ({"range_ipv6_prefix": 8}, "surge.range_ipv6_prefix", "at least 16"),
         (
             {
                 "enabled": True,
                 "threshold": 0,
                 "per_domain_threshold": 0,
                 "per_network_threshold": 0,
+                "per_range_threshold": 0,
             },
             "surge.enabled",
             "threshold",
@@ -77,6 +98,39 @@ def test_bad_surge_values_name_the_key(surge: dict[str, Any], key: str, words: s
     with pytest.raises(ConfigError) as e:
         parse({"surge": surge})
     assert key in str(e.value) and words in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "words"),
+    [
+        ({"surge": {"range_ipv4_prefix": 25}}, "surge.range_ipv4_prefix", "at most"),
+        ({"surge": {"range_ipv6_prefix": 56}}, "surge.range_ipv6_prefix", "(48)"),
+        (
+            {"surge": {"range_ipv4_prefix": 20}, "rate_limits": {"ipv4_network_prefix": 16}},
+            "surge.range_ipv4_prefix",
+            "rate_limits.ipv4_network_prefix (16)",
+        ),
+    ],
+)
+def test_a_range_narrower_than_a_network_is_refused_naming_both_keys(
+    raw: dict[str, Any], key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    assert key in str(e.value) and words in str(e.value)
+
+
+def test_a_range_as_wide_as_a_network_or_wider_is_accepted() -> None:
+    same = parse({"surge": {"range_ipv4_prefix": 24, "range_ipv6_prefix": 48}}).surge
+    assert (same.range_ipv4_prefix, same.range_ipv6_prefix) == (24, 48)
+    wide = parse(
+        {"surge": {"range_ipv4_prefix": 20}, "rate_limits": {"ipv4_network_prefix": 28}}
+    ).surge
+    assert wide.range_ipv4_prefix == 20
+    # A default range follows a network wider than it, rather than refusing a
+    # key nobody wrote.
+    follows = parse({"rate_limits": {"ipv4_network_prefix": 12, "ipv6_network_prefix": 24}})
+    assert (follows.surge.range_ipv4_prefix, follows.surge.range_ipv6_prefix) == (12, 24)
 
 
 def limits(raw: dict[str, Any]) -> Any:

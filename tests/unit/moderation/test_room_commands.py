@@ -14,6 +14,7 @@ from synapse_email_gate.moderation.room_commands import (
     parse,
 )
 from synapse_email_gate.moderation.service import ModerationService
+from synapse_email_gate.moderation.stats import GateStats
 
 
 def test_a_command_starts_with_the_configured_prefix_as_a_word() -> None:
@@ -86,3 +87,27 @@ def test_the_purge_phrase_confirms_its_own_age_once_for_its_moderator_within_a_m
     assert "No confirmation is waiting" in say("purge", "confirm", phrase)
     assert "Usage: !gate purge [AGE]" in say("purge", "30d", "extra")
     assert len(service.calls) == 3  # neither late nor malformed asks reached the service
+
+
+class _Picture:
+    """GateStats' one method `stats` reaches; records the range it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str | None] = []
+
+    async def picture(self, range_name: str | None) -> dict[str, object]:
+        self.asked.append(range_name)
+        totals = {"requests": 3, "tokens": 1, "accounts": 0, "refused": 0, "refusals": {}}
+        return {"range": range_name or "day", "from_ts": 1_767_225_600_000, "totals": totals}
+
+
+def test_stats_without_refusals_is_one_line_and_passes_the_range_on() -> None:
+    picture = _Picture()
+    commands = RoomCommands(cast(ModerationService, object()), stats=cast(GateStats, picture))
+    said = asyncio.run(commands.run("@mod:example.org", ["stats"]))
+    assert said == (
+        "Last day (since 2026-01-01 00:00 UTC): 3 request(s), 1 token(s) issued,"
+        " 0 account(s) made, 0 refused."
+    )
+    asyncio.run(commands.run("@mod:example.org", ["stats", "week"]))
+    assert picture.asked == [None, "week"]

@@ -3,6 +3,8 @@ hysteresis; and the domain / network grouping the limits and the surge share."""
 
 from __future__ import annotations
 
+import attrs
+
 from synapse_email_gate.rules.addresses import registrable_domain
 from synapse_email_gate.rules.ips import network_of
 from synapse_email_gate.rules.surge import (
@@ -11,6 +13,8 @@ from synapse_email_gate.rules.surge import (
     CHALLENGE,
     EXPIRED,
     MANUAL,
+    NETWORK,
+    RANGE,
     Counts,
     SurgeState,
     Thresholds,
@@ -56,6 +60,44 @@ def test_count_finds_the_busiest_domain_and_network() -> None:
         lambda a: registrable_domain(a.split("@")[1]) if "@" in a else None,
     )
     assert counts == Counts(5, ("x.example", 2), ("198.51.100.0/24", 2))
+
+
+def test_count_finds_the_busiest_range_across_networks() -> None:
+    rows = [(f"198.51.{i}.7", None) for i in range(3)] + [
+        (f"2001:db8:{i:x}::1", None) for i in range(4)
+    ]
+    rows.append(("203.0.113.1", None))
+    counts = count(
+        rows,
+        lambda ip: network_of(ip, 24, 48),
+        lambda a: None,
+        lambda ip: network_of(ip, 16, 32),
+    )
+    # Four /48s, three /24s: each network counts 1, the /32 and the /16 more.
+    assert counts.top_network is not None and counts.top_network[1] == 1
+    assert counts.top_range == ("2001:db8::/32", 4)
+    assert count(rows, lambda ip: None, lambda a: None).top_range is None
+
+
+def test_a_range_switches_on_when_no_network_does_and_the_network_is_named_first() -> None:
+    ranged = Thresholds(overall=0, per_domain=0, per_network=5, per_range=6)
+    spread = Counts(6, top_network=("198.51.1.0/24", 2), top_range=("198.51.0.0/16", 6))
+    assert exceeded(spread, ranged) == (RANGE, "198.51.0.0/16")
+    on = next_state(SurgeState(), spread, ranged, NOW, mode=CHALLENGE, level=26, hold_ms=MIN)
+    assert on is not None and (on.cause, on.scope) == (RANGE, "198.51.0.0/16")
+    # One /24 carrying the wave is named by its network, not its range.
+    narrow = Counts(6, top_network=("198.51.1.0/24", 6), top_range=("198.51.0.0/16", 6))
+    assert exceeded(narrow, ranged) == (NETWORK, "198.51.1.0/24")
+    # A range below its threshold, or with the threshold 0, never switches.
+    assert exceeded(attrs.evolve(spread, top_range=("198.51.0.0/16", 5)), ranged) is None
+    assert exceeded(spread, attrs.evolve(ranged, per_range=0)) is None
+    # Off only once the range, too, is below the release share.
+    held = attrs.evolve(spread, top_range=("198.51.0.0/16", 3))
+    later = NOW + 2 * MIN
+    assert next_state(on, held, ranged, later, mode=CHALLENGE, level=26, hold_ms=MIN) is None
+    calm = attrs.evolve(spread, top_range=("198.51.0.0/16", 2))
+    off = next_state(on, calm, ranged, later, mode=CHALLENGE, level=26, hold_ms=MIN)
+    assert off is not None and off.cause == CALM
 
 
 def test_each_threshold_switches_on_with_its_cause_and_scope() -> None:
