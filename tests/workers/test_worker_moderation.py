@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from synapse_email_gate.rules.proof_of_work import REQUIRED as CHALLENGE_REQUIRED
 from tests.harness import http
@@ -107,6 +108,22 @@ def started(d: WorkerDeployment, name: str, task: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
 
 
+def surge_gauge(d: WorkerDeployment, name: str) -> float:
+    """`synapse_email_gate_surge_on{mode="challenge"}` on process `name` (0 if unset)."""
+    for family in text_string_to_metric_families(d.metrics(name)):
+        for sample in family.samples:
+            if (
+                sample.name == "synapse_email_gate_surge_on"
+                and sample.labels["mode"] == "challenge"
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+def saying(text: str) -> Callable[[Mail], bool]:
+    return lambda mail: mail.to == MODS and text in mail.text
+
+
 def notices(mailbox: SmtpCatcher, text: str) -> list[Mail]:
     return [m for m in mailbox.messages if m.to == MODS and text in m.text]
 
@@ -160,19 +177,23 @@ def admin(
 # --- notifications --------------------------------------------------------------
 
 
-def test_a_request_through_a_worker_is_notified_once_by_the_background_process(
+def test_a_request_and_its_account_made_on_a_worker_are_notified_once_by_the_background_process(
     deployment: WorkerDeployment, mailbox: SmtpCatcher, room: tuple[MatrixUser, str]
 ) -> None:
-    """Asked on worker2, recorded there; worker1 (run_background_tasks_on) mails and
-    posts it, once, and no other process delivers notifications at all."""
+    """Asked and registered on worker2, recorded there; worker1 (run_background_tasks_on)
+    mails and posts each, once, and no other process delivers notifications at all."""
     mod, room_id = room
     mark = LogMark(deployment)
     user = unique("notify")
-    line = f"New request for @{user}:test.local"
-    answer = ask(deployment.process("worker2").base_url, user, f"{user}@example.org", client_ip())
-    assert answer.status == 202, answer
-    mailbox.wait_for(lambda m: m.to == MODS and line in m.text, timeout=20)
-    wait_for_bot_line(mod, room_id, re.escape(line))
+    email = f"{user}@example.org"
+    worker2 = deployment.process("worker2").base_url
+    assert ask(worker2, user, email, client_ip()).status == 202
+    token = token_from(mailbox.wait_for(lambda m: m.to == email, timeout=15))
+    assert registered(register(worker2, user, token))
+    lines = [f"New request for @{user}:test.local", f"New account @{user}:test.local"]
+    for line in lines:
+        mailbox.wait_for(saying(line), timeout=20)
+        wait_for_bot_line(mod, room_id, re.escape(line))
 
     # Let the notifier run a few more times: a second delivery would come now.
     ticks = started(deployment, BACKGROUND_ON, "email_gate_notify")
@@ -180,8 +201,16 @@ def test_a_request_through_a_worker_is_notified_once_by_the_background_process(
         lambda: started(deployment, BACKGROUND_ON, "email_gate_notify") >= ticks + 4,
         "four more notifier runs",
     )
-    assert len(notices(mailbox, line)) == 1, notices(mailbox, line)
-    assert len(bot_says(mod, room_id, line)) == 1, mod.bot_lines(room_id)
+    for line in lines:
+        assert len(notices(mailbox, line)) == 1, notices(mailbox, line)
+        assert len(bot_says(mod, room_id, line)) == 1, mod.bot_lines(room_id)
+        # one message per channel in the database, too
+        messages = deployment.query(
+            "SELECT channel FROM email_gate_notification_messages WHERE body LIKE ?"
+            " ORDER BY channel",
+            (f"%{line}%",),
+        )
+        assert messages == [("mail",), ("room",)], (line, messages)
     for name in deployment.processes:
         runs = started(deployment, name, "email_gate_notify")
         if deployment.instance_name(name) == BACKGROUND_ON:
@@ -189,13 +218,7 @@ def test_a_request_through_a_worker_is_notified_once_by_the_background_process(
         else:
             assert runs == 0, (name, runs)
     sent = mark.counts("notifications: 1 event(s) sent to the")
-    assert sent == {MAIN: 0, "worker1": 2, "worker2": 0}, sent
-    # one row per channel, one outbox mail
-    messages = deployment.query(
-        "SELECT channel FROM email_gate_notification_messages WHERE body LIKE ? ORDER BY channel",
-        (f"%{line}%",),
-    )
-    assert messages == [("mail",), ("room",)], messages
+    assert sent == {MAIN: 0, "worker1": 4, "worker2": 0}, sent
 
 
 # --- probation ------------------------------------------------------------------
@@ -308,6 +331,8 @@ def test_a_surge_switched_by_hand_on_one_worker_demands_the_challenge_everywhere
         "challenge demanded",
     )
     print(f"surge on everywhere after {took}")
+    # every process reports the mode it applies (not only the one that switched)
+    until_each(names, lambda n: surge_gauge(deployment, n) == 1, SURGE_DEADLINE_S, "gauge on")
     for name in names:
         state = admin(deployment, name, admin_token, "GET", "surge").json()
         assert (state["on"], state["mode"], state["level"]) == (True, "challenge", SURGE_LEVEL)
@@ -321,6 +346,7 @@ def test_a_surge_switched_by_hand_on_one_worker_demands_the_challenge_everywhere
         names, lambda name: challenge_off(deployment, name), SURGE_DEADLINE_S, "challenge off"
     )
     print(f"surge off everywhere after {took}")
+    until_each(names, lambda n: surge_gauge(deployment, n) == 0, SURGE_DEADLINE_S, "gauge off")
     wait_for_bot_line(mod, room_id, r"Surge switch: off")
     mailbox.wait_for(lambda m: m.to == MODS and "Surge switch: off" in m.text, timeout=20)
     assert len(bot_says(mod, room_id, "Surge switch: ON")) == 1, mod.bot_lines(room_id)
