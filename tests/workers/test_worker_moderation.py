@@ -140,6 +140,14 @@ def create_room(base_url: str, access_token: str) -> http.Response:
     )
 
 
+def client_call(base_url: str, access_token: str, path: str, body: dict[str, Any]) -> http.Response:
+    return http.post(
+        base_url + "/_matrix/client/v3" + path.replace("!", "%21"),
+        json=body,
+        headers={"Authorization": f"Bearer {access_token}"},
+    )
+
+
 def errcode(answer: http.Response) -> str | None:
     if answer.status == 200:
         return None
@@ -249,8 +257,24 @@ def test_probation_of_an_account_made_on_one_worker_holds_on_every_process_and_l
         "refused room creation",
     )
     print(f"probation in force after {took}")
-    refused = create_room(deployment.process("worker2").base_url, access_token)
+    worker2 = deployment.process("worker2").base_url
+    refused = create_room(worker2, access_token)
     assert "probation" in refused.json()["error"], refused
+    # nor invite, on a worker other than the one that made the account
+    made_room = create_room(deployment.main.base_url, admin_token)
+    assert made_room.status == 200, made_room
+    room_id = made_room.json()["room_id"]
+    invited = client_call(
+        deployment.main.base_url, admin_token, f"/rooms/{room_id}/invite", {"user_id": user_id}
+    )
+    assert invited.status == 200, invited
+    joined = client_call(worker2, access_token, f"/rooms/{room_id}/join", {})
+    assert joined.status == 200, joined
+    friend = unique("friend")
+    deployment.main.register_user(friend, "friend password 1")
+    invite_friend = {"user_id": f"@{friend}:test.local"}
+    refused = client_call(worker2, access_token, f"/rooms/{room_id}/invite", invite_friend)
+    assert errcode(refused) == "M_FORBIDDEN" and "probation" in refused.json()["error"], refused
 
     lifted = admin(
         deployment,
@@ -262,7 +286,9 @@ def test_probation_of_an_account_made_on_one_worker_holds_on_every_process_and_l
     )
     assert lifted.status == 200 and lifted.json()["probation"]["active"] is False, lifted
     # at once where it was lifted, within the refresh interval elsewhere
-    assert errcode(create_room(deployment.process("worker2").base_url, access_token)) is None
+    assert errcode(create_room(worker2, access_token)) is None
+    invited = client_call(worker2, access_token, f"/rooms/{room_id}/invite", invite_friend)
+    assert invited.status == 200, invited
     took = until_each(
         ["worker1", MAIN],
         lambda name: errcode(create_room(deployment.process(name).base_url, access_token)) is None,
