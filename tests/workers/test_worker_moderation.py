@@ -377,3 +377,40 @@ def test_a_surge_switched_by_hand_on_one_worker_demands_the_challenge_everywhere
     mailbox.wait_for(lambda m: m.to == MODS and "Surge switch: off" in m.text, timeout=20)
     assert len(bot_says(mod, room_id, "Surge switch: ON")) == 1, mod.bot_lines(room_id)
     assert len(notices(mailbox, "Surge switch: ON")) == 1
+
+
+def assessed(d: WorkerDeployment, name: str) -> str:
+    """Ask on process `name`; the status its request was assessed to."""
+    user = unique("wave")
+    answer = ask(d.process(name).base_url, user, f"{user}@example.org", client_ip())
+    assert answer.status == 202, answer
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = d.query("SELECT status FROM email_gate_requests WHERE localpart = ?", (user,))
+        if rows and rows[0][0] != "received":
+            return str(rows[0][0])
+        time.sleep(0.05)
+    raise AssertionError(f"{user} asked on {name}: not assessed within 10s")
+
+
+def test_a_surge_in_approval_mode_switched_on_main_holds_requests_on_every_process(
+    deployment: WorkerDeployment, admin_token: str
+) -> None:
+    """Approval mode: every process mails a confirmation code (`verifying`) and the
+    request waits for a moderator, instead of mailing a token (`issued`)."""
+    names = list(deployment.processes)
+    assert {name: assessed(deployment, name) for name in names} == dict.fromkeys(names, "issued")
+    body = {"on": True, "mode": "approval", "duration": "10m"}
+    switched = admin(deployment, MAIN, admin_token, "POST", "surge", json=body)
+    assert switched.status == 200 and switched.json()["mode"] == "approval", switched
+    until_each(
+        names,
+        lambda name: assessed(deployment, name) == "verifying",
+        SURGE_DEADLINE_S,
+        "approval demanded",
+    )
+    off = admin(deployment, "worker2", admin_token, "POST", "surge", json={"on": False})
+    assert off.status == 200 and off.json()["on"] is False, off
+    until_each(
+        names, lambda name: assessed(deployment, name) == "issued", SURGE_DEADLINE_S, "approval off"
+    )
