@@ -202,7 +202,7 @@ class EmailGate:
             SynapseAccounts(api),
             f"@{config.bot_localpart}:{api.server_name}",
         )
-        self._surge_mode = SurgeMode(SurgeStore(db), api.get_current_time_msec)
+        self._surge_mode = SurgeMode(SurgeStore(db), api.get_current_time_msec, api.server_name)
         surge = SurgeService(
             api,
             config.surge,

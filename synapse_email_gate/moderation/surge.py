@@ -69,7 +69,6 @@ class SurgeService:
         now = self._now()
         state = await self._store.current()
         self._mode.learn(state)
-        metrics.surge_state(self._api.server_name, state.in_force(now).mode)
         if self._config.enabled:
             rows = await self._store.recent_requests(now - self._config.window_ms)
             limits = self._policy.current.rate_limits
@@ -176,7 +175,6 @@ class SurgeService:
             return  # another process switched first; it told the moderators
         self._mode.learn(written)
         server = self._api.server_name
-        metrics.surge_state(server, written.mode)
         metrics.surge_switched(server, written.on, written.cause)
         logger.warning("surge: %s by %s (%s)", describe_switch(written), actor, detail)
         if tell and self._tell is not None:

@@ -2,7 +2,9 @@
 
 Every process applies what the row says (requests/challenge_gate.py raises the
 challenge, requests/service.py sends requests to approval); only the
-background-tasks process measures and switches (moderation/surge.py).
+background-tasks process measures and switches (moderation/surge.py). Each process
+sets the `surge_on` gauge to the mode it applies, so no process reports a switch
+another one has ended.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from synapse_email_gate import metrics
 from synapse_email_gate.rules.surge import APPROVAL, CHALLENGE, SurgeState
 from synapse_email_gate.storage.surge import SurgeStore
 
@@ -17,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 
 class SurgeMode:
-    def __init__(self, store: SurgeStore, clock: Callable[[], int]) -> None:
+    def __init__(self, store: SurgeStore, clock: Callable[[], int], server_name: str) -> None:
         self._store = store
         self._clock = clock
+        self._server_name = server_name
         self._state = SurgeState()
 
     @property
@@ -32,6 +36,8 @@ class SurgeMode:
         if state != self._state:
             logger.info("surge: mode %s (cause %s %s)", state.mode, state.cause, state.scope)
         self._state = state
+        # A moderator's switch whose duration ran out is off here before it is rewritten.
+        metrics.surge_state(self._server_name, self.state.mode)
 
     async def refresh(self) -> None:
         try:

@@ -31,9 +31,10 @@ _ips = itertools.count(1)
 
 
 def client_ip() -> str:
-    """A fresh client address (TEST-NET-3), so per-IP buckets don't meet across tests."""
+    """A fresh client address in a network of its own (198.18.0.0/15, set aside for
+    tests), so neither per-IP nor per-network buckets meet across tests."""
     n = next(_ips)
-    return f"203.0.113.{n}" if n < 255 else f"198.18.{n // 250}.{n % 250}"
+    return f"198.{18 + n // 256 % 2}.{n % 256}.{1 + n // 512 % 254}"
 
 
 def unique(prefix: str) -> str:
