@@ -112,6 +112,8 @@ def test_every_metric_the_dashboard_uses_is_served_by_synapse(synapse: SynapseSe
         "synapse_email_gate_mails_failed_total",
         "synapse_email_gate_tokens_used_total",
         "synapse_http_server_response_time_seconds_bucket",
+        "synapse_email_gate_surge_on",
+        "synapse_email_gate_surge_switches_total",
     ):
         assert needed in used, needed
 
