@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -226,12 +227,21 @@ class SynapseServer(GateUrls):
                 raise RuntimeError(f"Synapse exited with {code} during start:\n{self.tail()}")
             try:
                 if http.get(self.url("/health"), timeout=2).status == 200:
+                    self._wait_for_the_module(deadline)
                     return self
             except OSError:
                 pass
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"Synapse not healthy after {timeout}s:\n{self.tail()}")
+
+    def _wait_for_the_module(self, deadline: float) -> None:
+        """The module answers some refusals from memory before its tables exist; tests
+        that then read the tables would race their creation. The page waits for them
+        (a 503 says they failed, 404 that the module is not loaded): one GET of it
+        makes every test start with the module ready."""
+        with contextlib.suppress(OSError):
+            http.get(self.gate_url, timeout=max(deadline - time.monotonic(), 1.0))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM by PID and wait; SIGKILL after ``timeout``. Returns the exit code."""
