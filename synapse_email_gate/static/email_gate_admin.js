@@ -3,8 +3,7 @@
 // value from the server is put into the page as text, never as HTML.
 "use strict";
 (function () {
-  var BASE = "/_synapse/client/email_gate/admin/";
-  var KEY = "email_gate_admin_token";
+  var KEY = window.EmailGateAdmin.tokenKey;
   var status = document.getElementById("admin-status");
   var loginSection = document.getElementById("login-section");
   var workSection = document.getElementById("work-section");
@@ -12,19 +11,7 @@
   function say(text) { status.textContent = text; }
   function token() { return sessionStorage.getItem(KEY); }
 
-  function api(method, path, body) {
-    var options = { method: method, headers: { "Authorization": "Bearer " + token() } };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(BASE + path, options).then(function (response) {
-      return response.json().then(function (data) {
-        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
-        return data;
-      });
-    });
-  }
+  var api = window.EmailGateAdmin.api;
 
   function cell(row, text) {
     var td = document.createElement("td");

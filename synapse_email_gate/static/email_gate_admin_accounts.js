@@ -4,8 +4,6 @@
 // the server go into the page as text, never as HTML.
 "use strict";
 (function () {
-  var BASE = "/_synapse/client/email_gate/admin/";
-  var KEY = "email_gate_admin_token";
   var FILTERS = ["ip", "cidr", "domain", "token", "since", "until"];
   var status = document.getElementById("admin-status");
   var actions = document.getElementById("accounts-actions");
@@ -16,19 +14,7 @@
 
   function say(text) { status.textContent = text; }
 
-  function api(method, path, body) {
-    var options = { method: method, headers: { "Authorization": "Bearer " + sessionStorage.getItem(KEY) } };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(BASE + path, options).then(function (response) {
-      return response.json().then(function (data) {
-        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
-        return data;
-      });
-    });
-  }
+  var api = window.EmailGateAdmin.api;
 
   function cell(row, text) {
     var td = document.createElement("td");

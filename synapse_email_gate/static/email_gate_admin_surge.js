@@ -3,29 +3,12 @@
 // script keeps in sessionStorage; values are put into the page as text only.
 "use strict";
 (function () {
-  var BASE = "/_synapse/client/email_gate/admin/";
-  var KEY = "email_gate_admin_token";
   var work = document.getElementById("work-section");
   var state = document.getElementById("surge-state");
   var form = document.getElementById("surge-form");
   var status = document.getElementById("admin-status");
 
-  function call(method, body) {
-    var options = {
-      method: method,
-      headers: { "Authorization": "Bearer " + sessionStorage.getItem(KEY) }
-    };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(BASE + "surge", options).then(function (response) {
-      return response.json().then(function (data) {
-        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
-        return data;
-      });
-    });
-  }
+  function call(method, body) { return window.EmailGateAdmin.api(method, "surge", body); }
 
   function utc(ms) { return ms ? new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC" : ""; }
 
@@ -42,7 +25,7 @@
   }
 
   function load() {
-    if (work.hidden || !sessionStorage.getItem(KEY)) { return; }
+    if (work.hidden || !sessionStorage.getItem(window.EmailGateAdmin.tokenKey)) { return; }
     call("GET").then(show).catch(function (e) { state.textContent = "Could not load: " + e.message; });
   }
 

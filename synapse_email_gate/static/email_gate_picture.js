@@ -5,8 +5,6 @@
 // Every value from the server is set as text or as an attribute, never as HTML.
 "use strict";
 (function () {
-  var BASE = "/_synapse/client/email_gate/admin/";
-  var KEY = "email_gate_admin_token";
   var SVG = "http://www.w3.org/2000/svg";
   var SERIES = [
     { key: "requests", label: "Requests", colour: "#3b6ea5" },
@@ -20,15 +18,7 @@
   var status = document.getElementById("picture-status");
   if (!section || !work) { return; }
 
-  function get(range) {
-    var options = { headers: { "Authorization": "Bearer " + sessionStorage.getItem(KEY) } };
-    return fetch(BASE + "stats?range=" + range, options).then(function (response) {
-      return response.json().then(function (data) {
-        if (!response.ok) { throw new Error(data.error || ("HTTP " + response.status)); }
-        return data;
-      });
-    });
-  }
+  function get(range) { return window.EmailGateAdmin.api("GET", "stats?range=" + range); }
 
   function el(name, attributes, parent) {
     var node = document.createElementNS(SVG, name);
