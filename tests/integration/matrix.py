@@ -19,6 +19,7 @@ from nio import (
     RoomSendResponse,
 )
 
+from tests.harness import http
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import _run
 
@@ -92,6 +93,15 @@ class MatrixUser:
         )
         assert isinstance(created, RoomCreateResponse), created
         return str(created.room_id)
+
+    def open_moderation_room(self, alias: str = "moderation") -> str:
+        """Create the moderation room `#alias` with the bot invited, once the bot user
+        exists, and wait until the bot has joined it."""
+        profile = self.synapse.url(f"/_matrix/client/v3/profile/{self.bot}")
+        wait_until(lambda: http.get(profile).status == 200, "the bot user")
+        room_id = self.create_room(alias=alias, invite=(self.bot,))
+        wait_until(lambda: self.bot in self.joined(room_id), "the bot to join")
+        return room_id
 
     def say(self, room_id: str, body: str) -> str:
         content = {"msgtype": "m.text", "body": body}

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.accounts_helpers import admin_call, gate_account
-from tests.integration.matrix import BOT, MatrixUser, wait_until
+from tests.integration.matrix import MatrixUser
 from tests.integration.test_cli import cli, ok
 
 MODERATOR = "@mod:test.local"
@@ -38,12 +37,7 @@ def mod(synapse: SynapseServer) -> MatrixUser:
 
 @pytest.fixture(scope="module")
 def room(synapse: SynapseServer, mod: MatrixUser) -> str:
-    wait_until(
-        lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200,
-        "the bot user",
-    )
-    room_id = mod.create_room(alias="moderation", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room()
     return room_id
 
 

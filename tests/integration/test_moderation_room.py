@@ -19,7 +19,7 @@ from tests.integration.helpers import (
     token_from,
     token_valid,
 )
-from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line, wait_until
+from tests.integration.matrix import MatrixUser, wait_for_bot_line, wait_until
 
 SYNAPSE_DATABASES = ["sqlite"]
 REASON = "I run the local chess club and we want to move our chat here."
@@ -42,10 +42,7 @@ def mod(synapse: SynapseServer) -> MatrixUser:
 
 @pytest.fixture(scope="module")
 def room(synapse: SynapseServer, mod: MatrixUser) -> str:
-    bot_exists = lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(bot_exists, "the bot user")
-    room_id = mod.create_room(alias="moderation", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room()
     return room_id
 
 
@@ -210,10 +207,7 @@ def test_the_command_prefix_is_configurable(make_synapse: Any) -> None:
         }
     )
     moderator = MatrixUser(server, "prefixmod")
-    exists = lambda: http.get(server.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(exists, "the bot user")
-    room_id = moderator.create_room(alias="prefixed", invite=(BOT,))
-    wait_until(lambda: BOT in moderator.joined(room_id), "the bot to join")
+    room_id = moderator.open_moderation_room("prefixed")
     help_text = moderator.ask_bot(room_id, "!reg help")
     assert "!reg token create" in help_text and "!gate" not in help_text
     moderator.say(room_id, "!gate token list")  # not a command here

@@ -64,10 +64,7 @@ def gate_config() -> dict[str, Any]:
 def moderation_room(synapse: SynapseServer) -> tuple[MatrixUser, str]:
     """@mod and the moderation room, with the bot in it."""
     mod = MatrixUser(synapse, "mod")
-    bot_exists = lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(bot_exists, "the bot user")
-    room_id = mod.create_room(alias="moderation", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room()
     return mod, room_id
 
 

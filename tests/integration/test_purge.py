@@ -14,7 +14,7 @@ from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import db_execute, request_token
-from tests.integration.matrix import BOT, MatrixUser, wait_until
+from tests.integration.matrix import MatrixUser
 from tests.integration.test_cli import cli, ok
 
 DAY_MS = 86_400_000
@@ -140,10 +140,7 @@ def test_the_room_purge_counts_then_asks_for_a_one_time_phrase(
 ) -> None:
     ops = MatrixUser(synapse, "purgeops", admin=True)
     moderator = MatrixUser(synapse, "purgemod2")
-    exists = lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(exists, "the bot user")
-    room = ops.create_room(alias="purgeroom", invite=(BOT,))
-    wait_until(lambda: BOT in ops.joined(room), "the bot to join")
+    room = ops.open_moderation_room("purgeroom")
 
     request_token(synapse, mailbox, "purgeroomold", "purgeroomold@example.org")
     age(synapse, "purgeroomold", 3)

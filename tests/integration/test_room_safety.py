@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import register, registered, request_token
-from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line, wait_until
+from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line
 
 ALIAS = "#moderation:test.local"
 ANSWERING_AGAIN = "I answer commands"
@@ -40,10 +39,7 @@ def mod(synapse: SynapseServer) -> MatrixUser:
 @pytest.fixture(scope="module")
 def room(synapse: SynapseServer, mod: MatrixUser) -> str:
     """Invite-only, closed to other servers, history for members since they joined."""
-    bot_exists = lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(bot_exists, "the bot user")
-    room_id = mod.create_room(alias="moderation", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room()
     return room_id
 
 

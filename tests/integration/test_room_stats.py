@@ -13,7 +13,7 @@ from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import ask_from
-from tests.integration.matrix import BOT, MatrixUser, wait_until
+from tests.integration.matrix import MatrixUser
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,7 @@ def mod(synapse: SynapseServer) -> MatrixUser:
 
 @pytest.fixture(scope="module")
 def room(synapse: SynapseServer, mod: MatrixUser) -> str:
-    exists = lambda: http.get(synapse.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(exists, "the bot user")
-    room_id = mod.create_room(alias="statroom", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room("statroom")
     return room_id
 
 

@@ -23,7 +23,7 @@ from tests.harness.postgres import PostgresCluster
 from tests.harness.smtp import Mail, SmtpCatcher
 from tests.harness.workers import MAIN, WorkerDeployment
 from tests.integration.helpers import token_from
-from tests.integration.matrix import BOT, MatrixUser, wait_for_bot_line, wait_until
+from tests.integration.matrix import MatrixUser, wait_for_bot_line, wait_until
 from tests.workers.conftest import _artifact_dir
 from tests.workers.steps import LogMark, ask, client_ip, register, registered, unique
 
@@ -91,10 +91,7 @@ def room(deployment: WorkerDeployment) -> tuple[MatrixUser, str]:
     """@mod (on main) and the moderation room, with the bot (of worker1) in it."""
     main = deployment.main
     mod = MatrixUser(main, "mod")
-    bot_exists = lambda: http.get(main.url(f"/_matrix/client/v3/profile/{BOT}")).status == 200  # noqa: E731
-    wait_until(bot_exists, "the bot user")
-    room_id = mod.create_room(alias="moderation", invite=(BOT,))
-    wait_until(lambda: BOT in mod.joined(room_id), "the bot to join")
+    room_id = mod.open_moderation_room()
     return mod, room_id
 
 
