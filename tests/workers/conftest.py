@@ -28,6 +28,21 @@ def _artifact_dir(nodeid: str) -> Path:
     return ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
 
+def run_deployment(deployment: WorkerDeployment, name: str) -> Iterator[WorkerDeployment]:
+    """Start `deployment` for a fixture to yield, and close it after; a failed start
+    leaves its logs under `name` in the artifacts."""
+    try:
+        deployment.start()
+    except Exception:
+        deployment.save_artifacts(_artifact_dir(name))
+        deployment.close()
+        raise
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -78,17 +93,10 @@ def deployment(
             "global": {"burst": 10_000, "per_second": 1_000},
         },
     }
-    deployment = WorkerDeployment(postgres, config, background_on=BACKGROUND_ON)
-    try:
-        deployment.start()
-    except Exception:
-        deployment.save_artifacts(_artifact_dir("workers-deployment-start-failed"))
-        deployment.close()
-        raise
-    try:
-        yield deployment
-    finally:
-        deployment.close()
+    yield from run_deployment(
+        WorkerDeployment(postgres, config, background_on=BACKGROUND_ON),
+        "workers-deployment-start-failed",
+    )
 
 
 @pytest.fixture(scope="package")

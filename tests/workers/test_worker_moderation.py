@@ -24,7 +24,7 @@ from tests.harness.smtp import Mail, SmtpCatcher
 from tests.harness.workers import MAIN, WorkerDeployment
 from tests.integration.helpers import token_from
 from tests.integration.matrix import MatrixUser, wait_for_bot_line, wait_until
-from tests.workers.conftest import _artifact_dir
+from tests.workers.conftest import run_deployment
 from tests.workers.steps import LogMark, ask, client_ip, register, registered, unique
 
 BACKGROUND_ON = "worker1"
@@ -68,17 +68,10 @@ def deployment(postgres: PostgresCluster, smtp: SmtpCatcher) -> Iterator[WorkerD
         # by hand only: no automatic switch while the tests ask
         "surge": {"mode": "challenge", "challenge_level": SURGE_LEVEL, "hold": "1m"},
     }
-    deployment = WorkerDeployment(postgres, config, background_on=BACKGROUND_ON)
-    try:
-        deployment.start()
-    except Exception:
-        deployment.save_artifacts(_artifact_dir("worker-moderation-start-failed"))
-        deployment.close()
-        raise
-    try:
-        yield deployment
-    finally:
-        deployment.close()
+    yield from run_deployment(
+        WorkerDeployment(postgres, config, background_on=BACKGROUND_ON),
+        "worker-moderation-start-failed",
+    )
 
 
 @pytest.fixture(scope="module")
