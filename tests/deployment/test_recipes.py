@@ -208,54 +208,42 @@ def test_ansible_vars_install_the_package_and_load_the_module_config(tmp_path: P
 # --- reverse proxies -----------------------------------------------------------------------
 
 
-def test_nginx_snippet_passes_nginx_t(tmp_path: Path) -> None:
+def nginx_t(tmp_path: Path, snippet: str, server_name: str) -> None:
+    """`nginx -t` of a site snippet: its certificate files (which nginx -t opens)
+    replaced by stand-ins made here for `server_name`."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = _run(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", f"/CN={server_name}", "-keyout", key, "-out", cert,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    site = re.sub(r"ssl_certificate (\S+);", f"ssl_certificate {cert};", snippet)
+    site = re.sub(r"ssl_certificate_key (\S+);", f"ssl_certificate_key {key};", site)
+    assert site.count(str(tmp_path)) == 2
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n    access_log off;\n    include {tmp_path}/site.conf;\n}}\n"
+    )
+    result = _run(nginx, "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf")
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_nginx_snippet_passes_nginx_t(tmp_path: Path) -> None:
     snippet = (CONTRIB / "nginx" / "matrix.conf").read_text()
     assert re.search(r"location ~ \^\(/_matrix\|/_synapse/client\)", snippet)
     assert "/_synapse/admin" not in snippet.split("location", 1)[1]
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in snippet
-    # nginx -t opens the certificate files: stand-ins, made here.
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = _run(
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-subj", "/CN=matrix.example.org", "-keyout", key, "-out", cert,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    site = re.sub(r"ssl_certificate (\S+);", f"ssl_certificate {cert};", snippet)
-    site = re.sub(r"ssl_certificate_key (\S+);", f"ssl_certificate_key {key};", site)
-    assert site.count(str(tmp_path)) == 2
-    (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n    access_log off;\n    include {tmp_path}/site.conf;\n}}\n"
-    )
-    result = _run(nginx, "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf")
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+    nginx_t(tmp_path, snippet, "matrix.example.org")
 
 
 def test_join_nginx_snippet_passes_nginx_t(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     snippet = (CONTRIB / "nginx" / "join.conf").read_text()
     assert "proxy_pass http://127.0.0.1:8008/_synapse/client/email_gate/;" in snippet
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in snippet
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = _run(
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-subj", "/CN=join.example.org", "-keyout", key, "-out", cert,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    site = re.sub(r"ssl_certificate (\S+);", f"ssl_certificate {cert};", snippet)
-    site = re.sub(r"ssl_certificate_key (\S+);", f"ssl_certificate_key {key};", site)
-    assert site.count(str(tmp_path)) == 2
-    (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n    access_log off;\n    include {tmp_path}/site.conf;\n}}\n"
-    )
-    result = _run(nginx, "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf")
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+    nginx_t(tmp_path, snippet, "join.example.org")
 
 
 def _lines(path: Path) -> list[str]:
