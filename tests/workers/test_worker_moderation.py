@@ -32,8 +32,11 @@ MODERATOR = "@mod:test.local"
 MODS = "mods@workers.example"
 FAST = {"burst": 1000, "per_second": 1000}
 PROBATION_REFRESH_S = 1.0
-# Slack over an interval for the loop to run and the answer to come back.
-SLACK_S = 2.0
+# Slack over an interval for the loop to run and the answer to come back. Generous:
+# under the whole suite on 2 cores, three Synapse processes' periodic loops and each
+# check's HTTP calls are late by seconds (2 s was seen to fall short). What is tested
+# is that the change reaches every process, not how fast.
+SLACK_S = 10.0
 # policy_check_interval (2 s, the default), which also re-reads the surge row.
 SURGE_DEADLINE_S = 2.0 + SLACK_S
 SURGE_LEVEL = 8
