@@ -13,7 +13,7 @@ from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
 from tests.integration.helpers import ask_from
-from tests.integration.matrix import MatrixUser
+from tests.integration.matrix import MatrixUser, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,11 @@ def test_stats_answers_the_totals_of_the_admin_api(
         answer = ask_from(synapse, name, f"{name}@example.org", "10.7.0.2")
         assert answer.json()["errcode"] == "EMAIL_GATE_USERNAME_BANNED", answer
     assert ask_from(synapse, "counted3", "not-an-address", "10.7.0.2").status == 400
+    # Tokens are issued after the answer: wait for both before comparing pictures.
+    wait_until(
+        lambda: stats(synapse, mod.access_token, "day")["totals"]["tokens"] == 2,
+        "both tokens issued",
+    )
 
     for words, range_name in (("!gate stats", "day"), ("!gate stats week", "week")):
         before = stats(synapse, mod.access_token, range_name)
