@@ -67,6 +67,7 @@ from synapse_email_gate.storage.schema import SchemaStore
 from synapse_email_gate.storage.state import StateStore
 from synapse_email_gate.storage.stats import StatsStore
 from synapse_email_gate.storage.surge import SurgeStore
+from synapse_email_gate.storage.token_counters import retry_token_counters
 from synapse_email_gate.storage.tokens import TokenStore
 from synapse_email_gate.web.admin import AdminHandlers
 from synapse_email_gate.web.finish import REGISTER_TEMPLATE, FinishHandlers
@@ -90,6 +91,7 @@ class EmailGate:
         self._api = api
         self._config = config
         db = Runner(api)
+        retry_token_counters(api, db)
         self._schema_store = SchemaStore(db)
         state = StateStore(db)
         moderation = ModerationStore(db)

@@ -61,11 +61,17 @@ class Runner:
     ) -> R:
         """`func(txn, *args, **kwargs)` in a transaction named `desc`, retried on
         serialisation failures (see above)."""
+        return await self.retried(
+            desc, lambda: self._api.run_db_interaction(desc, func, *args, **kwargs)
+        )
+
+    async def retried(self, desc: str, call: Callable[[], Awaitable[R]]) -> R:
+        """`await call()`, called again after a short random pause while it fails with
+        a serialisation failure, up to `ATTEMPTS` calls in all."""
         attempt = 1
         while True:
             try:
-                result: R = await self._api.run_db_interaction(desc, func, *args, **kwargs)
-                return result
+                return await call()
             except Exception as e:
                 if attempt >= ATTEMPTS or not is_serialisation_failure(e):
                     raise

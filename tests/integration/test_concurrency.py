@@ -2,7 +2,9 @@
 token and one mail; 100 at once for one username with different addresses give
 one reservation, one token and one mail; 100 at once for different people share
 transactions (group commit) and each get their own token. Tokens are counted
-through Synapse's admin API."""
+through Synapse's admin API. Thirty people registering together with one invite
+token each get an account (or, past its uses, a documented refusal): never a 500
+from Synapse's own token counters (storage/token_counters.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,15 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask, mails_to, quiet, scrape, value
+from tests.integration.helpers import (
+    ask,
+    mails_to,
+    quiet,
+    register_concurrently,
+    registered,
+    scrape,
+    value,
+)
 
 N = 100
 GENEROUS = {"burst": 10_000, "per_second": 1000}
@@ -147,3 +157,54 @@ def test_requests_arriving_together_share_transactions_and_each_get_a_token(
         assert batches < N, (step, batches)  # some transactions served several requests
     for i in (0, N - 1):
         mailbox.wait_for_rcpt(f"crowd{i}@example.org", timeout=30)
+
+
+def invite_token(synapse: SynapseServer, admin_token: str, uses: int) -> str:
+    made = http.post(
+        synapse.gate_url + "admin/tokens",
+        json={"uses_allowed": uses},
+        headers=synapse.auth_headers(admin_token),
+    )
+    assert made.status == 201, made
+    token: str = made.json()["token"]
+    return token
+
+
+def synapse_counts(synapse: SynapseServer, token: str) -> tuple[int, int]:
+    """(pending, completed) of the token's row in Synapse's registration_tokens."""
+    ((pending, completed),) = synapse.query(
+        "SELECT pending, completed FROM registration_tokens WHERE token = ?", (token,)
+    )
+    return int(pending), int(completed)
+
+
+def test_thirty_people_registering_together_with_one_invite_token_all_get_accounts(
+    synapse: SynapseServer, admin_token: str
+) -> None:
+    """On PostgreSQL each registration updates the token's row of Synapse twice, and
+    Synapse alone tries such an update 5 times: a burst like this one answered 500."""
+    token = invite_token(synapse, admin_token, 30)
+    names = [f"guest{i}" for i in range(30)]
+    responses = register_concurrently(synapse, names, token)
+    failed = [(name, r) for name, r in zip(names, responses, strict=True) if not registered(r)]
+    assert failed == []
+    assert sorted(r.user_id for r in responses) == sorted(synapse.user_id(n) for n in names)
+    assert synapse_counts(synapse, token) == (0, 30)
+    assert "Internal server error" not in synapse.log_text()
+
+
+def test_more_people_than_uses_get_as_many_accounts_and_a_documented_refusal(
+    synapse: SynapseServer, admin_token: str
+) -> None:
+    token = invite_token(synapse, admin_token, 24)
+    names = [f"latecomer{i}" for i in range(30)]
+    responses = register_concurrently(synapse, names, token)
+    assert sum(registered(r) for r in responses) == 24
+    refusals = {
+        (r.transport_response.status, r.status_code) for r in responses if not registered(r)
+    }
+    # Every use is held or made: the six others are told so, never a server error.
+    assert refusals <= {(403, "EMAIL_GATE_TOKEN_BUSY"), (403, "EMAIL_GATE_TOKEN_USED")}, refusals
+    assert synapse_counts(synapse, token)[1] == 24
+    made = synapse.query("SELECT COUNT(*) FROM users WHERE name LIKE ?", ("@latecomer%",))[0][0]
+    assert made == 24
