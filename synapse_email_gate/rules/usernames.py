@@ -278,23 +278,20 @@ class UsernamePatterns(PatternSet):
     for logs and moderator tooling.  Never show it to the requester.
 
     ``lookalikes`` (`banned_usernames_lookalikes`): with ``literal`` (the
-    default) each literal ban also bans its look-alikes, through an extra
-    pattern in the same RE2 set (`lookalike_variant`); with ``all`` regex bans
-    are also searched in the name read with digits as letters (`fold_name`: at
-    most two more passes); ``off`` matches the patterns as written.
+    default) each literal ban also bans its look-alikes: the RE2 set holds its
+    `lookalike_variant` in its place, which matches the word as written too (each
+    character's class holds the character), so the set has one pattern per ban
+    and its indices are the sources'. With ``all`` regex bans are also searched in
+    the name read with digits as letters (`fold_name`: at most two more passes);
+    ``off`` matches the patterns as written.
     """
 
-    __slots__ = ("_fold", "_owners")
+    __slots__ = ("_fold",)
 
     def __init__(
-        self,
-        sources: tuple[str, ...],
-        regex_set: re2.Set | None,
-        owners: tuple[int, ...] = (),
-        fold: bool = False,
+        self, sources: tuple[str, ...], regex_set: re2.Set | None, fold: bool = False
     ) -> None:
         super().__init__(sources, regex_set)
-        self._owners = owners  # for each extra pattern, the source it belongs to
         self._fold = fold
 
     @classmethod
@@ -303,38 +300,28 @@ class UsernamePatterns(PatternSet):
             raise PatternError(f"look-alike mode must be one of {', '.join(LOOKALIKE_MODES)}")
         sources = tuple(patterns)
         _check_all(sources)
-        extra: list[str] = []
-        owners: list[int] = []
+        compiled = sources
         if lookalikes != "off":
-            for index, pattern in enumerate(sources):
-                variant = lookalike_variant(pattern)
-                if variant is not None:
-                    extra.append(variant)
-                    owners.append(index)
-        everything = sources + tuple(extra)
-        regex_set = _build_set(everything) if everything else None
-        return cls(sources, regex_set, tuple(owners), fold=lookalikes == "all")
+            compiled = tuple(lookalike_variant(pattern) or pattern for pattern in sources)
+        regex_set = _build_set(compiled) if compiled else None
+        return cls(sources, regex_set, fold=lookalikes == "all")
 
     def match_indices(self, text: str) -> list[int]:
         if self._set is None:
             return []
         raw = self._raw_indices(text)
-        if not raw and not self._fold:  # most names: no ban, nothing to map or sort
-            return []
+        if not self._fold:
+            return sorted(raw) if len(raw) > 1 else raw
         found = set(raw)
-        if self._fold:
-            for reading in fold_name(text):
-                found.update(self._raw_indices(reading))
-        originals = len(self.sources)
-        return sorted(
-            {index if index < originals else self._owners[index - originals] for index in found}
-        )
+        for reading in fold_name(text):
+            found.update(self._raw_indices(reading))
+        return sorted(found)
 
     def _raw_indices(self, text: str) -> list[int]:
-        """Indices into sources + extra patterns, without the sentinel."""
+        """Indices into sources of the patterns found in `text` (the sentinel left out)."""
         assert self._set is not None
         found = self._set.Match(text) or []
-        sentinel = len(self.sources) + len(self._owners)
+        sentinel = len(self.sources)
         if len(found) == 1 and found[0] == sentinel:
             return []
         if sentinel not in found:

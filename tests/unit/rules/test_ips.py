@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synapse_email_gate.rules.ips import IpRuleError, IpRules, client_ip, parse_ip
+from synapse_email_gate.rules.ips import IpRuleError, IpRules, _canonical, client_ip, parse_ip
 
 # --- IpRules -----------------------------------------------------------------
 
@@ -216,3 +216,47 @@ _HOP = st.one_of(
 def test_client_ip_from_trusted_peer_is_an_address_from_the_request(hops: list[str]) -> None:
     result = client_ip("10.0.0.1", [", ".join(hops)], _PROXY)
     assert parse_ip(result) is not None
+
+
+# --- the plain IPv4 reading agrees with ipaddress --------------------------------
+
+
+def _by_ipaddress(text: str) -> tuple[str, int, int] | None:
+    address = parse_ip(text)
+    return None if address is None else (str(address), address.version, int(address))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "198.51.100.7",
+        "0.0.0.0",
+        "255.255.255.255",
+        "256.1.1.1",
+        "01.2.3.4",  # ipaddress refuses leading zeros
+        "1.2.3",
+        "1.2.3.4.5",
+        "1..3.4",
+        " 1.2.3.4 ",
+        "1.2.3.4\n",
+        "+1.2.3.4",
+        "1.2.3.-4",
+        "1.2.3.\u0664",  # an Arabic-Indic digit: str.isdigit says yes, ipaddress no
+        "1.2.3.\u00b2",
+        "::ffff:1.2.3.4",
+        "2001:db8::1",
+        "",
+    ],
+)
+def test_the_plain_reading_of_an_address_agrees_with_ipaddress(text: str) -> None:
+    assert _canonical(text) == _by_ipaddress(text)
+
+
+@given(st.text(alphabet="0123456789.: abf+-\u0664", max_size=20))
+def test_the_plain_reading_agrees_with_ipaddress_on_any_text(text: str) -> None:
+    assert _canonical(text) == _by_ipaddress(text)
+
+
+@given(st.ip_addresses(v=4))
+def test_every_ipv4_address_is_read_plainly(address: ipaddress.IPv4Address) -> None:
+    assert _canonical(str(address)) == (str(address), 4, int(address))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from synapse_email_gate.rules.usernames import UsernamePatterns, fold_name, lookalike_variant
 
@@ -188,3 +190,23 @@ def test_variants_stay_linear_and_the_set_stays_one_automaton() -> None:
     assert len(patterns) == 2_000  # sources are the bans as written
     assert patterns.first_match("w0rd1999") == "^word1999$"
     assert patterns.first_match("x" * 10_000) is None
+
+
+_WORD = st.text(alphabet="abegilmostwz0123456789_-.", min_size=1, max_size=8)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["", "^"]), _WORD, st.sampled_from(["", "$"])), max_size=5),
+    st.text(alphabet="abegilmnorstvwz0123456789_-.$@+", max_size=14),
+)
+def test_a_ban_in_its_lookalike_form_still_matches_every_name_the_word_matches(
+    parts: list[tuple[str, str, str]], name: str
+) -> None:
+    """The set holds each literal ban's variant instead of the ban (one pattern per
+    ban): every name the bans match as written, it matches too, naming the same ban."""
+    bans = list(dict.fromkeys(start + re.escape(word) + end for start, word, end in parts))
+    written = UsernamePatterns.compile(bans, "off")
+    lookalike = UsernamePatterns.compile(bans, "literal")
+    assert set(written.match_indices(name)) <= set(lookalike.match_indices(name))
+    for _start, word, _end in parts:
+        assert lookalike.first_match(word) is not None
