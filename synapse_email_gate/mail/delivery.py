@@ -15,9 +15,9 @@ already sending are collected and sent together.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from email.message import Message
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 from synapse.module_api import ModuleApi
@@ -25,7 +25,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import metrics
 from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail.compose import MailComposer
-from synapse_email_gate.mail.mime import build_message
+from synapse_email_gate.mail.mime import WireMail, build_message
 from synapse_email_gate.mail.smtp import SendResult, SmtpSettings, send_batch
 from synapse_email_gate.storage import outbox
 from synapse_email_gate.storage.outbox import OutboxStore
@@ -149,27 +149,62 @@ class MailDelivery:
     ) -> dict[str, SendResult]:
         """Runs on the mail thread, not on Synapse's reactor: rendering and building a
         MIME message takes milliseconds, and a batch of 50 built on the reactor
-        stalled every other request for 100 ms and more (benchmarks/bench_mail.py)."""
+        stalled every other request for 100 ms and more (benchmarks/bench_mail.py).
+        The mails are built while the batch goes out: while the sender waits for the
+        SMTP server's replies, the next ones are built."""
         results: dict[str, SendResult] = {}
-        sendable: list[tuple[outbox.ClaimedMail, Message]] = []
-        for mail in mails:
+        # One mail built ahead: the next is built while the sender waits for the
+        # server's replies, never while a reply waits to be read.
+        ready: asyncio.Queue[tuple[outbox.ClaimedMail, WireMail] | None] = asyncio.Queue(1)
+        handed: list[outbox.ClaimedMail] = []  # what send_batch took, in order
+
+        async def build() -> None:
             try:
-                message = build_message(
+                for mail in mails:
+                    message = self._build(mail, now, results)
+                    if message is not None:
+                        await ready.put((mail, message))
+            finally:
+                await ready.put(None)
+
+        async def built() -> AsyncIterator[WireMail]:
+            while (item := await ready.get()) is not None:
+                handed.append(item[0])
+                yield item[1]
+
+        builder = asyncio.create_task(build())
+        try:
+            sent = await send_batch(self._smtp, built(), self._time_limit_s)
+        finally:
+            builder.cancel()
+        # Equal lengths unless the batch's time limit struck while a mail was built.
+        for mail, result in zip(handed, sent, strict=False):
+            results[mail.outbox_id] = result
+        for mail in mails:
+            results.setdefault(
+                mail.outbox_id, SendResult(ok=False, error="the batch ended before this mail")
+            )
+        return results
+
+    def _build(
+        self, mail: outbox.ClaimedMail, now: int, results: dict[str, SendResult]
+    ) -> WireMail | None:
+        """The mail as it goes out; or None, its result written, when it cannot be built."""
+        try:
+            return WireMail.of(
+                build_message(
                     self._composer.compose(mail.facts, now), message_id_domain=self._server
                 )
-            except ValueError as e:
-                results[mail.outbox_id] = SendResult(
-                    ok=False, permanent=True, error=str(e), reason="unbuildable"
-                )
-                continue
-            sendable.append((mail, message))
-        if sendable:
-            sent = await send_batch(
-                self._smtp, [message for _, message in sendable], self._time_limit_s
             )
-            for (mail, _), result in zip(sendable, sent, strict=True):
-                results[mail.outbox_id] = result
-        return results
+        except ValueError as e:
+            reason, error, permanent = "unbuildable", str(e), True
+        except Exception as e:  # a bug: logged, and the mail tried again later
+            logger.exception("request %s: the mail could not be built", mail.facts.request_id)
+            reason, error, permanent = "unbuildable", f"{type(e).__name__}: {e}", False
+        results[mail.outbox_id] = SendResult(
+            ok=False, permanent=permanent, error=error, reason=reason
+        )
+        return None
 
     async def _record(self, attempts: list[tuple[outbox.ClaimedMail, SendResult]]) -> None:
         now = self._api.get_current_time_msec()

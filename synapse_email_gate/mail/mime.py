@@ -22,7 +22,7 @@ from email.headerregistry import AddressHeader, BaseHeader, HeaderRegistry
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 import attrs
 
@@ -106,6 +106,33 @@ def build_message(mail: OutgoingMail, *, message_id_domain: str) -> Message:
 def as_wire(msg: Message) -> bytes:
     """The bytes an SMTP server receives (CRLF line ends, 7-bit)."""
     return msg.as_bytes(policy=WIRE_POLICY)
+
+
+@attrs.frozen
+class WireMail:
+    """A mail as it goes out over SMTP: its envelope, and the message's bytes.
+
+    Made where the mail is built, so that flattening the message (the largest part
+    of sending one) happens while the sender waits for the server's replies."""
+
+    sender: str
+    recipient: str
+    data: bytes
+
+    @classmethod
+    def of(cls, msg: Message) -> WireMail:
+        """A message build_message made (one From, one To, no Bcc)."""
+        return cls(_envelope(str(msg["From"])), _envelope(str(msg["To"])), as_wire(msg))
+
+
+@functools.lru_cache(maxsize=8)
+def _sender_envelope(value: str) -> str:
+    return parseaddr(value)[1]
+
+
+def _envelope(value: str) -> str:
+    """The bare address of an address header build_message wrote."""
+    return value if _PLAIN_ADDRESS.fullmatch(value) else _sender_envelope(value)
 
 
 def _part(body: str, subtype: str) -> MIMENonMultipart:

@@ -11,12 +11,13 @@ import base64
 import contextlib
 import re
 import ssl
-from collections.abc import Sequence
-from email.message import Message
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Literal, Protocol
 
 import aiosmtplib
 import attrs
+
+from synapse_email_gate.mail.mime import WireMail
 
 # Something that looks like an address inside an error text (SMTP replies echo them).
 _ADDRESS = re.compile(r"([^\s@<>'\"(),;:\[\]]+)@([A-Za-z0-9.\-\[\]:]+)")
@@ -83,9 +84,15 @@ def _describe(exc: BaseException, secrets: Sequence[str]) -> str:
 
 
 async def send_batch(
-    settings: SmtpSettings, mails: Sequence[Message], time_limit_s: float | None = None
+    settings: SmtpSettings,
+    mails: Sequence[WireMail] | AsyncIterable[WireMail],
+    time_limit_s: float | None = None,
 ) -> list[SendResult]:
     """Send ``mails`` over one SMTP connection; one result per mail, in order.
+
+    ``mails`` may be built while the batch goes out (an async iterable): the next
+    one is asked for once the previous one is sent, and the connection is opened
+    before the first.
 
     Never raises for SMTP or network trouble. A 5xx rejection of a recipient or of
     the data, or an address that cannot be sent, is permanent. Everything else is
@@ -97,10 +104,12 @@ async def send_batch(
     timeout): when it runs out, the mail in flight and the rest fail (temporarily).
     The caller's lease on the mails must outlast it.
     """
-    if not mails:
+    if isinstance(mails, Sequence) and not mails:
         return []
+    source = _each(mails)
     secrets = _secrets(settings)
     results: list[SendResult] = []
+    taken = 0
     client: aiosmtplib.SMTP | None = None
     clean = False
     try:
@@ -116,14 +125,20 @@ async def send_batch(
                 tls_context=_tls_context(settings) if settings.tls != "none" else None,
             )
             await client.connect()  # connects, upgrades to TLS, logs in
-            for msg in mails:  # after a disconnect, the next send raises SMTPServerDisconnected
-                results.append(await _send_one(client, msg, secrets))
+            # After a disconnect, the next send raises SMTPServerDisconnected.
+            async for mail in source:
+                taken += 1
+                results.append(await _send_one(client, mail, secrets))
             clean = True
     except Exception as exc:
         error = _describe(exc, secrets)
         if isinstance(exc, TimeoutError) and not str(exc):  # from asyncio.timeout above
             error = f"TimeoutError: the batch took longer than {time_limit_s}s"
-        results += [SendResult(ok=False, error=error)] * (len(mails) - len(results))
+        failed = SendResult(ok=False, error=error)
+        # The mail in flight, if any, then every one not asked for yet.
+        results += [failed] * (taken - len(results))
+        async for _ in source:
+            results.append(failed)
     finally:
         if client is not None and client.is_connected:
             if clean:
@@ -134,9 +149,20 @@ async def send_batch(
     return results
 
 
-async def _send_one(client: aiosmtplib.SMTP, msg: Message, secrets: Sequence[str]) -> SendResult:
+async def _each(
+    mails: Sequence[WireMail] | AsyncIterable[WireMail],
+) -> AsyncIterator[WireMail]:
+    if isinstance(mails, Sequence):
+        for mail in mails:
+            yield mail
+    else:
+        async for mail in mails:
+            yield mail
+
+
+async def _send_one(client: aiosmtplib.SMTP, mail: WireMail, secrets: Sequence[str]) -> SendResult:
     try:
-        await client.send_message(msg)
+        await client.sendmail(mail.sender, [mail.recipient], mail.data)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         code = exc.recipients[0].code if exc.recipients else 0
         return SendResult(ok=False, permanent=code >= 500, error=_describe(exc, secrets))

@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
@@ -24,7 +24,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from synapse_email_gate.mail.mime import OutgoingMail, as_wire, build_message
+from synapse_email_gate.mail.mime import OutgoingMail, WireMail, as_wire, build_message
 from synapse_email_gate.mail.smtp import SendResult, send_batch
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -181,7 +181,7 @@ def received(to: str = "alice@example.org", **kwargs: Any) -> EmailMessage:
 
 
 def send(settings: Settings, mails: list[Message]) -> list[SendResult]:
-    return asyncio.run(send_batch(settings, mails))
+    return asyncio.run(send_batch(settings, [WireMail.of(m) for m in mails]))
 
 
 OK = SendResult(ok=True)
@@ -313,6 +313,43 @@ def test_server_closing_fails_the_rest_temporarily() -> None:
     assert [r.rcpt_tos for r in handler.received] == [["first@example.org"]]
 
 
+def streamed(mails: list[Message]) -> AsyncIterator[WireMail]:
+    """The mails as delivery.py hands them over: built one by one, while the batch goes."""
+
+    async def each() -> AsyncIterator[WireMail]:
+        for message in mails:
+            await asyncio.sleep(0)
+            yield WireMail.of(message)
+
+    return each()
+
+
+def test_mails_built_while_the_batch_goes_are_sent_in_order_over_one_connection() -> None:
+    handler = Handler()
+    recipients = [f"user{i}@example.org" for i in range(4)] + ["rcpt550@example.org"]
+    with smtp_server(handler) as port:
+        results = asyncio.run(
+            send_batch(Settings(port=port), streamed([mail(to) for to in recipients]))
+        )
+    assert results[:4] == [OK] * 4
+    assert (results[4].ok, results[4].permanent) == (False, True)
+    assert [r.rcpt_tos for r in handler.received] == [[to] for to in recipients[:4]]
+    assert len({r.peer for r in handler.received}) == 1
+
+
+def test_a_closing_server_fails_the_streamed_mails_not_built_yet_too() -> None:
+    handler = Handler()
+    recipients = ["first", "close421", "third", "fourth"]
+    with smtp_server(handler) as port:
+        results = asyncio.run(
+            send_batch(
+                Settings(port=port), streamed([mail(f"{r}@example.org") for r in recipients])
+            )
+        )
+    assert results[0] == OK
+    assert [(r.ok, r.permanent) for r in results[1:]] == [(False, False)] * 3
+
+
 def test_server_down() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -355,7 +392,7 @@ def test_through_the_bridge_under_the_epoll_reactor() -> None:
         from twisted.internet import task
 
         from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
-        from synapse_email_gate.mail.mime import OutgoingMail, build_message
+        from synapse_email_gate.mail.mime import OutgoingMail, WireMail, build_message
         from synapse_email_gate.mail.smtp import send_batch
 
 
@@ -371,7 +408,7 @@ def test_through_the_bridge_under_the_epoll_reactor() -> None:
                 to="alice@example.org", subject="s", text="t", html=None,
                 sender="gate@example.org", headers={},
             )
-            msg = build_message(mail, message_id_domain="example.org")
+            msg = WireMail.of(build_message(mail, message_id_domain="example.org"))
             try:
                 results = await bridge.run(send_batch(Settings(), [msg, msg]))
             finally:
