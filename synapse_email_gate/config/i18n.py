@@ -121,9 +121,11 @@ class Translator:
         if text is None:
             logger.warning("no translation for %r", key)
             return key
+        if "{" not in text and "}" not in text:
+            return text
         try:
-            return string.Formatter().vformat(text, (), _Keep(values))
-        except (ValueError, IndexError, AttributeError):
+            return text.format_map(_Keep(values))
+        except (ValueError, IndexError, AttributeError, KeyError):
             return text
 
     def duration(self, ms: int) -> str:

@@ -25,7 +25,7 @@ from synapse.module_api import ModuleApi
 from synapse_email_gate import metrics
 from synapse_email_gate.mail.asyncio_bridge import AsyncioThread
 from synapse_email_gate.mail.compose import MailComposer
-from synapse_email_gate.mail.mime import WireMail, build_message
+from synapse_email_gate.mail.mime import WireMail, build_mail
 from synapse_email_gate.mail.smtp import SendResult, SmtpSettings, send_batch
 from synapse_email_gate.storage import outbox
 from synapse_email_gate.storage.outbox import OutboxStore
@@ -147,9 +147,9 @@ class MailDelivery:
     async def _build_and_send(
         self, mails: Sequence[outbox.ClaimedMail], now: int
     ) -> dict[str, SendResult]:
-        """Runs on the mail thread, not on Synapse's reactor: rendering and building a
-        MIME message takes milliseconds, and a batch of 50 built on the reactor
-        stalled every other request for 100 ms and more (benchmarks/bench_mail.py).
+        """Runs on the mail thread, not on Synapse's reactor: a batch of 50 mails
+        rendered and built on the reactor stalled every other request for 100 ms and
+        more (benchmarks/bench_mail.py).
         The mails are built while the batch goes out: while the sender waits for the
         SMTP server's replies, the next ones are built."""
         results: dict[str, SendResult] = {}
@@ -191,10 +191,8 @@ class MailDelivery:
     ) -> WireMail | None:
         """The mail as it goes out; or None, its result written, when it cannot be built."""
         try:
-            return WireMail.of(
-                build_message(
-                    self._composer.compose(mail.facts, now), message_id_domain=self._server
-                )
+            return build_mail(
+                self._composer.compose(mail.facts, now), message_id_domain=self._server
             )
         except ValueError as e:
             reason, error, permanent = "unbuildable", str(e), True

@@ -1,15 +1,19 @@
-"""Build the gate's emails: UTF-8 text, or multipart/alternative with HTML.
+"""Build the gate's emails: UTF-8 text, or multipart/alternative with HTML, written
+straight to the bytes an SMTP server receives (`WireMail`).
 
-Built with the stdlib's compat32 message classes. The modern `EmailMessage`
-API parses every header when it is set and again when the message is
-flattened: 0.8 ms per mail, the largest part of a mail's cost in Synapse's
-process (benchmarks/bench_accepted.py); these classes take half that. Headers
-are checked here instead: no line breaks anywhere, exactly one valid address
-in From and To, extra headers may not replace the ones set here.
+The stdlib's message classes and generator took 0.25 ms per mail to build and
+flatten, the largest part of sending one (benchmarks/bench_mail.py); the shape
+here is fixed and small, so it is written directly: quoted-printable bodies
+(`binascii.b2a_qp`, 7-bit, lines of at most 76 characters), CRLF line ends, and
+headers folded by the stdlib's policy only when one is long or not ASCII.
+Headers are checked here: no line breaks anywhere, exactly one valid address in
+From and To, extra headers may not replace the ones set here. tests/unit/mail
+parses every shape back with the stdlib's parser.
 """
 
 from __future__ import annotations
 
+import binascii
 import email.charset
 import email.policy
 import functools
@@ -19,23 +23,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.header import Header
 from email.headerregistry import AddressHeader, BaseHeader, HeaderRegistry
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 import attrs
 
-# Quoted-printable keeps the message 7-bit: no reliance on the server's 8BITMIME.
+# Base64 for non-ASCII header text: the stdlib picks the shorter of quoted-printable
+# and base64 by measuring both, which costs more than building the rest of the mail.
 _UTF8 = email.charset.Charset("utf-8")
-_UTF8.body_encoding = email.charset.QP
-# Base64 for non-ASCII header text: the stdlib picks the shorter of the two by
-# measuring both, which costs more than building the rest of the message.
 _UTF8.header_encoding = email.charset.BASE64
-# What the wire form is made with (aiosmtplib uses the same for compat32 messages).
+# How long and non-ASCII headers are folded (CRLF line ends).
 WIRE_POLICY = email.policy.compat32.clone(linesep="\r\n")
 
-# Headers build_message sets itself; extra headers may not replace them.
+# Headers build_mail sets itself; extra headers may not replace them.
 _MANAGED_HEADERS = frozenset(
     {
         "from",
@@ -73,56 +72,89 @@ class OutgoingMail:
     headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
-def build_message(mail: OutgoingMail, *, message_id_domain: str) -> Message:
-    """Raises ValueError on a line break (CR, LF, ...) in any header, on a bad address,
-    and on an extra header that would replace one set here."""
-    text = _part(mail.text, "plain")
-    if mail.html is None:
-        msg: Message = text
-    else:
-        html = _part(mail.html, "html")
-        for part in (text, html):
-            del part["MIME-Version"]  # said once, on the whole message
-        # A boundary of our own: the stdlib would make a random one and compile a
-        # regex to check that no body contains it. "=_" never occurs in
-        # quoted-printable text ("=" is always "=XX" there), so this one cannot.
-        msg = MIMEMultipart(
-            "alternative", boundary=f"=_{secrets.token_hex(16)}", _subparts=[text, html]
-        )
-    msg["From"] = _sender_header(mail.sender)
-    msg["To"] = _address_header("To", mail.to)
-    _set_text(msg, "Subject", mail.subject)
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=_no_newlines("domain", message_id_domain))
-    msg["Auto-Submitted"] = "auto-generated"
-    for name, value in mail.headers.items():
-        if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
-            raise ValueError(f"header name not allowed: {name!r}")
-        del msg[name]
-        _set_text(msg, name, value)
-    return msg
-
-
-def as_wire(msg: Message) -> bytes:
-    """The bytes an SMTP server receives (CRLF line ends, 7-bit)."""
-    return msg.as_bytes(policy=WIRE_POLICY)
-
-
 @attrs.frozen
 class WireMail:
-    """A mail as it goes out over SMTP: its envelope, and the message's bytes.
-
-    Made where the mail is built, so that flattening the message (the largest part
-    of sending one) happens while the sender waits for the server's replies."""
+    """A mail as it goes out over SMTP: its envelope, and the message's bytes."""
 
     sender: str
     recipient: str
     data: bytes
 
-    @classmethod
-    def of(cls, msg: Message) -> WireMail:
-        """A message build_message made (one From, one To, no Bcc)."""
-        return cls(_envelope(str(msg["From"])), _envelope(str(msg["To"])), as_wire(msg))
+
+def build_mail(mail: OutgoingMail, *, message_id_domain: str) -> WireMail:
+    """Raises ValueError on a line break (CR, LF, ...) in any header, on a bad address,
+    and on an extra header that would replace one set here."""
+    sender = _sender_header(mail.sender)
+    to = _address_header("To", mail.to)
+    headers: dict[str, tuple[str, str]] = {}  # by lowercased name: (name, value)
+
+    def put(name: str, value: str) -> None:
+        headers[name.lower()] = (name, _no_newlines(name, value))
+
+    if mail.html is None:
+        put("MIME-Version", "1.0")
+        put("Content-Type", _TEXT_TYPES["plain"])
+        put("Content-Transfer-Encoding", "quoted-printable")
+        body = _quoted_printable(mail.text)
+    else:
+        # "=_" never occurs in quoted-printable text ("=" is always "=XX" there), so
+        # no body can contain this boundary.
+        boundary = f"=_{secrets.token_hex(16)}".encode("ascii")
+        put("Content-Type", f'multipart/alternative; boundary="{boundary.decode()}"')
+        put("MIME-Version", "1.0")
+        body = b"".join(
+            [
+                *(
+                    b"--" + boundary + _CRLF + _part_headers(subtype) + _quoted_printable(text)
+                    + _CRLF
+                    for subtype, text in (("plain", mail.text), ("html", mail.html))
+                ),
+                b"--" + boundary + b"--" + _CRLF,
+            ]
+        )  # fmt: skip
+    put("From", sender)
+    put("To", to)
+    put("Subject", mail.subject)
+    put("Date", format_datetime(datetime.now(UTC)))
+    put("Message-ID", make_msgid(domain=_no_newlines("domain", message_id_domain)))
+    put("Auto-Submitted", "auto-generated")
+    for name, value in mail.headers.items():
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
+            raise ValueError(f"header name not allowed: {name!r}")
+        headers.pop(name.lower(), None)  # replaced (Auto-Submitted), at the end
+        put(name, value)
+    head = b"".join(_header_line(name, value) for name, value in headers.values())
+    return WireMail(_envelope(sender), _envelope(to), head + _CRLF + body)
+
+
+_CRLF = b"\r\n"
+_TEXT_TYPES = {subtype: f'text/{subtype}; charset="utf-8"' for subtype in ("plain", "html")}
+# The longest header line written as it is; longer ones are folded.
+_MAX_HEADER_LINE = 78
+
+
+@functools.cache
+def _part_headers(subtype: str) -> bytes:
+    return (
+        f"Content-Type: {_TEXT_TYPES[subtype]}\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii")
+
+
+def _quoted_printable(text: str) -> bytes:
+    """The text with CRLF line ends, quoted-printable, its last line ended."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not lines.endswith("\n"):
+        lines += "\n"
+    return binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), istext=True)
+
+
+def _header_line(name: str, value: str) -> bytes:
+    if value.isascii() and len(name) + 2 + len(value) <= _MAX_HEADER_LINE:
+        return f"{name}: {value}\r\n".encode("ascii")
+    # Long or not ASCII: folded, and RFC 2047-encoded when not ASCII, by the stdlib.
+    folded: str | Header = value if value.isascii() else Header(value, _UTF8, header_name=name)
+    return WIRE_POLICY.fold_binary(name, folded)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,29 +163,14 @@ def _sender_envelope(value: str) -> str:
 
 
 def _envelope(value: str) -> str:
-    """The bare address of an address header build_message wrote."""
+    """The bare address of an address header written here."""
     return value if _PLAIN_ADDRESS.fullmatch(value) else _sender_envelope(value)
-
-
-def _part(body: str, subtype: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(body if body.endswith("\n") else body + "\n", _UTF8)  # ends its last line
-    return part
 
 
 def _no_newlines(what: str, value: str) -> str:
     if any(char in _LINE_BREAKS for char in value):
         raise ValueError(f"{what} must not contain line breaks")
     return value
-
-
-def _set_text(msg: Message, name: str, value: str) -> None:
-    """Unstructured header text, RFC 2047-encoded (and folded) when not ASCII."""
-    if _no_newlines(name, value).isascii():
-        msg[name] = value
-    else:
-        # compat32 messages take Header objects (typeshed says str only).
-        msg[name] = Header(value, _UTF8, header_name=name)  # type: ignore[assignment]
 
 
 @functools.lru_cache(maxsize=8)
