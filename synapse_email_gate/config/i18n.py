@@ -213,7 +213,9 @@ class Translations:
             found = self.known(candidate)
             if found:
                 return found
-        for candidate in accepted_languages(accept or ""):
+        if not accept:
+            return self.default
+        for candidate in accepted_languages(accept):
             found = self.known(candidate) or self.known(candidate.split("-", 1)[0])
             if found:
                 return found

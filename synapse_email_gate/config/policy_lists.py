@@ -8,6 +8,7 @@ pattern is refused with the key and the entry named.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import attrs
@@ -147,6 +148,8 @@ class RateLimits:
         return self.per_network or _network_limit(self.per_ip)
 
 
+# Cached: the request path asks for these on every request; Buckets are immutable.
+@functools.lru_cache(maxsize=64)
 def _domain_limit(global_: Bucket) -> Bucket:
     return Bucket(
         burst=max(FLOOR.burst, int(global_.burst * DOMAIN_SHARE_OF_GLOBAL)),
@@ -154,6 +157,7 @@ def _domain_limit(global_: Bucket) -> Bucket:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _network_limit(per_ip: Bucket) -> Bucket:
     return Bucket(
         burst=max(FLOOR.burst, per_ip.burst * NETWORK_CLIENTS),

@@ -59,7 +59,21 @@ def _ipv4_value(text: str) -> int | None:
 
 def _canonical(text: str) -> tuple[str, int, int] | None:
     """(the address written canonically, its version, its number), or None when
-    ``text`` is not an address."""
+    ``text`` is not an address. Remembered for the last few thousand texts: a
+    request reads its peer, its forwarded hops and its client address again."""
+    if text in _CANONICAL:
+        return _CANONICAL[text]
+    if len(_CANONICAL) >= _CANONICAL_SIZE:
+        _CANONICAL.clear()
+    found = _CANONICAL[text] = _read_address(text)
+    return found
+
+
+_CANONICAL: dict[str, tuple[str, int, int] | None] = {}
+_CANONICAL_SIZE = 4096
+
+
+def _read_address(text: str) -> tuple[str, int, int] | None:
     value = _ipv4_value(text)
     if value is not None:
         return text, 4, value
