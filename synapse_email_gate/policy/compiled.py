@@ -38,6 +38,12 @@ class Policy:
     # When the next ban entry runs out; the policy must be rebuilt then.
     next_expiry_ts: int | None = None
     room_rules: RoomRules = attrs.field(factory=RoomRules.empty)
+    # Verdicts of this policy (it never changes) for the names asked lately: a
+    # request is vetted on the early path and again in `submit`, and RE2 releases
+    # the GIL for every match, which costs a thread switch on a busy process.
+    _username_verdicts: dict[str, str | None] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     @staticmethod
     def build(
@@ -82,6 +88,15 @@ class Policy:
 
     def username_ban(self, localpart: str) -> str | None:
         """The ban pattern (or policy room rule) a localpart matches, if any."""
+        verdicts = self._username_verdicts
+        if localpart in verdicts:
+            return verdicts[localpart]
+        if len(verdicts) >= _REMEMBERED_VERDICTS:
+            verdicts.clear()
+        verdict = verdicts[localpart] = self._username_ban(localpart)
+        return verdict
+
+    def _username_ban(self, localpart: str) -> str | None:
         pattern = self.usernames.first_match(localpart)
         if pattern is not None:
             return pattern
@@ -99,6 +114,9 @@ class Policy:
     def email_ban(self, email: ParsedEmail) -> str | None:
         """An individual ban: never said to the requester."""
         return self.emails.first_match(email)
+
+
+_REMEMBERED_VERDICTS = 4096
 
 
 def _active(now_ms: int, lists: Iterable[tuple[BanEntry, ...]]) -> list[str]:
