@@ -150,7 +150,11 @@ class LivePolicy:
         return reloaded
 
     def set_stored(self, lists: PolicyLists) -> None:
-        """The bans moderators added through the admin API (validated when added)."""
+        """The bans moderators added through the admin API (validated when added).
+        The same lists again (at start there are often none) change nothing: the
+        patterns are not compiled again beside the ones in force."""
+        if lists == self._stored_lists:
+            return
         self._stored_lists = lists
         self._rebuild()
 

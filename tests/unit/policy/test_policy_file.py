@@ -297,6 +297,26 @@ def test_refused_reload_keeps_the_previous_policy(tmp_path: Path) -> None:
     assert live.current.username_ban("admin") == "admin"  # homeserver.yaml's bans stay
 
 
+def test_the_same_stored_bans_again_keep_the_compiled_policy(tmp_path: Path) -> None:
+    """At start (and after every reload signal) the stored bans are read again; when
+    they did not change the patterns are not compiled again beside those in force."""
+    path = write(tmp_path, "banned_usernames: ['^spam']\n")
+    live = LivePolicy(PolicyLists(), path, lambda: NOW)
+    before = live.current
+    live.set_stored(PolicyLists())
+    assert live.current is before
+    stored = lists({"banned_usernames": ["^eggs"]})
+    live.set_stored(stored)
+    assert live.current is not before
+    assert live.current.username_ban("eggsy") == "^eggs"
+    assert live.current.username_ban("spammer") == "^spam"
+    now_in_force = live.current
+    live.set_stored(lists({"banned_usernames": ["^eggs"]}))  # equal, not the same object
+    assert live.current is now_in_force
+    live.set_stored(PolicyLists())
+    assert live.current.username_ban("eggsy") is None
+
+
 def test_a_bad_policy_file_at_start_up_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "banned_ips: [nonsense]\n")
     with pytest.raises(ConfigError) as info:
