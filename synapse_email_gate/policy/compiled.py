@@ -97,9 +97,12 @@ class Policy:
         return verdict
 
     def _username_ban(self, localpart: str) -> str | None:
-        pattern = self.usernames.first_match(localpart)
-        if pattern is not None:
-            return pattern
+        if self.usernames.sources:
+            pattern = self.usernames.first_match(localpart)
+            if pattern is not None:
+                return pattern
+        if not self.room_rules.rules:
+            return None
         rule = self.room_rules.first_match(localpart)
         return None if rule is None else rule.describe()
 

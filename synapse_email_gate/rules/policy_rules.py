@@ -169,6 +169,11 @@ class RoomRules:
     def __len__(self) -> int:
         return len(self.rules)
 
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The texts of the compiled patterns, one per distinct glob."""
+        return self._patterns.sources
+
     def matching(self, localpart: str) -> list[RoomRule]:
         """Every rule that bans this localpart, in the order the rooms gave them."""
         if not self.rules:
@@ -177,5 +182,10 @@ class RoomRules:
         return [self.rules[i] for i in sorted({o for p in found for o in self._owners[p]})]
 
     def first_match(self, localpart: str) -> RoomRule | None:
-        found = self.matching(localpart)
-        return found[0] if found else None
+        """The first rule (in the rooms' order) that bans this localpart."""
+        if not self.rules:
+            return None
+        found = self._patterns.match_indices(f"@{localpart}:{self.server_name}")
+        if not found:
+            return None
+        return self.rules[min(owner for p in found for owner in self._owners[p])]

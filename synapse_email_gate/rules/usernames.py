@@ -181,6 +181,8 @@ class PatternSet:
             return []
         found = self._set.Match(text) or []
         sentinel = len(self.sources)
+        if len(found) == 1 and found[0] == sentinel:  # most texts: nothing found
+            return []
         if sentinel not in found:
             raise PatternMatchError(
                 f"RE2 ran out of memory matching {len(self)} patterns against {len(text)} chars"
