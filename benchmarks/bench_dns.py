@@ -117,12 +117,12 @@ def run(ctx: Context) -> list[Result]:
     return [
         Result(
             "dns",
-            "cached DNS verdicts per request (3 zones + mail domain), in process",
+            "cached DNS verdicts per request (3 zones + mail domain), in process (context)",
             fmt_us(median(cost)),
             "—",
             None,
-            "≤ 50 µs (under 1% of a request)",
-            median(cost) <= 50e-6,
+            "context (the verdict is the latency ratio below)",
+            None,
             "no HTTP, no Synapse: the part of a request the checks add once cached",
             {"seconds": cost},
         ),
