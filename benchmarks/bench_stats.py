@@ -5,10 +5,10 @@ Module: the transactions of storage/stats.py on a database seeded like
 bench_history's (plus tokens and token uses), without Synapse. Figures: the
 first look at the week (every bucket counted: what a process pays once after a
 start) and a later look (only the open bucket counted; the buckets that are over
-are kept in memory by moderation/stats.py). Target: a later look at the week
-≤ 100 ms.
+are kept in memory by moderation/stats.py).
 
-Baseline: the obvious query, one GROUP BY over the whole window per table.
+The floor: the obvious query, one GROUP BY over the whole window per table, on
+the same rows in the same run. Verdict: a later look at most 0.1x of it.
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ def run(ctx: Context) -> list[Result]:
                 f"{fmt_ms(later)} (first look {fmt_ms(first)})",
                 f"GROUP BY {fmt_ms(grouped)}",
                 later / grouped,
-                "later look ≤ 100 ms",
-                later <= 0.1,
-                "module: COUNT per bucket, buckets that are over kept in memory",
+                "later look ≤ 0.1x the GROUP BY",
+                later <= 0.1 * grouped,
+                "module: COUNT per bucket, buckets that are over kept in memory; the floor, "
+                "one GROUP BY over the same rows, measured in the same run",
                 figures,
             )
         )

@@ -182,10 +182,10 @@ class RoomRules:
         return [self.rules[i] for i in sorted({o for p in found for o in self._owners[p]})]
 
     def first_match(self, localpart: str) -> RoomRule | None:
-        """The first rule (in the rooms' order) that bans this localpart."""
+        """The first rule (in the rooms' order) that bans this localpart. The patterns
+        are listed in the order of their first rules, so the earliest pattern found
+        names it."""
         if not self.rules:
             return None
-        found = self._patterns.match_indices(f"@{localpart}:{self.server_name}")
-        if not found:
-            return None
-        return self.rules[min(owner for p in found for owner in self._owners[p])]
+        pattern = self._patterns.first_index(f"@{localpart}:{self.server_name}")
+        return None if pattern is None else self.rules[self._owners[pattern][0]]

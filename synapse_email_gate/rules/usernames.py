@@ -177,6 +177,21 @@ class PatternSet:
 
     def match_indices(self, text: str) -> list[int]:
         """Indices (into ``sources``) of every pattern found in ``text``, ascending."""
+        found = self._found(text)
+        return sorted(found) if len(found) > 1 else found
+
+    def first_index(self, text: str) -> int | None:
+        """The index of the earliest-listed pattern found in ``text``, or ``None``."""
+        found = self._found(text)
+        return min(found) if found else None
+
+    def first_match(self, text: str) -> str | None:
+        """The earliest-listed pattern found in ``text``, or ``None``."""
+        index = self.first_index(text)
+        return None if index is None else self.sources[index]
+
+    def _found(self, text: str) -> list[int]:
+        """Indices of the patterns found in ``text``, in no order (the sentinel left out)."""
         if self._set is None:
             return []
         found = self._set.Match(text) or []
@@ -187,12 +202,7 @@ class PatternSet:
             raise PatternMatchError(
                 f"RE2 ran out of memory matching {len(self)} patterns against {len(text)} chars"
             )
-        return sorted(index for index in found if index != sentinel)
-
-    def first_match(self, text: str) -> str | None:
-        """The earliest-listed pattern found in ``text``, or ``None``."""
-        indices = self.match_indices(text)
-        return self.sources[indices[0]] if indices else None
+        return [index for index in found if index != sentinel]
 
     def matches(self, text: str) -> bool:
         return bool(self.match_indices(text))
@@ -309,25 +319,15 @@ class UsernamePatterns(PatternSet):
         return cls(sources, regex_set, fold=lookalikes == "all")
 
     def match_indices(self, text: str) -> list[int]:
-        if self._set is None:
-            return []
-        raw = self._raw_indices(text)
         if not self._fold:
-            return sorted(raw) if len(raw) > 1 else raw
-        found = set(raw)
+            return super().match_indices(text)
+        found = set(self._found(text))
         for reading in fold_name(text):
-            found.update(self._raw_indices(reading))
+            found.update(self._found(reading))
         return sorted(found)
 
-    def _raw_indices(self, text: str) -> list[int]:
-        """Indices into sources of the patterns found in `text` (the sentinel left out)."""
-        assert self._set is not None
-        found = self._set.Match(text) or []
-        sentinel = len(self.sources)
-        if len(found) == 1 and found[0] == sentinel:
-            return []
-        if sentinel not in found:
-            raise PatternMatchError(
-                f"RE2 ran out of memory matching {len(self)} patterns against {len(text)} chars"
-            )
-        return [index for index in found if index != sentinel]
+    def first_index(self, text: str) -> int | None:
+        if not self._fold:
+            return super().first_index(text)
+        indices = self.match_indices(text)
+        return indices[0] if indices else None

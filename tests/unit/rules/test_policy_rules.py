@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from synapse_email_gate.rules.policy_rules import (
     EVERYONE,
     NOT_A_USER,
@@ -87,3 +90,29 @@ def test_no_rules_match_nothing() -> None:
 
 def test_an_entity_no_matrix_id_can_hold_is_not_a_rule() -> None:
     assert rule("@a\udc00:test.local") is None
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "@spam*:test.local",
+                "@spammer:test.local",
+                "@*bot:test.local",
+                "@sp?m*:test.local",
+                "@eve:test.local",
+                "@*:other.example",
+                "@s*:test.local",
+                "@spam*:test.local",
+            ]
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(["spam", "spammer", "spambot", "eve", "alice", "sxam1", "bot"]),
+)
+def test_the_first_rule_is_the_first_of_all_the_matching_ones(
+    entities: list[str], localpart: str
+) -> None:
+    rules = compiled(*entities)
+    every = rules.matching(localpart)
+    assert rules.first_match(localpart) == (every[0] if every else None)
