@@ -95,6 +95,16 @@ def registered(response: Any) -> bool:
     return isinstance(response, RegisterResponse)
 
 
+def surge(synapse: SynapseServer, token: str) -> dict[str, Any]:
+    """The surge switch's state, as `GET admin/surge` gives it to ``token``."""
+    answer = http.get(
+        synapse.gate_url + "admin/surge", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status == 200, answer
+    state: dict[str, Any] = answer.json()
+    return state
+
+
 # --- what happened after the answer ------------------------------------------
 
 

@@ -19,7 +19,7 @@ from synapse_email_gate.rules import proof_of_work
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask_from, request_outcome, scrape, value
+from tests.integration.helpers import ask_from, request_outcome, scrape, surge, value
 from tests.integration.matrix import MatrixUser, wait_for_bot_line, wait_until
 from tests.integration.test_cli import as_json, cli, ok
 
@@ -63,15 +63,6 @@ def mod(synapse: SynapseServer) -> MatrixUser:
 def room(synapse: SynapseServer, mod: MatrixUser) -> str:
     room_id = mod.open_moderation_room()
     return room_id
-
-
-def surge(synapse: SynapseServer, token: str) -> dict[str, Any]:
-    answer = http.get(
-        synapse.gate_url + "admin/surge", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert answer.status == 200, answer
-    state: dict[str, Any] = answer.json()
-    return state
 
 
 def switch(synapse: SynapseServer, token: str, body: dict[str, Any]) -> http.Response:

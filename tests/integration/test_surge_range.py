@@ -17,7 +17,7 @@ import pytest
 from tests.harness import http
 from tests.harness.smtp import SmtpCatcher
 from tests.harness.synapse import SynapseServer
-from tests.integration.helpers import ask_from, scrape, value
+from tests.integration.helpers import ask_from, scrape, surge, value
 from tests.integration.matrix import wait_until
 from tests.integration.test_cli import cli, ok
 
@@ -46,15 +46,6 @@ def gate_config() -> dict[str, Any]:
             "check_interval": "1s",
         },
     }
-
-
-def surge(synapse: SynapseServer, token: str) -> dict[str, Any]:
-    answer = http.get(
-        synapse.gate_url + "admin/surge", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert answer.status == 200, answer
-    state: dict[str, Any] = answer.json()
-    return state
 
 
 def surge_audit(synapse: SynapseServer, token: str) -> list[dict[str, Any]]:
